@@ -1,0 +1,55 @@
+"""Configuration: nameko-style YAML with ``${ENV:default}`` substitution.
+
+Services get this dict from nameko itself; CLIs load it with :func:`load_config` so both read
+the same files the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nameko.cli.main import setup_yaml_parser
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_CONFIG = CONFIG_DIR / "master.yaml"
+
+#: Defaults for every setting a deployment may leave out of its YAML.
+DEFAULTS: dict[str, Any] = {
+    "AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/",
+    "DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/piw",
+    "WWW": "./var/www",
+    "UPSTREAM": "https://pypi.org",
+    "HOLD_SECONDS": 300,
+    "POLL_INTERVAL": 10,
+    "UPSTREAM_TIMEOUT": 60,
+    "BACKOFF_MAX": 300,
+}
+
+_parser_ready = False
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Read a config file (default ``config/master.yaml``), applying env substitution."""
+    global _parser_ready
+    if not _parser_ready:
+        setup_yaml_parser()
+        _parser_ready = True
+    path = Path(path or os.environ.get("PIW_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SystemExit(f"cannot read config file {path}: {exc.strerror}") from exc
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"config file {path} must hold a mapping, not {type(data).__name__}")
+    return with_defaults(data)
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill the settings a config leaves out; services call this on nameko's config too."""
+    merged = dict(DEFAULTS)
+    merged.update({k: v for k, v in config.items() if v is not None})
+    return merged

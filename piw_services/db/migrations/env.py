@@ -1,0 +1,20 @@
+"""Alembic environment: the URL comes from piw's config (see piw_services.db.alembic_config)."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from piw_services.db.models import Base
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,141 @@
+"""The PostgreSQL schema. Migrations under ``migrations/`` must match these models.
+
+Order keys (``*_k``) are (timestamp, serial) packed into one bigint: see reorderer/parse.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UpstreamState(Base):
+    """Where we are in upstream's changelog, and the newest upstream time seen (one row)."""
+
+    __tablename__ = "upstream_state"
+    __table_args__ = (CheckConstraint("id = 1", name="upstream_state_single_row"),)
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=1)
+    last_serial: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_ts: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class UpstreamRow(Base):
+    """Every valid changelog row, keyed by serial; ``applied`` is false while it is held."""
+
+    __tablename__ = "upstream_rows"
+    __table_args__ = (
+        Index("upstream_rows_pending", "k", postgresql_where=text("NOT applied")),
+    )
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    k: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(Text)
+    package: Mapped[str] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str | None] = mapped_column(Text)
+    pyver: Mapped[str | None] = mapped_column(Text)
+    old_name: Mapped[str | None] = mapped_column(Text)
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MalformedRow(Base):
+    """Rows we could not use: kept with the reason so operators can look at them."""
+
+    __tablename__ = "malformed_rows"
+    __table_args__ = (
+        Index("malformed_rows_serial", "serial", unique=True,
+              postgresql_where=text("serial IS NOT NULL")),
+        Index("malformed_rows_raw", text("md5(raw)"), unique=True,
+              postgresql_where=text("serial IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    serial: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+
+
+class Package(Base):
+    __tablename__ = "packages"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)  # PEP 503 canonical
+    display_name: Mapped[str] = mapped_column(Text)
+    display_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    deleted_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    quarantine_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        ForeignKeyConstraint(["package"], ["packages.name"], ondelete="CASCADE"),
+    )
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    deleted_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    release_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    yank_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False)
+    yanked_reason: Mapped[str | None] = mapped_column(Text)
+    requires_python: Mapped[str | None] = mapped_column(Text)
+
+
+class UpstreamFile(Base):
+    __tablename__ = "upstream_files"
+    __table_args__ = (
+        ForeignKeyConstraint(["package", "version"], ["versions.package", "versions.version"],
+                             ondelete="CASCADE"),
+    )
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    filename: Mapped[str] = mapped_column(Text, primary_key=True)
+    pyver: Mapped[str | None] = mapped_column(Text)
+    added_k: Mapped[int] = mapped_column(BigInteger, default=0)
+    removed_k: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Outbox(Base):
+    """Ordered event batches, written in the same transaction as the change they describe."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    events: Mapped[list] = mapped_column(JSONB)
+    count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsumerMark(Base):
+    """Per consumer, the highest outbox seq it has applied (its high-water mark)."""
+
+    __tablename__ = "consumer_marks"
+    consumer: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now())

@@ -1,0 +1,22 @@
+"""Package names: PEP 503 canonical form and the validity rule PyPI enforces (PEP 508)."""
+
+from __future__ import annotations
+
+import re
+
+from packaging.utils import canonicalize_name
+
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
+MAX_NAME_LENGTH = 200
+
+
+def is_valid_name(name: object) -> bool:
+    """True when *name* is a project name pip could ask for (ASCII, no spaces)."""
+    return (
+        isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and bool(_VALID_NAME.match(name))
+    )
+
+
+def canonical(name: str) -> str:
+    """The PEP 503 form under which every spelling of a name is one project."""
+    return str(canonicalize_name(name))

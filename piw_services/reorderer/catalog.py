@@ -1,0 +1,253 @@
+"""The catalog as last-writer-wins registers with tombstones (reorderer contract point 2).
+
+Every fact keeps the order key ``k`` (see :mod:`.parse`) of the newest row that created it and
+of the newest row that deleted it; a fact holds when its creation is newer than every deletion
+that covers it (its own, its version's, its package's). Applying a row is therefore commutative
+and idempotent: the catalog is the same whatever the arrival order, and equals applying the log
+sorted by (timestamp, serial). A package's *life* is the key of its newest deletion: facts of an
+older life can never come back.
+
+:func:`apply_rows` also returns the ordered events: the differences each row made to what
+consumers can see, so a late row that changes nothing emits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from piw_services.reorderer.parse import CREATING, K_SCALE, Kind, Row
+
+SOURCE_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
+
+
+def is_source_file(filename: str, pyver: str | None) -> bool:
+    """Whether a file is an sdist, the thing our builders build from."""
+    return pyver == "source" or (pyver is None and filename.endswith(SOURCE_SUFFIXES))
+
+
+def timestamp_of(k: int) -> int:
+    return k // K_SCALE
+
+
+@dataclass(slots=True)
+class FileState:
+    pyver: str | None = None
+    added_k: int = 0
+    removed_k: int = 0
+
+
+@dataclass(slots=True)
+class VersionState:
+    created_k: int = 0
+    deleted_k: int = 0
+    release_k: int = 0  # newest "new release" row: the release time we show
+    yank_k: int = 0
+    yanked: bool = False
+    yanked_reason: str | None = None
+    requires_python: str | None = None
+    files: dict[str, FileState] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PackageState:
+    name: str  # canonical
+    display_name: str = ""
+    display_k: int = 0
+    created_k: int = 0
+    deleted_k: int = 0
+    quarantine_k: int = 0
+    quarantined: bool = False
+    versions: dict[str, VersionState] = field(default_factory=dict)
+    dirty: bool = False
+    dirty_versions: set[str] = field(default_factory=set)
+    dirty_files: set[tuple[str, str]] = field(default_factory=set)
+
+    # -- derived truth -------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.created_k > self.deleted_k
+
+    @property
+    def life(self) -> int:
+        return self.deleted_k
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.quarantined and self.quarantine_k > self.deleted_k
+
+    def floor(self, v: VersionState) -> int:
+        """The newest deletion covering version *v*: its facts must be newer than this."""
+        return max(v.deleted_k, self.deleted_k)
+
+    def version_alive(self, v: VersionState) -> bool:
+        return v.created_k > self.floor(v)
+
+    def file_alive(self, v: VersionState, f: FileState) -> bool:
+        return f.added_k > max(f.removed_k, self.floor(v))
+
+    def version_yanked(self, v: VersionState) -> bool:
+        return v.yanked and v.yank_k > self.floor(v)
+
+    def live_files(self, v: VersionState) -> dict[str, FileState]:
+        return {fn: f for fn, f in v.files.items() if self.file_alive(v, f)}
+
+    def unbuildable_reason(self, v: VersionState) -> str | None:
+        """None when upstream has a source file for *v*; else why it cannot be built."""
+        files = self.live_files(v)
+        if not files:
+            return "no files upstream"
+        if any(is_source_file(fn, f.pyver) for fn, f in files.items()):
+            return None
+        return "binary-only: no source file upstream"
+
+    # -- mutation ------------------------------------------------------------------------
+    def version(self, version: str) -> VersionState:
+        v = self.versions.get(version)
+        if v is None:
+            v = self.versions[version] = VersionState()
+        self.dirty_versions.add(version)
+        return v
+
+
+def _apply(pkg: PackageState, row: Row, kind: Kind) -> None:
+    k = row.k
+    if kind in CREATING:
+        if k > pkg.created_k:
+            pkg.created_k = k
+        if k > pkg.display_k:
+            pkg.display_k, pkg.display_name = k, row.name
+        pkg.dirty = True
+    if kind is Kind.REMOVE_PROJECT:
+        if k > pkg.deleted_k:
+            pkg.deleted_k = k
+            pkg.dirty = True
+        return
+    if kind in (Kind.QUARANTINE, Kind.UNQUARANTINE):
+        if k > pkg.quarantine_k:
+            pkg.quarantine_k, pkg.quarantined = k, kind is Kind.QUARANTINE
+            pkg.dirty = True
+        return
+    if row.version is None:  # CREATE / RENAME
+        return
+    v = pkg.version(row.version)
+    if kind in (Kind.RELEASE, Kind.ADD_FILE):
+        v.created_k = max(v.created_k, k)
+    if kind is Kind.RELEASE:
+        v.release_k = max(v.release_k, k)
+    elif kind is Kind.REMOVE_RELEASE:
+        v.deleted_k = max(v.deleted_k, k)
+    elif kind in (Kind.YANK, Kind.UNYANK):
+        if k > v.yank_k:
+            v.yank_k, v.yanked = k, kind is Kind.YANK
+    elif kind in (Kind.ADD_FILE, Kind.REMOVE_FILE):
+        assert row.filename is not None
+        f = v.files.get(row.filename)
+        if f is None:
+            f = v.files[row.filename] = FileState(pyver=row.pyver)
+        if kind is Kind.ADD_FILE:
+            if k > f.added_k:
+                f.added_k = k
+                f.pyver = row.pyver
+        else:
+            f.removed_k = max(f.removed_k, k)
+        pkg.dirty_files.add((row.version, row.filename))
+
+
+def targets(row: Row) -> list[tuple[str, Kind]]:
+    """The (package, effect) pairs a row has: a rename also removes the old name."""
+    if row.kind is Kind.RENAME and row.old_name and row.old_name != row.package:
+        return [(row.old_name, Kind.REMOVE_PROJECT), (row.package, Kind.RENAME)]
+    return [(row.package, row.kind)]
+
+
+# -- what consumers see ------------------------------------------------------------------
+def _version_view(pkg: PackageState, v: VersionState) -> tuple[Any, ...] | None:
+    if not pkg.version_alive(v):
+        return None
+    reason = pkg.unbuildable_reason(v)
+    return (
+        pkg.floor(v),
+        pkg.version_yanked(v),
+        v.yanked_reason if pkg.version_yanked(v) else None,
+        reason,
+        frozenset((fn, f.pyver) for fn, f in pkg.live_files(v).items()),
+    )
+
+
+def _snapshot(pkg: PackageState, versions: Iterable[str]) -> tuple[Any, dict[str, Any]]:
+    head = (pkg.alive, pkg.display_name, pkg.life, pkg.is_quarantined) if pkg.alive else None
+    return head, {ver: _version_view(pkg, pkg.versions[ver]) for ver in versions
+                  if ver in pkg.versions}
+
+
+def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[Any, dict]
+          ) -> Iterator[dict[str, Any]]:
+    base = {"package": pkg.name, "serial": row.serial, "timestamp": row.timestamp}
+    (head0, vers0), (head1, vers1) = before, after
+    if head0 and (not head1 or head1[2] != head0[2]):
+        yield {"type": "package_removed", **base, "life": head0[2]}
+        head0 = None
+        vers0 = {}
+    for ver, old in vers0.items():  # removals, children before parents
+        new = vers1.get(ver)
+        if old is None:
+            continue
+        if new is None or new[0] != old[0]:
+            yield {"type": "version_removed", **base, "version": ver}
+        else:
+            for fn, _ in old[4] - new[4]:
+                if fn not in {f for f, _ in new[4]}:
+                    yield {"type": "file_removed", **base, "version": ver, "filename": fn}
+    if head1 and not head0:
+        yield {"type": "package_added", **base, "display_name": head1[1], "life": head1[2]}
+    elif head1 and head0 and head1[1] != head0[1]:
+        yield {"type": "package_renamed", **base, "display_name": head1[1]}
+    if head1 and bool(head1[3]) != bool(head0 and head0[3]):
+        yield {"type": "package_quarantined" if head1[3] else "package_unquarantined", **base}
+    for ver, new in vers1.items():
+        if new is None:
+            continue
+        old = vers0.get(ver)
+        if old is not None and old[0] != new[0]:
+            old = None  # a new life of the version
+        v = pkg.versions[ver]
+        if old is None:
+            yield {"type": "version_added", **base, "version": ver, "life": new[0],
+                   "released": timestamp_of(v.release_k or v.created_k),
+                   "yanked": new[1], "yanked_reason": new[2],
+                   "buildable": new[3] is None, "unbuildable_reason": new[3]}
+            old_files: frozenset = frozenset()
+        else:
+            if old[1] != new[1]:
+                yield {"type": "version_yanked" if new[1] else "version_unyanked", **base,
+                       "version": ver, "reason": new[2]}
+            if old[3] != new[3]:
+                yield {"type": "version_buildable", **base, "version": ver,
+                       "buildable": new[3] is None, "unbuildable_reason": new[3]}
+            old_files = old[4]
+        for fn, pyver in sorted(new[4] - old_files):
+            yield {"type": "file_added", **base, "version": ver, "filename": fn, "pyver": pyver}
+
+
+def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """Apply *rows* (in the order given) to the loaded *packages*, returning the events.
+
+    *packages* must hold every package the rows touch (see :func:`targets`), with all of its
+    versions and files; missing ones are created empty.
+    """
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        for name, kind in targets(row):
+            pkg = packages.get(name)
+            if pkg is None:
+                pkg = packages[name] = PackageState(name=name)
+            whole = kind in (Kind.REMOVE_PROJECT, Kind.CREATE, Kind.RENAME) or row.version is None
+            scope = list(pkg.versions) if whole else [row.version]
+            before = _snapshot(pkg, scope)
+            _apply(pkg, row, kind)
+            if whole:
+                scope = list(pkg.versions)
+            events.extend(_diff(pkg, row, before, _snapshot(pkg, scope)))
+    return events

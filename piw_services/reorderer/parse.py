@@ -1,0 +1,183 @@
+"""Anchored parsing of upstream changelog rows (DESIGN.md, reorderer contract point 4).
+
+Every action is matched whole: ``remove Owner x`` is a role change, not a removal, and
+``add Owner filebot`` is not a file upload. Rows that do not fit are reported as
+:class:`Malformed` with a reason, never raised, so one bad row cannot stop the pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from piw_services.names import canonical, is_valid_name
+
+#: k = timestamp * K_SCALE + serial orders rows by (timestamp, serial) in one bigint.
+K_SCALE = 1_000_000_000
+MAX_SERIAL = K_SCALE - 1
+#: Rows stamped more than this far in the future of the wall clock are absurd.
+FUTURE_SLACK = 86_400
+MAX_VERSION_LENGTH = 128
+MAX_FILENAME_LENGTH = 255
+
+
+class Kind(enum.StrEnum):
+    CREATE = "create"
+    RELEASE = "new release"
+    ADD_FILE = "add file"
+    REMOVE_FILE = "remove file"
+    REMOVE_RELEASE = "remove release"
+    REMOVE_PROJECT = "remove project"
+    YANK = "yank release"
+    UNYANK = "unyank release"
+    RENAME = "rename from"
+    QUARANTINE = "project quarantined"
+    UNQUARANTINE = "project quarantine cleared"
+
+
+#: Kinds that make a package exist (a later one after a deletion starts a new life).
+CREATING = frozenset({Kind.CREATE, Kind.RELEASE, Kind.ADD_FILE, Kind.RENAME})
+#: Kinds that need a version.
+VERSIONED = frozenset(
+    {Kind.RELEASE, Kind.ADD_FILE, Kind.REMOVE_FILE, Kind.REMOVE_RELEASE, Kind.YANK, Kind.UNYANK}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One valid changelog row, parsed."""
+
+    serial: int
+    timestamp: int
+    name: str  # as upstream spelled it (the display name)
+    package: str  # PEP 503 canonical name
+    version: str | None
+    kind: Kind
+    filename: str | None = None
+    pyver: str | None = None
+    old_name: str | None = None  # for RENAME: the canonical name it was renamed from
+
+    @property
+    def k(self) -> int:
+        """Order key: (timestamp, serial) packed in one integer."""
+        return self.timestamp * K_SCALE + self.serial
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A valid row whose action does not change the catalog (roles, docs, metadata)."""
+
+    serial: int
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A row that cannot be used; ``serial`` is kept when it could be read."""
+
+    serial: int | None
+    reason: str
+    raw: object
+
+
+_SIMPLE = {
+    "create": Kind.CREATE,
+    "new release": Kind.RELEASE,
+    "remove release": Kind.REMOVE_RELEASE,
+    "remove project": Kind.REMOVE_PROJECT,
+    "yank release": Kind.YANK,
+    "unyank release": Kind.UNYANK,
+    "project quarantined": Kind.QUARANTINE,
+    "project quarantine cleared": Kind.UNQUARANTINE,
+}
+_ADD_FILE = re.compile(r"add (\S+) file (\S+)")
+_REMOVE_FILE = re.compile(r"remove file (\S+)")
+_RENAME = re.compile(r"rename from (\S+)")
+_IGNORED = [
+    # Roles and invitations: "add Owner x", "remove Maintainer x", "change Owner x to ..."
+    re.compile(r"\S+(?: \S+)? (?:Owner|Maintainer)\b.*"),
+    re.compile(r"(?:docupdate|docdestroy)"),
+    re.compile(r"(?:update|change) .*"),
+    re.compile(r"(?:add|remove) url .*"),
+]
+_BAD_TEXT = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _bad_text(value: str, limit: int) -> bool:
+    return not value or len(value) > limit or bool(_BAD_TEXT.search(value))
+
+
+def _as_serial(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SERIAL:
+        return value
+    return None
+
+
+def _as_timestamp(value: object, now: float) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    if isinstance(value, int) and 0 < value <= now + FUTURE_SLACK:
+        return value
+    return None
+
+
+def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malformed:
+    """Parse one ``(name, version, timestamp, action, serial)`` row from the changelog."""
+    if not isinstance(raw, list | tuple) or len(raw) != 5:
+        n = len(raw) if isinstance(raw, list | tuple) else None
+        serial = _as_serial(raw[-1]) if n else None
+        return Malformed(serial, f"expected 5 fields, got {n if n is not None else 'no list'}", raw)
+    name, version, timestamp, action, serial_raw = raw
+    serial = _as_serial(serial_raw)
+    if serial is None:
+        return Malformed(None, f"bad serial {serial_raw!r}", raw)
+    if not isinstance(action, str):
+        return Malformed(serial, f"action is {type(action).__name__}, not text", raw)
+    if not is_valid_name(name):
+        return Malformed(serial, f"invalid project name {name!r}", raw)
+    if version is not None and (not isinstance(version, str) or _bad_text(version, 128)):
+        return Malformed(serial, f"invalid version {version!r}", raw)
+    ts = _as_timestamp(timestamp, time.time() if now is None else now)
+    if ts is None:
+        return Malformed(serial, f"bad timestamp {timestamp!r}", raw)
+
+    kind = _SIMPLE.get(action)
+    filename = pyver = old_name = None
+    if kind is None:
+        if action == "remove":  # legacy: bare remove is a release or a whole project
+            kind = Kind.REMOVE_PROJECT if version is None else Kind.REMOVE_RELEASE
+        elif m := _ADD_FILE.fullmatch(action):
+            kind, pyver, filename = Kind.ADD_FILE, m.group(1), m.group(2)
+        elif m := _REMOVE_FILE.fullmatch(action):
+            kind, filename = Kind.REMOVE_FILE, m.group(1)
+        elif m := _RENAME.fullmatch(action):
+            if not is_valid_name(m.group(1)):
+                return Malformed(serial, f"invalid old name in {action!r}", raw)
+            kind, old_name = Kind.RENAME, canonical(m.group(1))
+        elif any(p.fullmatch(action) for p in _IGNORED):
+            return Ignored(serial, action)
+        else:
+            return Malformed(serial, f"unknown action {action[:200]!r}", raw)
+    if filename is not None and (
+        _bad_text(filename, MAX_FILENAME_LENGTH) or "/" in filename or "\\" in filename
+        or filename in (".", "..")
+    ):
+        return Malformed(serial, f"invalid filename in {action[:300]!r}", raw)
+    if kind in VERSIONED and version is None:
+        return Malformed(serial, f"{action!r} needs a version", raw)
+    if kind in (Kind.REMOVE_PROJECT, Kind.CREATE, Kind.RENAME, Kind.QUARANTINE,
+                Kind.UNQUARANTINE):
+        version = None  # project-level actions; PyPI sends None here
+    return Row(serial, ts, name, canonical(name), version, kind, filename, pyver, old_name)

@@ -1,0 +1,159 @@
+"""The reorderer's PostgreSQL pipeline: hold window, dedupe by serial, crash safety, outbox."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from piw_services.reorderer import store
+from piw_services.reorderer.parse import Row, parse_row
+from tests.conftest import reset_db
+from tests.reorderer.reference import fold_events, reference, view
+from tests.reorderer.strategies import logs
+
+NOW = 2_000_000_000
+FLUSH_ALL = -10**12  # a hold "window" that releases everything
+
+
+class Crash(Exception):
+    pass
+
+
+def catalog(session):
+    cur = session.connection().connection.dbapi_connection.cursor()
+    cur.execute("SELECT name FROM packages")
+    return view(store.load_packages(cur, [n for (n,) in cur.fetchall()]))
+
+
+def outbox_events(session):
+    rows = session.execute(text("SELECT events FROM outbox ORDER BY seq")).all()
+    return [e for (events,) in rows for e in events]
+
+
+def valid_rows(raw):
+    return [r for r in (parse_row(x, NOW) for x in raw) if isinstance(r, Row)]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(raw=logs(max_rows=30), data=st.data())
+def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, raw, data):
+    reset_db(db_engine)
+    hold = data.draw(st.sampled_from([0, 5, 30, 1000]), label="hold")
+    pos = 0
+    while pos < len(raw):
+        size = data.draw(st.integers(1, 8), label="batch")
+        batch = raw[pos:pos + size]
+        if data.draw(st.booleans(), label="re-read an earlier range too"):
+            batch = raw[max(0, pos - 3):pos] + batch
+        crash = data.draw(st.integers(0, 4), label="crash") == 4
+        with pytest.raises(Crash) if crash else _nothing(), db() as s, s.begin():
+            result = store.ingest(s, batch, hold, now=NOW)
+            if crash:
+                raise Crash  # dies before commit: nothing of this batch may remain
+        if not crash:
+            pos = min(pos + size, len(raw))
+            assert result.last_serial == raw[pos - 1][4]
+    with db() as s, s.begin():
+        store.flush(s, FLUSH_ALL, now=NOW)
+    with db() as s:
+        expected = reference(valid_rows(raw))
+        assert catalog(s) == expected
+        assert fold_events(outbox_events(s)) == expected
+        held = s.execute(text("SELECT count(*) FROM upstream_rows WHERE NOT applied")).scalar()
+        assert held == 0
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_hold_window_buffers_until_newer_rows_arrive(db):
+    with db() as s, s.begin():
+        r = store.ingest(s, [["pkg", "1.0", 1000, "new release", 1]], hold=300, now=NOW)
+        assert (r.applied, r.held) == (0, 1)
+        assert store.package_state(s, "pkg")["alive"] is False
+    with db() as s, s.begin():
+        r = store.ingest(s, [["other", None, 1299, "create", 2]], hold=300, now=NOW)
+        assert (r.applied, r.held) == (0, 2)  # 1000 is not older than 1299 - 300
+    with db() as s, s.begin():
+        r = store.ingest(s, [["other", None, 1301, "create", 3]], hold=300, now=NOW)
+        assert (r.applied, r.held) == (1, 2)
+        assert store.package_state(s, "PKG")["versions"].keys() == {"1.0"}
+
+
+def test_late_row_after_window_is_applied_not_dropped(db):
+    with db() as s, s.begin():
+        store.ingest(s, [["pkg", "1.0", 1000, "new release", 1],
+                         ["pkg", "2.0", 5000, "new release", 2]], hold=10, now=NOW)
+    with db() as s, s.begin():
+        # stamped long before the horizon: piwheels would drop it
+        r = store.ingest(s, [["pkg", "1.0", 1001, "remove release", 3]], hold=10, now=NOW)
+        assert r.applied == 1
+    with db() as s:  # 1.0 removed; 2.0 still held (5000 is inside the window)
+        assert store.package_state(s, "pkg")["versions"] == {}
+    with db() as s, s.begin():
+        store.flush(s, FLUSH_ALL, now=NOW)
+    with db() as s:
+        assert set(store.package_state(s, "pkg")["versions"]) == {"2.0"}
+
+
+def test_live_upstream_is_released_by_the_wall_clock(db):
+    with db() as s, s.begin():
+        r = store.ingest(s, [["pkg", "1.0", NOW - 60, "new release", 1]], hold=300, now=NOW)
+        assert r.held == 1
+    with db() as s, s.begin():
+        r = store.flush(s, hold=300, now=NOW + 241)
+        assert (r.applied, r.held) == (1, 0)
+
+
+def test_malformed_rows_are_recorded_and_skipped(db):
+    bad = [
+        ["pkg", "1.0", 1000, "new release"],  # wrong arity
+        ["pkg", "1.0", None, "new release", 2],  # null timestamp
+        ["pkg", "1.0", "yesterday", "new release", 3],
+        ["pkg with space", "1.0", 1000, "new release", 4],
+        ["pkg", "1.0", 1000, "frobnicate release", 5],
+        ["pkg", "1.0", 10**12, "new release", 6],  # absurd timestamp
+        ["pkg", "1.0", 1000, "new release", "7"],  # serial of the wrong type
+        ["pkg", "1.0", 1000, "add source file ../../etc/passwd", 8],
+        ["pkg", "1.0", 1000, "remove Owner someone", 9],  # valid, ignored: not a removal
+        ["pkg", "1.0", "1000", "new release", 10],  # numeric string timestamp: accepted
+    ]
+    with db() as s, s.begin():
+        r = store.ingest(s, bad, hold=FLUSH_ALL, now=NOW)
+        assert (r.malformed, r.ignored, r.applied, r.last_serial) == (8, 1, 1, 10)
+    with db() as s:
+        recorded = dict(s.execute(text("SELECT coalesce(serial, -1), reason FROM malformed_rows")
+                                  ).all())
+        assert set(recorded) == {-1, 2, 3, 4, 5, 6, 8}
+        assert "unknown action" in recorded[5]
+        assert store.package_state(s, "pkg")["versions"].keys() == {"1.0"}
+    with db() as s, s.begin():  # re-reading the same rows records nothing new
+        store.ingest(s, bad, hold=FLUSH_ALL, now=NOW)
+    with db() as s:
+        assert s.execute(text("SELECT count(*) FROM malformed_rows")).scalar() == 8
+
+
+def test_package_state_shape_and_spelling(db):
+    log = [["Foo_Bar", None, 100, "create", 1],
+           ["foo-bar", "1.0", 101, "new release", 2],
+           ["foo-bar", "1.0", 102, "add source file foo_bar-1.0.tar.gz", 3],
+           ["foo-bar", "2.0", 103, "add cp311 file foo_bar-2.0-cp311-cp311-linux_armv7l.whl", 4],
+           ["foo-bar", "1.0", 104, "yank release", 5]]
+    with db() as s, s.begin():
+        store.ingest(s, log, hold=FLUSH_ALL, now=NOW)
+    with db() as s:
+        state = store.package_state(s, "FOO.bar")
+    assert state["alive"] and state["name"] == "foo-bar" and state["display_name"] == "foo-bar"
+    v1, v2 = state["versions"]["1.0"], state["versions"]["2.0"]
+    assert v1["yanked"] and v1["buildable"] and v1["files"] == {
+        "foo_bar-1.0.tar.gz": {"pyver": "source"}}
+    assert not v2["yanked"] and not v2["buildable"]
+    assert v2["unbuildable_reason"].startswith("binary-only")
+    with db() as s:
+        assert store.package_state(s, "nope") == {"name": "nope", "alive": False, "versions": {}}
