@@ -10,8 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import yaml
-from nameko.cli.main import setup_yaml_parser
+
+with warnings.catch_warnings():  # nameko's CLI module imports pkg_resources
+    warnings.simplefilter("ignore")
+    from nameko.cli.main import setup_yaml_parser
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "master.yaml"

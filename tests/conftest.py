@@ -60,3 +60,139 @@ def db(db_engine):
     """A session factory on an empty catalog."""
     reset_db(db_engine)
     return sessionmaker(db_engine)
+
+
+# -- real processes ------------------------------------------------------------------------
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
+    """Poll *predicate* until it returns something truthy; fail with *what* after *timeout*."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # services still starting
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+class Processes:
+    """Starts named subprocesses, can SIGKILL and restart them, stops all at teardown."""
+
+    def __init__(self, tmp_path, env):
+        self.tmp, self.env, self.procs, self.cmds = tmp_path, env, {}, {}
+
+    def start(self, name, cmd):
+        self.cmds[name] = cmd
+        log = open(self.tmp / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, cwd=ROOT)
+        return self.procs[name]
+
+    def kill9(self, name):
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def restart(self, name):
+        return self.start(name, self.cmds[name])
+
+    def log(self, name):
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def piw_env(db_url, rabbit_config, tmp_path):
+    """Environment for piw processes: this test's vhost and database, a private www tree."""
+    env = dict(os.environ)
+    env.update({
+        "PIW_AMQP_URI": rabbit_config["AMQP_URI"],
+        "PIW_DB_URL": db_url,
+        "PIW_WWW": str(tmp_path / "www"),
+        "PIW_POLL_INTERVAL": "0.5",
+        "PIW_HOLD_SECONDS": "300",
+        "PIW_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@pytest.fixture
+def processes(piw_env, tmp_path, request):
+    procs = Processes(tmp_path, piw_env)
+    yield procs
+    procs.stop_all()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        for name in procs.procs:
+            print(f"----- {name} log -----\n{procs.log(name)[-5000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
+
+
+@pytest.fixture
+def fake_pypi(processes, piw_env, tmp_path):
+    """Start ``piw-fake-pypi`` on a free port: call with a list of event dicts."""
+
+    def start(events, page_size=50000, packages=None):
+        path = tmp_path / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+        port = free_port()
+        cmd = [str(BIN / "piw-fake-pypi"), "--events", str(path), "--port", str(port),
+               "--page-size", str(page_size)]
+        if packages:
+            cmd += ["--packages", str(packages)]
+        processes.start("fake-pypi", cmd)
+        url = f"http://127.0.0.1:{port}"
+        import requests
+
+        wait_for(lambda: requests.get(url + "/_control/stats", timeout=2).ok, 30,
+                 what="piw-fake-pypi to listen")
+        piw_env["PIW_UPSTREAM"] = url
+        return url
+
+    return start
+
+
+@pytest.fixture
+def rpc(rabbit_config):
+    """A standalone RPC proxy to the running services (as operators use from scripts)."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": rabbit_config["AMQP_URI"]}, timeout=30) as proxy:
+        yield proxy

@@ -1,0 +1,71 @@
+"""``piw-master``: every master service in one process, for operators and tests.
+
+For scaling out, run services separately instead: ``nameko run --config config/master.yaml
+piw_services.reorderer.service`` (any number of instances of any service).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import eventlet
+
+eventlet.monkey_patch()
+
+import logging.config  # noqa: E402
+
+from piw_services.config import load_config  # noqa: E402
+
+#: (name, "module:Class") of every master service that exists; later services add themselves.
+MASTER_SERVICES = {
+    "reorderer": "piw_services.reorderer.service:ReordererService",
+    "upstream": "piw_services.upstream.service:UpstreamService",
+}
+
+
+def service_classes(names: list[str]) -> list[type]:
+    import importlib
+
+    classes = []
+    for name in names:
+        module, _, attr = MASTER_SERVICES[name].partition(":")
+        classes.append(getattr(importlib.import_module(module), attr))
+    return classes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="piw-master", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", help="config file (default config/master.yaml)")
+    parser.add_argument("--only", action="append", choices=sorted(MASTER_SERVICES),
+                        help="run only this service (repeatable)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if "LOGGING" in config:
+        logging.config.dictConfig(config["LOGGING"])
+    else:
+        logging.basicConfig(level=logging.INFO)
+    names = args.only or list(MASTER_SERVICES)
+
+    from nameko.cli.run import run
+
+    from piw_services.db import SchemaNotCurrent, check_schema, make_engine
+
+    engine = make_engine(config["DB_URL"], pool_size=1)
+    try:
+        check_schema(engine)
+    except SchemaNotCurrent as exc:
+        print(f"piw-master: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    logging.getLogger("piw.master").info("starting services: %s", ", ".join(names))
+    run(service_classes(names), config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

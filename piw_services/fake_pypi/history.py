@@ -1,0 +1,154 @@
+"""A synthetic but realistic PyPI history, for replays in tests and benchmarks.
+
+Shaped like the real changelog: many packages, releases that come with their files, bursts in
+one second, stretches whose timestamps run backwards by hours to weeks (as in PyPI's early
+years), yanks, file and release removals, whole-project deletions, names re-registered under
+another spelling, role changes that must be ignored. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+START = 1_100_000_000  # 2004-11
+_SYLLABLES = [
+    "py",
+    "lib",
+    "net",
+    "data",
+    "web",
+    "pi",
+    "gpio",
+    "io",
+    "sql",
+    "json",
+    "http",
+    "tool",
+    "kit",
+    "core",
+    "ext",
+    "fast",
+    "tiny",
+    "zen",
+    "chai",
+    "mock",
+    "geo",
+]
+
+
+def _name(rng: random.Random, i: int) -> str:
+    parts = rng.sample(_SYLLABLES, rng.randint(1, 3))
+    sep = rng.choice(["", "-", "_", "."])
+    return sep.join(parts) + sep + str(i) if sep else "".join(parts) + str(i)
+
+
+def _respell(rng: random.Random, name: str) -> str:
+    """Another spelling of *name* with the same PEP 503 canonical form."""
+    out = "".join(c.upper() if c.isalpha() and rng.random() < 0.5 else c for c in name)
+    return out.replace("-", rng.choice(["-", "_", "."]))
+
+
+def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
+    """Yield *n* changelog events (dicts with name, version, timestamp, action, serial)."""
+    rng = random.Random(seed)
+    serial, t = 0, START
+    live: list[list[Any]] = []  # [name, [versions], {version: [files]}]
+    dead: list[str] = []
+    shift, shift_left = 0, 0
+    emitted = 0
+
+    def emit(name: str, version: str | None, action: str) -> dict[str, Any]:
+        nonlocal serial
+        serial += 1
+        return {
+            "name": name,
+            "version": version,
+            "timestamp": t - shift,
+            "action": action,
+            "serial": serial,
+        }
+
+    while emitted < n:
+        # time moves on, mostly in small steps, sometimes in bursts of one second
+        if rng.random() < 0.7:
+            t += int(rng.expovariate(1 / 20))
+        if shift_left:
+            shift_left -= 1
+        elif rng.random() < 0.002:
+            shift, shift_left = rng.randint(3600, 30 * 86400), rng.randint(50, 2000)
+        else:
+            shift = 0
+        roll = rng.random()
+        out: list[dict[str, Any]] = []
+        if not live or roll < 0.06:
+            name = _name(rng, serial)
+            live.append([name, [], {}])
+            out.append(emit(name, None, "create"))
+        elif roll < 0.70 or len(live) < 5:
+            pkg = rng.choice(live)
+            name, versions, files = pkg
+            version = f"{len(versions) // 10}.{len(versions) % 10}.{rng.randint(0, 3)}"
+            if version in files:
+                continue
+            versions.append(version)
+            stem = name.replace("-", "_").replace(".", "_").lower()
+            files[version] = [f"{stem}-{version}.tar.gz"]
+            out.append(emit(name, version, "new release"))
+            out.append(emit(name, version, f"add source file {stem}-{version}.tar.gz"))
+            for abi in rng.sample(
+                ["py3-none-any", "cp311-cp311-manylinux_2_17_x86_64"], rng.randint(0, 2)
+            ):
+                fn = f"{stem}-{version}-{abi}.whl"
+                files[version].append(fn)
+                out.append(emit(name, version, f"add {abi.split('-')[0]} file {fn}"))
+        else:
+            index = rng.randrange(len(live))
+            pkg = live[index]
+            name, versions, files = pkg
+            if roll < 0.80 and versions:
+                out.append(emit(name, rng.choice(versions), "yank release"))
+            elif roll < 0.83 and versions:
+                out.append(emit(name, rng.choice(versions), "unyank release"))
+            elif roll < 0.87 and versions:
+                version = rng.choice(versions)
+                if files[version]:
+                    fn = files[version].pop(rng.randrange(len(files[version])))
+                    out.append(emit(name, version, f"remove file {fn}"))
+            elif roll < 0.91 and versions:
+                version = versions.pop(rng.randrange(len(versions)))
+                files.pop(version)
+                out.append(emit(name, version, rng.choice(["remove release", "remove"])))
+            elif roll < 0.93:
+                live[index] = live[-1]
+                live.pop()
+                dead.append(name)
+                out.append(emit(name, None, rng.choice(["remove project", "remove"])))
+            elif roll < 0.95 and dead:
+                i = rng.randrange(len(dead))
+                dead[i], dead[-1] = dead[-1], dead[i]
+                old = dead.pop()
+                new = _respell(rng, old)
+                live.append([new, [], {}])
+                out.append(emit(new, None, "create"))
+            else:
+                out.append(
+                    emit(
+                        name,
+                        None,
+                        rng.choice(
+                            [
+                                "add Owner someone",
+                                "remove Owner someone",
+                                "add Maintainer x",
+                                "docupdate",
+                            ]
+                        ),
+                    )
+                )
+        for event in out:
+            if emitted >= n:
+                return
+            emitted += 1
+            yield event

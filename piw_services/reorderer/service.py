@@ -1,0 +1,80 @@
+"""nameko service ``reorderer``: stores upstream rows, keeps the catalog, relays the outbox."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
+from nameko.rpc import rpc
+from nameko.timer import timer
+from sqlalchemy import text
+
+from piw_services import outbox
+from piw_services.config import with_defaults
+from piw_services.db.dependency import Database
+from piw_services.reorderer import store
+
+log = logging.getLogger(__name__)
+
+
+class ReordererService:
+    name = "reorderer"
+
+    db = Database()
+    dispatch = EventDispatcher()
+    config = Config()
+
+    def _hold(self) -> float:
+        return float(with_defaults(self.config)["HOLD_SECONDS"])
+
+    @rpc
+    def ingest(self, rows: list[Any]) -> dict[str, Any]:
+        """Store one page of raw changelog rows; returns what happened to them."""
+        with self.db() as s, s.begin():
+            result = store.ingest(s, rows, self._hold())
+        if result.events:
+            log.info("applied %d rows (%d held, %d malformed): %d events in batches %s",
+                     result.applied, result.held, result.malformed, result.events,
+                     result.outbox)
+        self._relay()
+        return result.as_dict()
+
+    @rpc
+    def last_serial(self) -> int:
+        with self.db() as s:
+            return store.last_serial(s)
+
+    @rpc
+    def package_state(self, name: str) -> dict[str, Any]:
+        """The catalog's view of one package (any spelling of its name)."""
+        with self.db() as s:
+            return store.package_state(s, name)
+
+    @rpc
+    def status(self) -> dict[str, Any]:
+        with self.db() as s:
+            row = s.execute(text(
+                "SELECT last_serial, max_ts, "
+                "(SELECT count(*) FROM upstream_rows WHERE NOT applied), "
+                "(SELECT count(*) FROM malformed_rows), "
+                "(SELECT coalesce(max(seq), 0) FROM outbox), "
+                "(SELECT count(*) FROM outbox WHERE sent_at IS NULL), "
+                "(SELECT count(*) FROM packages WHERE created_k > deleted_k) "
+                "FROM upstream_state WHERE id = 1")).one()
+        keys = ("last_serial", "max_ts", "held", "malformed", "outbox_seq", "outbox_unsent",
+                "packages")
+        return dict(zip(keys, row, strict=True))
+
+    @timer(interval=2)
+    def tick(self) -> None:
+        """Release held rows on the wall clock when following live; relay what is unsent."""
+        with self.db() as s, s.begin():
+            result = store.flush(s, self._hold())
+        if result.applied:
+            log.info("released %d held rows: %d events", result.applied, result.events)
+        self._relay()
+
+    def _relay(self) -> None:
+        outbox.relay(self.db, lambda batch: self.dispatch(outbox.EVENT_TYPE, batch))

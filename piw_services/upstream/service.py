@@ -1,0 +1,43 @@
+"""nameko service ``upstream``: a timer that polls the changelog when the poller says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import eventlet
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from piw_services.upstream.dependencies import UpstreamPoller
+
+#: Seconds to wait for the reorderer to store one page. A call that times out stays queued
+#: and runs later, which is harmless: storing a page twice changes nothing.
+INGEST_TIMEOUT = 300
+
+
+class UpstreamService:
+    name = "upstream"
+
+    poller = UpstreamPoller()
+    reorderer = RpcProxy("reorderer")
+
+    @timer(interval=1)
+    def tick(self) -> None:
+        if self.poller.due():
+            self.poller.poll(self._last_serial, self._ingest)
+
+    def _last_serial(self) -> int:
+        with eventlet.Timeout(60, TimeoutError):
+            return self.reorderer.last_serial()
+
+    def _ingest(self, rows: list[Any]) -> Any:
+        reply = self.reorderer.ingest.call_async(rows)
+
+        def wait() -> dict[str, Any]:
+            with eventlet.Timeout(INGEST_TIMEOUT, TimeoutError):
+                return reply.result()
+        return wait
+
+    @rpc
+    def status(self) -> dict[str, Any]:
+        return self.poller.status()
