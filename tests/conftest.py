@@ -81,8 +81,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
-    """Poll *predicate* until it returns something truthy; fail with *what* after *timeout*."""
+def wait_for(predicate, timeout=60.0, interval=0.2, what="condition", describe=None):
+    """Poll *predicate* until it returns something truthy; fail with *what* after *timeout*
+    (and what *describe* says of the state then)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -94,7 +95,8 @@ def wait_for(predicate, timeout=60.0, interval=0.2, what="condition"):
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    state = describe() if describe else last
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; state: {state!r}")
 
 
 class Processes:
