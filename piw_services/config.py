@@ -7,10 +7,9 @@ the same files the same way.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import yaml
 

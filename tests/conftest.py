@@ -126,7 +126,7 @@ class Processes:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in self.procs.items():
+        for proc in self.procs.values():
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -4,8 +4,8 @@ Every fact keeps the order key ``k`` (see :mod:`.parse`) of the newest row that 
 of the newest row that deleted it; a fact holds when its creation is newer than every deletion
 that covers it (its own, its version's, its package's). Applying a row is therefore commutative
 and idempotent: the catalog is the same whatever the arrival order, and equals applying the log
-sorted by (timestamp, serial). A package's *life* is the key of its newest deletion: facts of an
-older life can never come back.
+sorted by (timestamp, serial). A package's *life* is named by the serial of its newest
+deletion: facts of an older life can never come back.
 
 :func:`apply_rows` also returns the ordered events: the differences each row made to what
 consumers can see, so a late row that changes nothing emits nothing.
@@ -71,7 +71,8 @@ class PackageState:
 
     @property
     def life(self) -> int:
-        return self.deleted_k
+        """Which life this is: the serial of the row that ended the previous one (0: first)."""
+        return self.deleted_k % K_SCALE
 
     @property
     def is_quarantined(self) -> bool:
@@ -168,7 +169,7 @@ def _version_view(pkg: PackageState, v: VersionState) -> tuple[Any, ...] | None:
         return None
     reason = pkg.unbuildable_reason(v)
     return (
-        pkg.floor(v),
+        pkg.floor(v) % K_SCALE,  # the version's life, like PackageState.life
         pkg.version_yanked(v),
         v.yanked_reason if pkg.version_yanked(v) else None,
         reason,

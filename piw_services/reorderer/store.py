@@ -141,16 +141,19 @@ def save_packages(cur: Any, packages: Iterable[PackageState]) -> None:
 
 
 def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
+    """Keep each malformed row once (by serial, or by content when it has none)."""
     for m in bad:
         raw = json.dumps(m.raw, default=repr)[:4000]
-        log.warning("skipping malformed upstream row (serial %s): %s", m.serial, m.reason)
         if m.serial is None:
             cur.execute("INSERT INTO malformed_rows (serial, reason, raw) VALUES (NULL, %s, %s) "
-                        "ON CONFLICT (md5(raw)) WHERE serial IS NULL DO NOTHING", (m.reason, raw))
+                        "ON CONFLICT (md5(raw)) WHERE serial IS NULL DO NOTHING RETURNING id",
+                        (m.reason, raw))
         else:
             cur.execute("INSERT INTO malformed_rows (serial, reason, raw) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (serial) WHERE serial IS NOT NULL DO NOTHING",
+                        "ON CONFLICT (serial) WHERE serial IS NOT NULL DO NOTHING RETURNING id",
                         (m.serial, m.reason, raw))
+        if cur.fetchone():
+            log.warning("skipping malformed upstream row (serial %s): %s", m.serial, m.reason)
 
 
 def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ class Poller:
     failures: int = 0
     next_poll: float = 0.0
     last_error: str | None = None
+    stuck_at: int | None = None
     pages: int = 0
     rows: int = 0
     clock: Callable[[], float] = field(default=time.monotonic)
@@ -61,10 +62,17 @@ class Poller:
                 handed += len(rows)
                 self.pages += 1
                 self.rows += len(rows)
-                serial = page_top(rows, serial)
-                if page_top(rows, -1) < 0:  # no readable serial in the page: ask the reorderer
-                    waiting()
-                    waiting, serial = None, last_serial()
+                top = page_top(rows, serial)
+                if top <= serial:  # only rows whose serial is unreadable: nothing to page on
+                    if self.stuck_at != serial:
+                        log.warning("upstream: %d rows after serial %d have no readable "
+                                    "serial; they are recorded as malformed", len(rows), serial)
+                        self.stuck_at = serial
+                    break
+                serial = top
+            if waiting is not None:
+                waiting()
+                waiting = None
         except Exception as exc:  # upstream failed, or the reorderer did: back off either way
             self.failures += 1
             retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None

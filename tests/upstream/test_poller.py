@@ -1,6 +1,7 @@
 """The poll loop against a real HTTP upstream (piw-fake-pypi) and the real store."""
 
 import pytest
+from sqlalchemy import text
 
 from piw_services.fake_pypi import FakePyPI
 from piw_services.reorderer import store
@@ -126,3 +127,16 @@ def test_upstream_error_on_garbage_answer(upstream):
     client = UpstreamClient(upstream.url + "/nothing-here")
     with pytest.raises(UpstreamError):
         client.changelog_since_serial(0)
+
+
+def test_rows_without_a_readable_serial_do_not_loop_forever(db):
+    events = EVENTS[:3] + [{"raw": ["junk", None, 1, "create"], "serial": 4}]
+    with FakePyPI(events).start() as server:
+        poller, clock = make_poller(server)
+        assert poller.poll(*store_into(db)) == 5  # 4 rows, then the unreadable one again
+        clock.now = poller.next_poll
+        assert poller.poll(*store_into(db)) == 1  # asked again, recorded once, no hot loop
+        assert server.stats()["xmlrpc_calls"] == 3
+    with db() as s:
+        assert store.last_serial(s) == 3
+        assert s.execute(text("SELECT count(*) FROM malformed_rows")).scalar() == 1

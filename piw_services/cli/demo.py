@@ -1,0 +1,155 @@
+"""``./run demo``: the whole system on this machine against a bundled upstream.
+
+Starts piw-fake-pypi with the bundled scenario (timestamps rebased to now, so the system
+follows it as it would follow PyPI live), then every master service, shows progress until
+it is caught up, and keeps running until Ctrl-C, which stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from piw_services.config import load_config
+from piw_services.fake_pypi.history import synthetic_history
+
+BIN = Path(sys.executable).parent
+DEMO_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_demo"
+
+
+def fresh_database(url: str) -> str:
+    """Drop and recreate the demo database, migrated to the current schema."""
+    from sqlalchemy.engine import make_url
+
+    from piw_services.db import create_database, make_engine, upgrade
+
+    target = make_url(url)
+    admin = make_engine(target.set(database="postgres").render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    admin.dispose()
+    create_database(url)
+    upgrade(url)
+    return url
+
+
+def write_scenario(path: Path, now: int, synthetic: int) -> int:
+    """Write the bundled scenario (after *synthetic* generated events) with real times;
+    returns the newest readable serial."""
+    bundled = resources.files("piw_services.fake_pypi") / "scenarios" / "demo.jsonl"
+    events: list[dict[str, Any]] = []
+    if synthetic:
+        history = list(synthetic_history(synthetic, seed=1))
+        shift = now - 30 * 86400 - max(e["timestamp"] for e in history)
+        events = [{**e, "timestamp": e["timestamp"] + shift} for e in history]
+    serial = len(events)
+    last = serial
+    for line in bundled.read_text().splitlines():
+        event = json.loads(line)
+        serial += 1
+        ago = event.pop("ago")
+        if "raw" in event:  # a deliberately malformed row: served as is
+            event["serial"] = serial
+        else:
+            event.update(timestamp=now - ago, serial=serial)
+            last = serial
+        events.append(event)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run demo", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", help="config file (default config/master.yaml)")
+    parser.add_argument("--port", type=int, default=8700, help="port of the fake upstream")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="also replay N generated history events before the scenario")
+    parser.add_argument("--exit-when-caught-up", action="store_true",
+                        help="stop once every upstream event is applied (for scripts and CI)")
+    args = parser.parse_args(argv)
+
+    workdir = Path("var/demo")
+    # The scenario is rebased to now on every run, so the demo gets a database of its own,
+    # fresh each time; the operator's own database (PIW_DB_URL) is never touched.
+    os.environ["PIW_DB_URL"] = fresh_database(os.environ.get("PIW_DEMO_DB_URL", DEMO_DB))
+    events_path = workdir / "events.jsonl"
+    last = write_scenario(events_path, int(time.time()), args.synthetic)
+    env = dict(os.environ, PIW_UPSTREAM=f"http://127.0.0.1:{args.port}",
+               PIW_POLL_INTERVAL=os.environ.get("PIW_POLL_INTERVAL", "2"))
+    config = load_config(args.config)
+    env["PIW_DB_URL"] = os.environ["PIW_DB_URL"]
+    children: list[subprocess.Popen] = []
+
+    def stop(*_: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print("[piw] stopped", flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log = open(workdir / "services.log", "ab")
+    print(f"[piw] upstream: piw-fake-pypi on port {args.port} with {last} events", flush=True)
+    children.append(subprocess.Popen(
+        [str(BIN / "piw-fake-pypi"), "--events", str(events_path), "--port", str(args.port),
+         "--packages", str(workdir / "packages")], env=env, stdout=log, stderr=log))
+    cmd = [str(BIN / "piw-master")] + (["-c", args.config] if args.config else [])
+    print("[piw] starting the master services (logs in var/demo/services.log)", flush=True)
+    children.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+
+    import warnings
+
+    with warnings.catch_warnings():  # eventlet announces its deprecation on import
+        warnings.simplefilter("ignore")
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+    started = time.monotonic()
+    caught_up = False
+    with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"]}, timeout=10) as rpc:
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"[piw] {child.args[0]} exited with {child.returncode}; "
+                          "see var/demo/services.log", flush=True)
+                    stop()
+            try:
+                s = rpc.reorderer.status()
+                u = rpc.upstream.status()
+            except Exception as exc:  # services still starting
+                print(f"[piw] waiting for services ({type(exc).__name__})", flush=True)
+                time.sleep(2)
+                continue
+            print(f"[piw] upstream serial {s['last_serial']}/{last}  held {s['held']}  "
+                  f"packages {s['packages']}  event batches {s['outbox_seq']}  "
+                  f"malformed rows {s['malformed']}"
+                  + (f"  upstream error: {u['last_error']}" if u["last_error"] else ""),
+                  flush=True)
+            if not caught_up and s["last_serial"] >= last and s["held"] == 0:
+                caught_up = True
+                print(f"[piw] caught up in {time.monotonic() - started:.1f}s. Try:\n"
+                      f"  .venv/bin/nameko shell --config config/master.yaml\n"
+                      f"  >>> n.rpc.reorderer.package_state('chai')\n"
+                      f"  (the pip-installable index arrives with the index service)",
+                      flush=True)
+                if args.exit_when_caught_up:
+                    stop()
+            time.sleep(2 if not caught_up else 10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
