@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from packaging.utils import canonicalize_name
 
@@ -17,6 +18,7 @@ def is_valid_name(name: object) -> bool:
     )
 
 
+@lru_cache(maxsize=200_000)
 def canonical(name: str) -> str:
     """The PEP 503 form under which every spelling of a name is one project."""
     return str(canonicalize_name(name))

@@ -39,7 +39,7 @@ def write(session: Session, events: Sequence[dict[str, Any]]) -> list[int]:
     cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
     seqs = []
     for chunk in chunks(events):
-        cur.execute("INSERT INTO outbox (events, count) VALUES (%s::jsonb, %s) RETURNING seq",
+        cur.execute("INSERT INTO outbox (events, count) VALUES (%s::json, %s) RETURNING seq",
                     (json.dumps(list(chunk), separators=(",", ":")), len(chunk)))
         seqs.append(cur.fetchone()[0])
     return seqs

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKeyConstraint,
     Index,
     Integer,
     SmallInteger,
@@ -20,7 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -89,10 +88,9 @@ class Package(Base):
 
 
 class Version(Base):
+    # No foreign keys on the catalog: rows are never deleted (deletions are tombstones) and
+    # the reorderer writes parents first; FK checks cost a third of a replay's write time.
     __tablename__ = "versions"
-    __table_args__ = (
-        ForeignKeyConstraint(["package"], ["packages.name"], ondelete="CASCADE"),
-    )
     package: Mapped[str] = mapped_column(Text, primary_key=True)
     version: Mapped[str] = mapped_column(Text, primary_key=True)
     created_k: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -106,10 +104,6 @@ class Version(Base):
 
 class UpstreamFile(Base):
     __tablename__ = "upstream_files"
-    __table_args__ = (
-        ForeignKeyConstraint(["package", "version"], ["versions.package", "versions.version"],
-                             ondelete="CASCADE"),
-    )
     package: Mapped[str] = mapped_column(Text, primary_key=True)
     version: Mapped[str] = mapped_column(Text, primary_key=True)
     filename: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -124,7 +118,7 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    events: Mapped[list] = mapped_column(JSONB)
+    events: Mapped[list] = mapped_column(JSON)  # stored and read whole: json, not jsonb
     count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now())

@@ -63,6 +63,10 @@ class PackageState:
     dirty: bool = False
     dirty_versions: set[str] = field(default_factory=set)
     dirty_files: set[tuple[str, str]] = field(default_factory=set)
+    # What the database already holds (so a save can COPY new rows and upsert only the rest).
+    stored: bool = False
+    stored_versions: set[str] = field(default_factory=set)
+    stored_files: set[tuple[str, str]] = field(default_factory=set)
 
     # -- derived truth -------------------------------------------------------------------
     @property
@@ -96,12 +100,8 @@ class PackageState:
 
     def unbuildable_reason(self, v: VersionState) -> str | None:
         """None when upstream has a source file for *v*; else why it cannot be built."""
-        files = self.live_files(v)
-        if not files:
-            return "no files upstream"
-        if any(is_source_file(fn, f.pyver) for fn, f in files.items()):
-            return None
-        return "binary-only: no source file upstream"
+        view = _version_view(self, v)
+        return "no such version" if view is None else view[3]
 
     # -- mutation ------------------------------------------------------------------------
     def version(self, version: str) -> VersionState:
@@ -165,16 +165,19 @@ def targets(row: Row) -> list[tuple[str, Kind]]:
 
 # -- what consumers see ------------------------------------------------------------------
 def _version_view(pkg: PackageState, v: VersionState) -> tuple[Any, ...] | None:
-    if not pkg.version_alive(v):
+    floor = pkg.floor(v)
+    if v.created_k <= floor:
         return None
-    reason = pkg.unbuildable_reason(v)
-    return (
-        pkg.floor(v) % K_SCALE,  # the version's life, like PackageState.life
-        pkg.version_yanked(v),
-        v.yanked_reason if pkg.version_yanked(v) else None,
-        reason,
-        frozenset((fn, f.pyver) for fn, f in pkg.live_files(v).items()),
-    )
+    files = frozenset((fn, f.pyver) for fn, f in v.files.items()
+                      if f.added_k > f.removed_k and f.added_k > floor)
+    if not files:
+        reason = "no files upstream"
+    elif any(is_source_file(fn, pyver) for fn, pyver in files):
+        reason = None
+    else:
+        reason = "binary-only: no source file upstream"
+    yanked = v.yanked and v.yank_k > floor
+    return (floor % K_SCALE, yanked, v.yanked_reason if yanked else None, reason, files)
 
 
 def _snapshot(pkg: PackageState, versions: Iterable[str]) -> tuple[Any, dict[str, Any]]:
@@ -235,20 +238,22 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
 def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[dict[str, Any]]:
     """Apply *rows* (in the order given) to the loaded *packages*, returning the events.
 
-    *packages* must hold every package the rows touch (see :func:`targets`), with all of its
-    versions and files; missing ones are created empty.
+    *packages* must hold every package the rows touch (see :func:`targets`), every version a
+    row names (with all of its files), and all versions of a package a row deletes; missing
+    ones are created empty.
     """
     events: list[dict[str, Any]] = []
     for row in rows:
         for name, kind in targets(row):
             pkg = packages.get(name)
             if pkg is None:
-                pkg = packages[name] = PackageState(name=name)
-            whole = kind in (Kind.REMOVE_PROJECT, Kind.CREATE, Kind.RENAME) or row.version is None
-            scope = list(pkg.versions) if whole else [row.version]
+                pkg = packages[name] = PackageState(name=name, display_name=name)
+            # Only a package deletion can change what its other versions look like.
+            if kind is Kind.REMOVE_PROJECT:
+                scope = list(pkg.versions)
+            else:
+                scope = [row.version] if row.version is not None else []
             before = _snapshot(pkg, scope)
             _apply(pkg, row, kind)
-            if whole:
-                scope = list(pkg.versions)
             events.extend(_diff(pkg, row, before, _snapshot(pkg, scope)))
     return events

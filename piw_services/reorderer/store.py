@@ -19,13 +19,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from piw_services import outbox
-from piw_services.db.bulk import insert_rows
+from piw_services.db.bulk import copy_rows, upsert_rows
 from piw_services.names import canonical, is_valid_name
 from piw_services.reorderer.catalog import (
     FileState,
     PackageState,
     VersionState,
     apply_rows,
+    targets,
     timestamp_of,
 )
 from piw_services.reorderer.parse import K_SCALE, Ignored, Kind, Malformed, Row, parse_row
@@ -36,17 +37,40 @@ log = logging.getLogger(__name__)
 #: the hold window also runs on the wall clock so a quiet upstream still releases rows.
 LIVE_LAG = 86_400
 
-ROW_COLUMNS = {"serial": "bigint", "k": "bigint", "ts": "bigint", "name": "text",
-               "package": "text", "version": "text", "kind": "text", "filename": "text",
-               "pyver": "text", "old_name": "text", "applied": "boolean"}
-PKG_COLUMNS = {"name": "text", "display_name": "text", "display_k": "bigint",
-               "created_k": "bigint", "deleted_k": "bigint", "quarantine_k": "bigint",
-               "quarantined": "boolean"}
-VER_COLUMNS = {"package": "text", "version": "text", "created_k": "bigint", "deleted_k": "bigint",
-               "release_k": "bigint", "yank_k": "bigint", "yanked": "boolean",
-               "yanked_reason": "text", "requires_python": "text"}
-FILE_COLUMNS = {"package": "text", "version": "text", "filename": "text", "pyver": "text",
-                "added_k": "bigint", "removed_k": "bigint"}
+ROW_COLUMNS = (
+    "serial",
+    "k",
+    "ts",
+    "name",
+    "package",
+    "version",
+    "kind",
+    "filename",
+    "pyver",
+    "old_name",
+    "applied",
+)
+PKG_COLUMNS = (
+    "name",
+    "display_name",
+    "display_k",
+    "created_k",
+    "deleted_k",
+    "quarantine_k",
+    "quarantined",
+)
+VER_COLUMNS = (
+    "package",
+    "version",
+    "created_k",
+    "deleted_k",
+    "release_k",
+    "yank_k",
+    "yanked",
+    "yanked_reason",
+    "requires_python",
+)
+FILE_COLUMNS = ("package", "version", "filename", "pyver", "added_k", "removed_k")
 
 
 @dataclass
@@ -95,49 +119,87 @@ def _row_from_db(r: Sequence[Any]) -> Row:
 
 
 def _row_to_db(row: Row, applied: bool) -> tuple:
-    return (row.serial, row.k, row.timestamp, row.name, row.package, row.version,
-            row.kind.value, row.filename, row.pyver, row.old_name, applied)
+    return (
+        row.serial,
+        row.k,
+        row.timestamp,
+        row.name,
+        row.package,
+        row.version,
+        row.kind.value,
+        row.filename,
+        row.pyver,
+        row.old_name,
+        applied,
+    )
 
 
-def load_packages(cur: Any, names: Iterable[str]) -> dict[str, PackageState]:
-    """The named packages with all of their versions and files (absent ones are left out)."""
+def load_packages(cur: Any, names: Iterable[str],
+                  versions: Iterable[tuple[str, str]] | None = None) -> dict[str, PackageState]:
+    """The named packages (absent ones are left out) with their versions and files: all of
+    them, or, when *versions* is given, only those (package, version) pairs and the versions
+    of packages named in *versions* as ``(package, None)``."""
     names = list(set(names))
     packages: dict[str, PackageState] = {}
     cur.execute(f"SELECT {', '.join(PKG_COLUMNS)} FROM packages WHERE name = ANY(%s)", (names,))
     for r in cur.fetchall():
-        packages[r[0]] = PackageState(*r)
-    cur.execute(f"SELECT {', '.join(VER_COLUMNS)} FROM versions WHERE package = ANY(%s)",
-                (names,))
+        packages[r[0]] = PackageState(*r, stored=True)
+    if not packages:
+        return packages
+    if versions is None:
+        where, params = "package = ANY(%s)", [names]
+    else:
+        pairs = {pv for pv in versions if pv[0] in packages}
+        whole = [p for p, v in pairs if v is None]
+        some = [pv for pv in pairs if pv[1] is not None]
+        where = ("package = ANY(%s) OR (package, version) IN "
+                 "(SELECT * FROM unnest(%s::text[], %s::text[]))")
+        params = [whole, [p for p, _ in some], [v for _, v in some]]
+    cur.execute(f"SELECT {', '.join(VER_COLUMNS)} FROM versions WHERE {where}", params)
     for r in cur.fetchall():
-        packages[r[0]].versions[r[1]] = VersionState(*r[2:])
-    cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM upstream_files "
-                "WHERE package = ANY(%s)", (names,))
+        pkg = packages[r[0]]
+        pkg.versions[r[1]] = VersionState(*r[2:])
+        pkg.stored_versions.add(r[1])
+    cur.execute(f"SELECT {', '.join(FILE_COLUMNS)} FROM upstream_files WHERE {where}", params)
     for package, version, filename, *rest in cur.fetchall():
-        packages[package].versions[version].files[filename] = FileState(*rest)
+        pkg = packages[package]
+        pkg.versions[version].files[filename] = FileState(*rest)
+        pkg.stored_files.add((version, filename))
     return packages
 
 
 def save_packages(cur: Any, packages: Iterable[PackageState]) -> None:
-    """Write back what :func:`apply_rows` changed, parents before children."""
-    pkgs, vers, files = [], [], []
+    """Write back what :func:`apply_rows` changed: new rows by COPY, changed rows by upsert."""
+    rows: dict[str, tuple[list, list]] = {"packages": ([], []), "versions": ([], []),
+                                           "upstream_files": ([], [])}
     for p in packages:
         if p.dirty or p.dirty_versions:
-            pkgs.append((p.name, p.display_name, p.display_k, p.created_k, p.deleted_k,
-                         p.quarantine_k, p.quarantined))
+            rows["packages"][p.stored].append(
+                (p.name, p.display_name, p.display_k, p.created_k, p.deleted_k, p.quarantine_k,
+                 p.quarantined))
         for ver in p.dirty_versions:
             v = p.versions[ver]
-            vers.append((p.name, ver, v.created_k, v.deleted_k, v.release_k, v.yank_k, v.yanked,
-                         v.yanked_reason, v.requires_python))
-        for ver, fn in p.dirty_files:
-            f = p.versions[ver].files[fn]
-            files.append((p.name, ver, fn, f.pyver, f.added_k, f.removed_k))
+            rows["versions"][ver in p.stored_versions].append(
+                (p.name, ver, v.created_k, v.deleted_k, v.release_k, v.yank_k, v.yanked,
+                 v.yanked_reason, v.requires_python))
+        for key in p.dirty_files:
+            f = p.versions[key[0]].files[key[1]]
+            rows["upstream_files"][key in p.stored_files].append(
+                (p.name, *key, f.pyver, f.added_k, f.removed_k))
+        p.stored = True
+        p.stored_versions.update(p.dirty_versions)
+        p.stored_files.update(p.dirty_files)
         p.dirty = False
         p.dirty_versions.clear()
         p.dirty_files.clear()
-    insert_rows(cur, "packages", PKG_COLUMNS, pkgs, key=("name",), upsert=True)
-    insert_rows(cur, "versions", VER_COLUMNS, vers, key=("package", "version"), upsert=True)
-    insert_rows(cur, "upstream_files", FILE_COLUMNS, files,
-                key=("package", "version", "filename"), upsert=True)
+    for table, columns, key in (("packages", PKG_COLUMNS, ("name",)),
+                                ("versions", VER_COLUMNS, ("package", "version")),
+                                ("upstream_files", FILE_COLUMNS,
+                                 ("package", "version", "filename"))):
+        new, changed = rows[table]
+        if new:
+            copy_rows(cur, table, columns, new)
+        upsert_rows(cur, table, columns, key, changed)
 
 
 def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
@@ -145,28 +207,41 @@ def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
     for m in bad:
         raw = json.dumps(m.raw, default=repr)[:4000]
         if m.serial is None:
-            cur.execute("INSERT INTO malformed_rows (serial, reason, raw) VALUES (NULL, %s, %s) "
-                        "ON CONFLICT (md5(raw)) WHERE serial IS NULL DO NOTHING RETURNING id",
-                        (m.reason, raw))
+            cur.execute(
+                "INSERT INTO malformed_rows (serial, reason, raw) VALUES (NULL, %s, %s) "
+                "ON CONFLICT (md5(raw)) WHERE serial IS NULL DO NOTHING RETURNING id",
+                (m.reason, raw),
+            )
         else:
-            cur.execute("INSERT INTO malformed_rows (serial, reason, raw) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (serial) WHERE serial IS NOT NULL DO NOTHING RETURNING id",
-                        (m.serial, m.reason, raw))
+            cur.execute(
+                "INSERT INTO malformed_rows (serial, reason, raw) VALUES (%s, %s, %s) "
+                "ON CONFLICT (serial) WHERE serial IS NOT NULL DO NOTHING RETURNING id",
+                (m.serial, m.reason, raw),
+            )
         if cur.fetchone():
             log.warning("skipping malformed upstream row (serial %s): %s", m.serial, m.reason)
 
 
 def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:
     released.sort(key=lambda r: r.k)
-    names = {r.package for r in released} | {r.old_name for r in released if r.old_name}
-    packages = load_packages(cur, names)
+    names: set[str] = set()
+    versions: set[tuple[str, str | None]] = set()
+    for row in released:
+        for name, kind in targets(row):
+            names.add(name)
+            if kind is Kind.REMOVE_PROJECT:
+                versions.add((name, None))  # a package deletion is seen by all its versions
+            elif row.version is not None:
+                versions.add((name, row.version))
+    packages = load_packages(cur, names, versions)
     events = apply_rows(packages, released)
     save_packages(cur, packages.values())
     return events
 
 
-def ingest(session: Session, raw_rows: Sequence[object], hold: float,
-           now: float | None = None) -> IngestResult:
+def ingest(
+    session: Session, raw_rows: Sequence[object], hold: float, now: float | None = None
+) -> IngestResult:
     """Take one page of upstream rows, inside the caller's transaction."""
     now = time.time() if now is None else now
     cur = _cursor(session)
@@ -200,22 +275,39 @@ def ingest(session: Session, raw_rows: Sequence[object], hold: float,
     max_ts = max([prev_max_ts] + [r.timestamp for r in valid])
     h = horizon(max_ts, hold, now)
     released = [r for r in valid if r.timestamp < h]
-    insert_rows(cur, "upstream_rows", ROW_COLUMNS, [_row_to_db(r, r.timestamp < h) for r in valid])
-    cur.execute("SELECT serial, k, ts, name, package, version, kind, filename, pyver, old_name "
-                "FROM upstream_rows WHERE NOT applied AND k < %s", (h * K_SCALE,))
+    copy_rows(cur, "upstream_rows", ROW_COLUMNS, (_row_to_db(r, r.timestamp < h) for r in valid))
+    cur.execute(
+        "SELECT serial, k, ts, name, package, version, kind, filename, pyver, old_name "
+        "FROM upstream_rows WHERE NOT applied AND k < %s",
+        (h * K_SCALE,),
+    )
     earlier = [_row_from_db(r) for r in cur.fetchall()]
     if earlier:
-        cur.execute("UPDATE upstream_rows SET applied = true WHERE serial = ANY(%s)",
-                    ([r.serial for r in earlier],))
+        cur.execute(
+            "UPDATE upstream_rows SET applied = true WHERE serial = ANY(%s)",
+            ([r.serial for r in earlier],),
+        )
     released.extend(earlier)
     events = _apply_released(cur, released) if released else []
     seqs = outbox.write(session, events) if events else []
-    cur.execute("UPDATE upstream_state SET last_serial = %s, max_ts = %s, updated_at = now() "
-                "WHERE id = 1", (top, max_ts))
+    cur.execute(
+        "UPDATE upstream_state SET last_serial = %s, max_ts = %s, updated_at = now() WHERE id = 1",
+        (top, max_ts),
+    )
     cur.execute("SELECT count(*) FROM upstream_rows WHERE NOT applied")
     held = cur.fetchone()[0]
-    return IngestResult(top, max_ts, len(raw_rows), len(valid), len(released), held, ignored,
-                        len(malformed), len(events), seqs)
+    return IngestResult(
+        top,
+        max_ts,
+        len(raw_rows),
+        len(valid),
+        len(released),
+        held,
+        ignored,
+        len(malformed),
+        len(events),
+        seqs,
+    )
 
 
 def flush(session: Session, hold: float, now: float | None = None) -> IngestResult:
@@ -244,5 +336,11 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
             "released": timestamp_of(v.release_k or v.created_k),
             "files": {fn: {"pyver": f.pyver} for fn, f in sorted(files.items())},
         }
-    return {"name": key, "display_name": pkg.display_name, "alive": True,
-            "life": pkg.life, "quarantined": pkg.is_quarantined, "versions": versions}
+    return {
+        "name": key,
+        "display_name": pkg.display_name,
+        "alive": True,
+        "life": pkg.life,
+        "quarantined": pkg.is_quarantined,
+        "versions": versions,
+    }

@@ -34,7 +34,7 @@ def upgrade() -> None:
     op.create_index('malformed_rows_serial', 'malformed_rows', ['serial'], unique=True, postgresql_where=sa.text('serial IS NOT NULL'))
     op.create_table('outbox',
     sa.Column('seq', sa.BigInteger(), nullable=False),
-    sa.Column('events', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('events', postgresql.JSON(astext_type=sa.Text()), nullable=False),
     sa.Column('count', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
@@ -84,7 +84,6 @@ def upgrade() -> None:
     sa.Column('yanked', sa.Boolean(), nullable=False),
     sa.Column('yanked_reason', sa.Text(), nullable=True),
     sa.Column('requires_python', sa.Text(), nullable=True),
-    sa.ForeignKeyConstraint(['package'], ['packages.name'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('package', 'version')
     )
     op.create_table('upstream_files',
@@ -94,7 +93,6 @@ def upgrade() -> None:
     sa.Column('pyver', sa.Text(), nullable=True),
     sa.Column('added_k', sa.BigInteger(), nullable=False),
     sa.Column('removed_k', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['package', 'version'], ['versions.package', 'versions.version'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('package', 'version', 'filename')
     )
     op.execute("INSERT INTO upstream_state (id, last_serial, max_ts) VALUES (1, 0, 0)")
