@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 10,
     "UPSTREAM_TIMEOUT": 60,
     "BACKOFF_MAX": 300,
+    "ENRICH_DAYS": 30,
 }
 
 _parser_ready = False

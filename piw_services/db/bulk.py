@@ -53,7 +53,8 @@ def upsert_rows(cursor: Any, table: str, columns: Mapping[str, str] | Sequence[s
         return
     names = list(columns)
     tmp = f"_upsert_{table}"
-    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table}) ON COMMIT DELETE ROWS")
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS) "
+                   "ON COMMIT DELETE ROWS")
     copy_rows(cursor, tmp, names, rows)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in key)
     cols = ", ".join(names)

@@ -53,6 +53,20 @@ class ReordererService:
             return store.package_state(s, name)
 
     @rpc
+    def versions_needing_info(self, limit: int, since_ts: int) -> list[list[str]]:
+        """(package, version) pairs whose Requires-Python / yank reason upstream may know."""
+        with self.db() as s:
+            return store.versions_needing_info(s, limit, since_ts)
+
+    @rpc
+    def set_version_info(self, infos: list[dict[str, Any]]) -> int:
+        """Store upstream's details of versions (from its JSON API)."""
+        with self.db() as s, s.begin():
+            changed = store.set_version_info(s, infos)
+        self._relay()
+        return changed
+
+    @rpc
     def status(self) -> dict[str, Any]:
         with self.db() as s:
             row = s.execute(text(

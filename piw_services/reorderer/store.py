@@ -344,3 +344,40 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
         "quarantined": pkg.is_quarantined,
         "versions": versions,
     }
+
+
+def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[list[str]]:
+    """Live versions released (or yanked) since *since_ts* whose upstream details we have not
+    read since their newest creation or yank: newest first."""
+    rows = session.execute(text(
+        "SELECT v.package, v.version FROM versions v JOIN packages p ON p.name = v.package "
+        "WHERE v.created_k > greatest(v.deleted_k, p.deleted_k) "
+        "AND greatest(v.created_k, v.yank_k) > v.info_k "
+        "AND greatest(v.created_k, v.yank_k) >= :since "
+        "ORDER BY greatest(v.created_k, v.yank_k) DESC LIMIT :limit"),
+        {"since": since_ts * K_SCALE, "limit": limit}).all()
+    return [list(r) for r in rows]
+
+
+def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
+    """Record what upstream's JSON API says of versions (Requires-Python, yank reason) and
+    emit ``version_info`` events for the ones that changed; returns how many changed."""
+    events = []
+    for info in infos:
+        row = session.execute(text(
+            "UPDATE versions v SET info_k = greatest(v.created_k, v.yank_k), "
+            "requires_python = :rp, yanked_reason = :reason "
+            "FROM versions old WHERE v.package = :p AND v.version = :v "
+            "AND old.package = v.package AND old.version = v.version "
+            "RETURNING old.requires_python IS DISTINCT FROM :rp "
+            "OR old.yanked_reason IS DISTINCT FROM :reason"),
+            {"p": info["package"], "v": info["version"], "rp": info.get("requires_python"),
+             "reason": info.get("yanked_reason")}).first()
+        if row and row[0]:
+            events.append({"type": "version_info", "package": info["package"],
+                           "version": info["version"],
+                           "requires_python": info.get("requires_python"),
+                           "yanked_reason": info.get("yanked_reason")})
+    if events:
+        outbox.write(session, events)
+    return len(events)

@@ -17,7 +17,8 @@ class UpstreamPoller(DependencyProvider):
         config = with_defaults(self.container.config)
         client = UpstreamClient(config["UPSTREAM"], timeout=float(config["UPSTREAM_TIMEOUT"]))
         self.poller = Poller(client, interval=float(config["POLL_INTERVAL"]),
-                             backoff_max=float(config["BACKOFF_MAX"]))
+                             backoff_max=float(config["BACKOFF_MAX"]),
+                             enrich_days=float(config["ENRICH_DAYS"]))
 
     def get_dependency(self, worker_ctx: Any) -> Poller:
         return self.poller

@@ -34,6 +34,7 @@ class Poller:
     next_poll: float = 0.0
     last_error: str | None = None
     stuck_at: int | None = None
+    enrich_days: float = 30.0
     pages: int = 0
     rows: int = 0
     clock: Callable[[], float] = field(default=time.monotonic)
@@ -74,13 +75,7 @@ class Poller:
                 waiting()
                 waiting = None
         except Exception as exc:  # upstream failed, or the reorderer did: back off either way
-            self.failures += 1
-            retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
-            delay = backoff_delay(self.failures, retry_after, cap=self.backoff_max)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.next_poll = self.clock() + delay
-            log.warning("upstream poll failed: %s; backing off %.1fs (failure %d in a row)",
-                        self.last_error, delay, self.failures)
+            self._failed(exc)
             if waiting is not None:
                 try:
                     waiting()
@@ -90,6 +85,37 @@ class Poller:
         self.failures, self.last_error = 0, None
         self.next_poll = self.clock() + self.interval
         return handed
+
+    def enrich(self, needing: Callable[[int, int], list[list[str]]],
+               store: Callable[[list[dict[str, Any]]], int], limit: int = 50) -> int:
+        """Read Requires-Python and yank reasons, which the changelog does not carry, from the
+        JSON API for up to *limit* recent versions; returns how many were looked up."""
+        if self.enrich_days <= 0 or not self.due():
+            return 0
+        pairs = needing(limit, int(time.time() - self.enrich_days * 86400))
+        infos = []
+        try:
+            for package, version in pairs:
+                data = self.client.project_json(package, version) or {}
+                info = data.get("info") or {}
+                infos.append({"package": package, "version": version,
+                              "requires_python": info.get("requires_python") or None,
+                              "yanked_reason": (info.get("yanked_reason") or None)
+                              if info.get("yanked") else None})
+        except Exception as exc:
+            self._failed(exc)
+        if infos:
+            store(infos)
+        return len(infos)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
+        delay = backoff_delay(self.failures, retry_after, cap=self.backoff_max)
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.next_poll = self.clock() + delay
+        log.warning("upstream failed: %s; backing off %.1fs (failure %d in a row)",
+                    self.last_error, delay, self.failures)
 
     def status(self) -> dict[str, Any]:
         return {"failures": self.failures, "last_error": self.last_error, "pages": self.pages,

@@ -25,6 +25,15 @@ class UpstreamService:
     def tick(self) -> None:
         if self.poller.due():
             self.poller.poll(self._last_serial, self._ingest)
+            self.poller.enrich(self._versions_needing_info, self._set_version_info)
+
+    def _versions_needing_info(self, limit: int, since_ts: int) -> list[list[str]]:
+        with eventlet.Timeout(60, TimeoutError):
+            return self.reorderer.versions_needing_info(limit, since_ts)
+
+    def _set_version_info(self, infos: list[dict[str, Any]]) -> int:
+        with eventlet.Timeout(60, TimeoutError):
+            return self.reorderer.set_version_info(infos)
 
     def _last_serial(self) -> int:
         with eventlet.Timeout(60, TimeoutError):

@@ -98,7 +98,7 @@ def fold_events(events: list[dict]) -> dict:
             files[e["filename"]] = e["pyver"]
         elif t == "file_removed":
             del cat[name]["versions"][e["version"]]["files"][e["filename"]]
-        elif t == "version_buildable":
+        elif t in ("version_buildable", "version_info"):
             pass
         else:
             raise AssertionError(f"unknown event {e}")

@@ -84,6 +84,7 @@ def upgrade() -> None:
     sa.Column('yanked', sa.Boolean(), nullable=False),
     sa.Column('yanked_reason', sa.Text(), nullable=True),
     sa.Column('requires_python', sa.Text(), nullable=True),
+    sa.Column('info_k', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.PrimaryKeyConstraint('package', 'version')
     )
     op.create_table('upstream_files',
