@@ -39,9 +39,18 @@ def caught_up(rpc, serial):
     return status if status["last_serial"] >= serial and status["held"] == 1 else None
 
 
+MALFORMED = [  # interleaved with chai: logged, recorded and skipped, never a stop
+    {"raw": ["chai", "0.1.20", 1320788950, "new release"], "serial": 256900},
+    {"raw": ["chai", "0.1.21", None, "new release", 256901], "serial": 256901},
+    {"raw": ["no spaces allowed", "1.0", 1320788950, "new release", 256902], "serial": 256902},
+    {"raw": ["chai", "0.1.22", 1320788950, "frobnicate", 256903], "serial": 256903},
+    {"raw": ["chai", None, 1320788950, "remove Owner chai-dev", 256904], "serial": 256904},
+]
+
+
 @pytest.mark.slow
 def test_chai_through_running_services(fake_pypi, processes, rpc):
-    url = fake_pypi(CHAI)
+    url = fake_pypi(sorted(CHAI + MALFORMED, key=lambda e: e["serial"]))
     processes.start("master", [MASTER])
     wait_for(lambda: rpc.reorderer.status()["last_serial"] == 264426, 60, what="chai ingested")
     # only 0.1.19, the newest row, is still inside the 300 s hold window
@@ -58,6 +67,16 @@ def test_chai_through_running_services(fake_pypi, processes, rpc):
     assert state["alive"] is True
     assert sorted(state["versions"]) == ["0.1.0", "0.1.16", "0.1.17", "0.1.18", "0.1.19"]
     assert rpc.upstream.status()["failures"] == 0
+    assert rpc.reorderer.status()["malformed"] == 4  # the role change is ignored, not bad
+
+
+def test_services_refuse_a_database_that_is_not_migrated(piw_env, tmp_path):
+    import subprocess
+
+    env = dict(piw_env, PIW_DB_URL=piw_env["PIW_DB_URL"].rsplit("/", 1)[0] + "/postgres")
+    done = subprocess.run([MASTER], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "piw-initdb" in done.stderr and "schema revision none" in done.stderr
 
 
 @pytest.mark.slow
