@@ -18,26 +18,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from sqlalchemy.engine import make_url
 
-    from piw_services.db import (
-        SchemaNotCurrent,
-        check_schema,
-        create_database,
-        head_revision,
-        make_engine,
-        upgrade,
-    )
+    from piw_services.db import create_database, head_revision, schema_problem, upgrade
 
     url = config["DB_URL"]
     shown = make_url(url).render_as_string(hide_password=True)
     if args.check:
-        engine = make_engine(url, pool_size=1)
-        try:
-            check_schema(engine)
-        except SchemaNotCurrent as exc:
-            print(f"piw-initdb: {exc}", file=sys.stderr)
+        problem = schema_problem(url)
+        if problem:
+            print(f"piw-initdb: {problem}", file=sys.stderr)
             return 1
-        finally:
-            engine.dispose()
         print(f"{shown}: schema is current ({head_revision()})")
         return 0
     try:

@@ -52,16 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from nameko.cli.run import run
 
-    from piw_services.db import SchemaNotCurrent, check_schema, make_engine
+    from piw_services.db import schema_problem
 
-    engine = make_engine(config["DB_URL"], pool_size=1)
-    try:
-        check_schema(engine)
-    except SchemaNotCurrent as exc:
-        print(f"piw-master: {exc}", file=sys.stderr)
+    problem = schema_problem(config["DB_URL"])
+    if problem:
+        print(f"piw-master: {problem}", file=sys.stderr)
         return 2
-    finally:
-        engine.dispose()
     logging.getLogger("piw.master").info("starting services: %s", ", ".join(names))
     run(service_classes(names), config)
     return 0

@@ -51,6 +51,19 @@ def check_schema(engine: Engine) -> None:
             f"{current or 'none'}, this code needs {head}. Run: piw-initdb -c <config>")
 
 
+def schema_problem(url: str) -> str | None:
+    """None when the database at *url* is at this code's schema, else what is wrong (for
+    commands that must refuse to run, with a message that says what to do)."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        check_schema(engine)
+    except SchemaNotCurrent as exc:
+        return str(exc)
+    finally:
+        engine.dispose()
+    return None
+
+
 def create_database(url: str) -> bool:
     """Create the database *url* names if it does not exist; True when it was created."""
     target = make_url(url)
