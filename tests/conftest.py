@@ -23,7 +23,7 @@ from piw_services.db import create_database, make_engine, upgrade  # noqa: E402
 
 BASE_DB_URL = os.environ.get("PIW_TEST_DB_URL",
                              "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_test")
-TABLES = ("upstream_rows", "malformed_rows", "upstream_files", "versions", "packages", "outbox",
+TABLES = ("held_rows", "malformed_rows", "upstream_files", "versions", "packages", "outbox",
           "consumer_marks")
 
 

@@ -38,15 +38,16 @@ class UpstreamState(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class UpstreamRow(Base):
-    """Every valid changelog row, keyed by serial; ``applied`` is false while it is held."""
+class HeldRow(Base):
+    """Valid changelog rows inside the hold window, keyed by serial; deleted once applied.
 
-    __tablename__ = "upstream_rows"
-    __table_args__ = (
-        Index("upstream_rows_pending", "k", postgresql_where=text("NOT applied")),
-    )
+    Rows applied at once are not kept: applying a row again changes nothing (the catalog is
+    last-writer-wins), so re-reading a range needs no record of it.
+    """
+
+    __tablename__ = "held_rows"
     serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    k: Mapped[int] = mapped_column(BigInteger)
+    k: Mapped[int] = mapped_column(BigInteger, index=True)
     ts: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(Text)
     package: Mapped[str] = mapped_column(Text)
@@ -55,7 +56,6 @@ class UpstreamRow(Base):
     filename: Mapped[str | None] = mapped_column(Text)
     pyver: Mapped[str | None] = mapped_column(Text)
     old_name: Mapped[str | None] = mapped_column(Text)
-    applied: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class MalformedRow(Base):

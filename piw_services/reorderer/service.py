@@ -71,7 +71,7 @@ class ReordererService:
         with self.db() as s:
             row = s.execute(text(
                 "SELECT last_serial, max_ts, "
-                "(SELECT count(*) FROM upstream_rows WHERE NOT applied), "
+                "(SELECT count(*) FROM held_rows), "
                 "(SELECT count(*) FROM malformed_rows), "
                 "(SELECT coalesce(max(seq), 0) FROM outbox), "
                 "(SELECT count(*) FROM outbox WHERE sent_at IS NULL), "

@@ -48,7 +48,6 @@ ROW_COLUMNS = (
     "filename",
     "pyver",
     "old_name",
-    "applied",
 )
 PKG_COLUMNS = (
     "name",
@@ -118,20 +117,9 @@ def _row_from_db(r: Sequence[Any]) -> Row:
     return Row(serial, ts, name, package, version, Kind(kind), filename, pyver, old_name)
 
 
-def _row_to_db(row: Row, applied: bool) -> tuple:
-    return (
-        row.serial,
-        row.k,
-        row.timestamp,
-        row.name,
-        row.package,
-        row.version,
-        row.kind.value,
-        row.filename,
-        row.pyver,
-        row.old_name,
-        applied,
-    )
+def _row_to_db(row: Row) -> tuple:
+    return (row.serial, row.k, row.timestamp, row.name, row.package, row.version,
+            row.kind.value, row.filename, row.pyver, row.old_name)
 
 
 def load_packages(cur: Any, names: Iterable[str],
@@ -262,12 +250,13 @@ def ingest(
         else:
             malformed.append(parsed)
 
-    # Rows are keyed by serial: anything at or below our position may have been seen before.
-    maybe_seen = [r.serial for r in valid if r.serial <= prev_serial]
-    if maybe_seen:
-        cur.execute("SELECT serial FROM upstream_rows WHERE serial = ANY(%s)", (maybe_seen,))
-        seen = {s for (s,) in cur.fetchall()}
-        valid = [r for r in valid if r.serial not in seen]
+    # Rows are keyed by serial. One at or below our position may be held already; one that
+    # was applied may be applied again, which changes nothing (the catalog is LWW).
+    maybe_held = [r.serial for r in valid if r.serial <= prev_serial]
+    if maybe_held:
+        cur.execute("SELECT serial FROM held_rows WHERE serial = ANY(%s)", (maybe_held,))
+        held_already = {s for (s,) in cur.fetchall()}
+        valid = [r for r in valid if r.serial not in held_already]
     unique: dict[int, Row] = {r.serial: r for r in valid}
     valid = list(unique.values())
     _record_malformed(cur, malformed)
@@ -275,26 +264,19 @@ def ingest(
     max_ts = max([prev_max_ts] + [r.timestamp for r in valid])
     h = horizon(max_ts, hold, now)
     released = [r for r in valid if r.timestamp < h]
-    copy_rows(cur, "upstream_rows", ROW_COLUMNS, (_row_to_db(r, r.timestamp < h) for r in valid))
-    cur.execute(
-        "SELECT serial, k, ts, name, package, version, kind, filename, pyver, old_name "
-        "FROM upstream_rows WHERE NOT applied AND k < %s",
-        (h * K_SCALE,),
-    )
-    earlier = [_row_from_db(r) for r in cur.fetchall()]
-    if earlier:
-        cur.execute(
-            "UPDATE upstream_rows SET applied = true WHERE serial = ANY(%s)",
-            ([r.serial for r in earlier],),
-        )
-    released.extend(earlier)
+    cur.execute(f"DELETE FROM held_rows WHERE k < %s RETURNING {', '.join(ROW_COLUMNS)}",
+                (h * K_SCALE,))
+    released.extend(_row_from_db(r) for r in cur.fetchall())
+    hold_now = [_row_to_db(r) for r in valid if r.timestamp >= h]
+    if hold_now:
+        copy_rows(cur, "held_rows", ROW_COLUMNS, hold_now)
     events = _apply_released(cur, released) if released else []
     seqs = outbox.write(session, events) if events else []
     cur.execute(
         "UPDATE upstream_state SET last_serial = %s, max_ts = %s, updated_at = now() WHERE id = 1",
         (top, max_ts),
     )
-    cur.execute("SELECT count(*) FROM upstream_rows WHERE NOT applied")
+    cur.execute("SELECT count(*) FROM held_rows")
     held = cur.fetchone()[0]
     return IngestResult(
         top,

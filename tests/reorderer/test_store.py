@@ -60,7 +60,7 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
         expected = reference(valid_rows(raw))
         assert catalog(s) == expected
         assert fold_events(outbox_events(s)) == expected
-        held = s.execute(text("SELECT count(*) FROM upstream_rows WHERE NOT applied")).scalar()
+        held = s.execute(text("SELECT count(*) FROM held_rows")).scalar()
         assert held == 0
 
 

@@ -51,7 +51,7 @@ def upgrade() -> None:
     sa.Column('quarantined', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
-    op.create_table('upstream_rows',
+    op.create_table('held_rows',
     sa.Column('serial', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('k', sa.BigInteger(), nullable=False),
     sa.Column('ts', sa.BigInteger(), nullable=False),
@@ -62,10 +62,9 @@ def upgrade() -> None:
     sa.Column('filename', sa.Text(), nullable=True),
     sa.Column('pyver', sa.Text(), nullable=True),
     sa.Column('old_name', sa.Text(), nullable=True),
-    sa.Column('applied', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('serial')
     )
-    op.create_index('upstream_rows_pending', 'upstream_rows', ['k'], unique=False, postgresql_where=sa.text('NOT applied'))
+    op.create_index(op.f('ix_held_rows_k'), 'held_rows', ['k'], unique=False)
     op.create_table('upstream_state',
     sa.Column('id', sa.SmallInteger(), nullable=False),
     sa.Column('last_serial', sa.BigInteger(), nullable=False),
@@ -103,8 +102,8 @@ def downgrade() -> None:
     op.drop_table('upstream_files')
     op.drop_table('versions')
     op.drop_table('upstream_state')
-    op.drop_index('upstream_rows_pending', table_name='upstream_rows', postgresql_where=sa.text('NOT applied'))
-    op.drop_table('upstream_rows')
+    op.drop_index(op.f('ix_held_rows_k'), table_name='held_rows')
+    op.drop_table('held_rows')
     op.drop_table('packages')
     op.drop_index('outbox_unsent', table_name='outbox', postgresql_where=sa.text('sent_at IS NULL'))
     op.drop_table('outbox')
