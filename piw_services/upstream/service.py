@@ -10,9 +10,10 @@ from nameko.timer import timer
 
 from piw_services.upstream.dependencies import UpstreamPoller
 
-#: Seconds to wait for the reorderer to store one page. A call that times out stays queued
-#: and runs later, which is harmless: storing a page twice changes nothing.
-INGEST_TIMEOUT = 300
+#: Seconds to wait for the reorderer to store one page (a 50,000-row page takes ~5 s). A call
+#: that times out stays queued and runs later, which is harmless: storing a page twice changes
+#: nothing. nameko's stop waits for a running poll, so this also bounds a SIGTERM.
+INGEST_TIMEOUT = 60
 
 
 class UpstreamService:
