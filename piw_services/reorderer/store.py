@@ -232,23 +232,26 @@ def ingest(
 ) -> IngestResult:
     """Take one page of upstream rows, inside the caller's transaction."""
     now = time.time() if now is None else now
-    cur = _cursor(session)
-    prev_serial, prev_max_ts = _lock_state(cur)
+    # Parse before taking the lock: the next page's parsing then runs while the page before
+    # it waits on PostgreSQL.
     valid: list[Row] = []
     malformed: list[Malformed] = []
     ignored = 0
-    top = prev_serial
+    page_top = 0
     for raw in raw_rows:
         parsed = parse_row(raw, now)
         serial = parsed.serial
-        if serial is not None:
-            top = max(top, serial)
+        if serial is not None and serial > page_top:
+            page_top = serial
         if isinstance(parsed, Row):
             valid.append(parsed)
         elif isinstance(parsed, Ignored):
             ignored += 1
         else:
             malformed.append(parsed)
+    cur = _cursor(session)
+    prev_serial, prev_max_ts = _lock_state(cur)
+    top = max(prev_serial, page_top)
 
     # Rows are keyed by serial. One at or below our position may be held already; one that
     # was applied may be applied again, which changes nothing (the catalog is LWW).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import importlib.metadata
 import json
 import re
@@ -12,12 +10,11 @@ import subprocess
 import sys
 import xmlrpc.client
 import zipfile
-from pathlib import Path
 
 import pytest
 import requests
 
-from .fake_pypi_helpers import PYTHON, ev, pip_cmd, pip_env
+from .fake_pypi_helpers import PYTHON, ev, pip_cmd, pip_env, repack_installed
 
 EVENTS = [
     ev("Pure.Pkg", None, "create", 1),
@@ -115,39 +112,12 @@ def test_pip_download_fetches_the_served_file(server, tmp_path):
     assert sdist.read_bytes() == requests.get(server.url + "/packages/pure_pkg-1.0.tar.gz").content
 
 
-def _repack_installed(dist_name: str, dest: Path) -> Path:
-    """Rebuild a py3-none-any wheel from an installed pure distribution (offline)."""
-    dist = importlib.metadata.distribution(dist_name)
-    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"]).lower()
-    info_dir = f"{name}-{dist.version}.dist-info"
-    skip = {"INSTALLER", "REQUESTED", "RECORD", "direct_url.json"}
-    records = []
-    wheel_path = dest / f"{name}-{dist.version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel_path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in dist.files or []:
-            path = file.as_posix()
-            if path.startswith("..") or "__pycache__" in path or path.endswith(".pyc"):
-                continue
-            if path.startswith(f"{info_dir}/") and path.split("/")[-1] in skip:
-                continue
-            source = Path(file.locate())
-            if not source.is_file():
-                continue
-            data = source.read_bytes()
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            records.append(f"{path},sha256={digest.decode()},{len(data)}")
-            zf.writestr(path, data)
-        records.append(f"{info_dir}/RECORD,,")
-        zf.writestr(f"{info_dir}/RECORD", "\n".join(records) + "\n")
-    return wheel_path
-
-
 def test_pip_wheel_with_build_isolation_from_the_packages_dir(make_server, tmp_path):
     packages = tmp_path / "packages"
     packages.mkdir()
     try:
         for dist in ("setuptools", "wheel", "packaging"):
-            _repack_installed(dist, packages)
+            repack_installed(dist, packages)
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
     server = make_server(EVENTS, packages_dir=packages)
