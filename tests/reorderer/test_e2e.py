@@ -90,7 +90,9 @@ def test_kill9_mid_replay_converges_and_applies_each_event_once(
         conn.execute(text(TABLE))
     fake_pypi(events, page_size=1000)
     processes.env["PIW_HOLD_SECONDS"] = "3600"
-    processes.start("reorderer", [MASTER, "--only", "reorderer"])
+    # one service with plain `nameko run` (how a deployment scales out), one with piw-master
+    processes.start("reorderer", [str(BIN / "nameko"), "run", "--config", "config/master.yaml",
+                                  "piw_services.reorderer.service"])
     processes.start("consumer", [str(BIN / "nameko"), "run", "--config", "config/master.yaml",
                                  "tests.reorderer.recording_consumer"])
     processes.start("upstream", [MASTER, "--only", "upstream"])
