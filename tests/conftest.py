@@ -155,7 +155,7 @@ def processes(piw_env, tmp_path, request):
     procs = Processes(tmp_path, piw_env)
     yield procs
     procs.stop_all()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
         for name in procs.procs:
             print(f"----- {name} log -----\n{procs.log(name)[-5000:]}")
 

@@ -20,8 +20,7 @@ class SchemaNotCurrent(RuntimeError):
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine whose pool never exceeds *pool_size* (nameko's max_workers)."""
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
-                         future=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
 
 
 def alembic_config(url: str) -> AlembicConfig:

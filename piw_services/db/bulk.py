@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,7 +46,7 @@ def copy_rows(cursor: Any, table: str, columns: Iterable[str],
             f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv, FORCE_NULL ({names}))", buf)
 
 
-def upsert_rows(cursor: Any, table: str, columns: Mapping[str, str] | Sequence[str],
+def upsert_rows(cursor: Any, table: str, columns: Sequence[str],
                 key: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert *rows*, replacing whole rows whose *key* exists, through a temporary table."""
     if not rows:

@@ -147,7 +147,8 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
         return Malformed(serial, f"action is {type(action).__name__}, not text", raw)
     if not is_valid_name(name):
         return Malformed(serial, f"invalid project name {name!r}", raw)
-    if version is not None and (not isinstance(version, str) or _bad_text(version, 128)):
+    if version is not None and (
+            not isinstance(version, str) or _bad_text(version, MAX_VERSION_LENGTH)):
         return Malformed(serial, f"invalid version {version!r}", raw)
     ts = _as_timestamp(timestamp, time.time() if now is None else now)
     if ts is None:

@@ -89,8 +89,9 @@ class Poller:
     def enrich(self, needing: Callable[[int, int], list[list[str]]],
                store: Callable[[list[dict[str, Any]]], int], limit: int = 50) -> int:
         """Read Requires-Python and yank reasons, which the changelog does not carry, from the
-        JSON API for up to *limit* recent versions; returns how many were looked up."""
-        if self.enrich_days <= 0 or not self.due():
+        JSON API for up to *limit* recent versions; returns how many were looked up. Runs
+        after a poll, so it is skipped only while upstream is being backed off from."""
+        if self.enrich_days <= 0 or self.failures:
             return 0
         pairs = needing(limit, int(time.time() - self.enrich_days * 86400))
         infos = []

@@ -1,5 +1,7 @@
 """The reorderer's PostgreSQL pipeline: hold window, dedupe by serial, crash safety, outbox."""
 
+from contextlib import nullcontext
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,7 +49,7 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
         if data.draw(st.booleans(), label="re-read an earlier range too"):
             batch = raw[max(0, pos - 3):pos] + batch
         crash = data.draw(st.integers(0, 4), label="crash") == 4
-        with pytest.raises(Crash) if crash else _nothing(), db() as s, s.begin():
+        with pytest.raises(Crash) if crash else nullcontext(), db() as s, s.begin():
             result = store.ingest(s, batch, hold, now=NOW)
             if crash:
                 raise Crash  # dies before commit: nothing of this batch may remain
@@ -62,14 +64,6 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
         assert fold_events(outbox_events(s)) == expected
         held = s.execute(text("SELECT count(*) FROM held_rows")).scalar()
         assert held == 0
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_hold_window_buffers_until_newer_rows_arrive(db):

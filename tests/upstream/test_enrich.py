@@ -28,7 +28,7 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
     ]
     events = [{**e, "serial": i + 1} for i, e in enumerate(events)]
     with FakePyPI(events).start() as upstream:
-        poller = Poller(UpstreamClient(upstream.url), interval=0, enrich_days=30)
+        poller = Poller(UpstreamClient(upstream.url), interval=10, enrich_days=30)
         last_serial, ingest = store_into(db)
         poller.poll(last_serial, ingest)
 
@@ -59,7 +59,7 @@ def test_json_api_failure_backs_off(db):
     events = [{"name": "p", "version": "1.0", "timestamp": now - 600, "action": "new release",
                "serial": 1}]
     with FakePyPI(events).start() as upstream:
-        poller = Poller(UpstreamClient(upstream.url), interval=0)
+        poller = Poller(UpstreamClient(upstream.url), interval=10)
         poller.poll(*store_into(db))
 
         def needing(limit, since):
@@ -69,3 +69,5 @@ def test_json_api_failure_backs_off(db):
         poller.client.base_url = "http://127.0.0.1:9"  # upstream gone
         assert poller.enrich(needing, lambda infos: 0) == 0
         assert poller.failures == 1 and not poller.due()
+        poller.client.base_url = upstream.url
+        assert poller.enrich(needing, lambda infos: 0) == 0  # backing off: not even asked
