@@ -23,8 +23,9 @@ from piw_services.db import create_database, make_engine, upgrade  # noqa: E402
 
 BASE_DB_URL = os.environ.get("PIW_TEST_DB_URL",
                              "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_test")
-TABLES = ("held_rows", "malformed_rows", "upstream_files", "versions", "packages", "outbox",
-          "consumer_marks")
+from piw_services.db.models import Base  # noqa: E402
+
+TABLES = tuple(t.name for t in Base.metadata.sorted_tables if t.name != "upstream_state")
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,10 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     func,
@@ -136,3 +138,117 @@ class ConsumerMark(Base):
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
+
+
+# -- builds (build_dispatch) -------------------------------------------------------------------
+class BuildAbi(Base):
+    """An ABI we build for (cp311 on bookworm, ...); each has its job queue piw.builds.<abi>."""
+
+    __tablename__ = "build_abis"
+    abi: Mapped[str] = mapped_column(Text, primary_key=True)
+    distro: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+
+class BuildVersion(Base):
+    """build_dispatch's own view of each version, kept from ordered events, so it can queue
+    the builds of an ABI added later without asking anyone."""
+
+    __tablename__ = "build_versions"
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    buildable: Mapped[bool] = mapped_column(Boolean)
+    released: Mapped[int] = mapped_column(BigInteger)  # upstream timestamp
+    skip_reason: Mapped[str | None] = mapped_column(Text)  # an operator's skip
+
+
+class BuildTarget(Base):
+    """One (version, ABI) pair build_dispatch has decided about.
+
+    state: ``pending`` (to publish), ``queued`` (on piw.builds.<abi> as job_id), ``building``
+    (claimed by builder_id), ``built`` (by build_id, or satisfied by a pure wheel),
+    ``failed`` (not retried unless an operator asks).
+    """
+
+    __tablename__ = "build_targets"
+    __table_args__ = (
+        Index("build_targets_pending", "abi", "priority", postgresql_where=text(
+            "state = 'pending'")),
+        Index("build_targets_job", "job_id", unique=True),
+    )
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    abi: Mapped[str] = mapped_column(Text, primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    builder_id: Mapped[int | None] = mapped_column(Integer)
+    build_id: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+
+
+class Build(Base):
+    """Every build attempt a builder reported, once per job (job_id is unique)."""
+
+    __tablename__ = "builds"
+    __table_args__ = (Index("builds_version", "package", "version"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[str] = mapped_column(Text, unique=True)
+    package: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    abi: Mapped[str] = mapped_column(Text)
+    builder_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text)
+    duration: Mapped[float] = mapped_column(Float)
+    log_gz: Mapped[bytes] = mapped_column(LargeBinary)
+    files: Mapped[list] = mapped_column(JSON)  # filenames uploaded
+    not_uploaded: Mapped[list] = mapped_column(JSON)  # upstream serves these names
+    finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+
+
+class Builder(Base):
+    """The builder registry, kept from hellos and heartbeats."""
+
+    __tablename__ = "builders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    abi: Mapped[str] = mapped_column(Text)
+    info: Mapped[dict] = mapped_column(JSON)  # platform, distro, board, python, host, ...
+    preinstalled: Mapped[list] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'alive'"))  # or 'gone'
+    job_id: Mapped[str | None] = mapped_column(Text)
+    job_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    readings: Mapped[dict | None] = mapped_column(JSON)  # last heartbeat's
+    first_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+
+
+# -- the file store (file_manager) -------------------------------------------------------------
+class File(Base):
+    """A wheel in the file store at <WWW>/simple/<package>/<filename>.
+
+    ``link_of`` names the file this one is a link to (armv7l wheels served as armv6l).
+    """
+
+    __tablename__ = "files"
+    __table_args__ = (Index("files_version", "package", "version"),)
+    filename: Mapped[str] = mapped_column(Text, primary_key=True)
+    package: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    abi: Mapped[str] = mapped_column(Text)  # the build ABI (job queue) that made it
+    job_id: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(Text)
+    metadata_sha256: Mapped[str | None] = mapped_column(Text)
+    requires_python: Mapped[str | None] = mapped_column(Text)
+    requires_dist: Mapped[list] = mapped_column(JSON)
+    apt_depends: Mapped[list] = mapped_column(JSON)
+    unresolved: Mapped[list] = mapped_column(JSON)
+    link_of: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())

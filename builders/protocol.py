@@ -1,0 +1,276 @@
+"""The messages between builders and the master: the one schema both sides import.
+
+A Pi installs ``builders/`` only, so this module depends on nothing of the server's. Every
+message a side receives goes through a ``check_*`` function here, which returns the message or
+raises :class:`ProtocolError` naming the first thing wrong with it: a builder that sends garbage
+gets a clear answer and changes nothing.
+
+Topology (all durable; the master declares it, a builder's RabbitMQ user only uses it):
+
+- ``piw.builds.<abi>``: one job queue per ABI (priority queue), filled by build_dispatch.
+- exchange ``piw.builders`` (direct): the only exchange a builder may publish to. Its routing
+  keys name the queues behind it: ``piw.requests`` (hello, claim, result: answered on the
+  builder's reply queue), ``piw.uploads`` (file chunks, then a commit that is answered), and
+  ``piw.builder-status`` (heartbeats, never answered).
+
+A job's life on a builder: receive it, ``claim`` it (the master says build or drop: a removed,
+skipped, already built or duplicate job is dropped cheaply), build, upload each wheel (chunks,
+then ``commit``, answered once the file is in the store), send the ``result`` (answered once
+recorded), and only then ack the job. A builder that dies at any point has its job redelivered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+EXCHANGE = "piw.builders"
+REQUESTS = "piw.requests"
+UPLOADS = "piw.uploads"
+STATUS = "piw.builder-status"
+#: RabbitMQ priorities of job queues run 0..MAX_PRIORITY; higher is built sooner.
+MAX_PRIORITY = 9
+#: The largest upload chunk either side accepts.
+MAX_CHUNK = 1024 * 1024
+#: The largest wheel the file store accepts (a guard against a builder announcing nonsense).
+MAX_FILE_SIZE = 4 * 1024 ** 3
+#: Seconds without a heartbeat after which the master marks a builder gone.
+DEFAULT_SILENCE_LIMIT = 60
+
+BUILD_STATUSES = frozenset({"success", "failed", "timeout", "cancelled"})
+_ABI = re.compile(r"^[a-z]{2}\d{2,3}[a-z]*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this protocol; the text says what is wrong."""
+
+
+def job_queue(abi: str) -> str:
+    """The job queue of one ABI (``cp311`` -> ``piw.builds.cp311``)."""
+    check_abi(abi)
+    return f"piw.builds.{abi}"
+
+
+def check_abi(abi: object) -> str:
+    if not isinstance(abi, str) or not _ABI.match(abi):
+        raise ProtocolError(f"not an ABI tag like cp311: {abi!r}")
+    return abi
+
+
+def check_wheel_filename(filename: object) -> str:
+    """A bare, valid wheel filename: no directory part, no ``..``, no NUL, parseable tags."""
+    if not isinstance(filename, str) or not filename:
+        raise ProtocolError(f"filename must be a non-empty string, not {filename!r}")
+    if "/" in filename or "\\" in filename or "\0" in filename or ".." in filename:
+        raise ProtocolError(f"refusing filename with a path separator, '..' or NUL: "
+                            f"{filename!r}")
+    if len(filename) > 255:
+        raise ProtocolError(f"filename longer than 255 characters: {filename[:60]!r}...")
+    try:
+        parse_wheel_filename(filename)
+    except InvalidWheelFilename as exc:
+        raise ProtocolError(f"not a valid wheel filename: {filename!r} ({exc})") from None
+    return filename
+
+
+def _field(msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
+           optional: bool = False) -> Any:
+    value = msg.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int: never accept one where a number is meant
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ProtocolError(f"{msg.get('type', 'message')}: field {key!r} must be {want}, "
+                            f"not {value!r:.80}")
+    return value
+
+
+def _mapping(msg: object, kind: str) -> Mapping[str, Any]:
+    if not isinstance(msg, Mapping):
+        raise ProtocolError(f"{kind}: expected a JSON object, not {type(msg).__name__}")
+    if msg.get("type") != kind:
+        raise ProtocolError(f"expected a {kind!r} message, not {msg.get('type')!r:.40}")
+    return msg
+
+
+def _id(msg: Mapping[str, Any], key: str) -> str:
+    value = _field(msg, key, str)
+    if not _ID.match(value):
+        raise ProtocolError(f"{msg['type']}: field {key!r} is not an id: {value!r:.80}")
+    return value
+
+
+def _sha256(msg: Mapping[str, Any], key: str) -> str:
+    value = _field(msg, key, str)
+    if not _HEX64.match(value):
+        raise ProtocolError(f"{msg['type']}: field {key!r} is not a hex sha256: {value!r:.80}")
+    return value
+
+
+# -- master -> builder -------------------------------------------------------------------------
+def job(job_id: str, package: str, version: str, abi: str,
+        upstream_files: list[str]) -> dict[str, Any]:
+    """A build job. ``upstream_files`` are filenames upstream already serves for the version:
+    a built wheel with one of these names is recorded but never uploaded (pip would see two
+    hashes for one filename)."""
+    return {"type": "job", "job_id": job_id, "package": package, "version": version,
+            "abi": abi, "upstream_files": upstream_files}
+
+
+def check_job(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "job")
+    _id(m, "job_id")
+    _field(m, "package", str)
+    _field(m, "version", str)
+    check_abi(m.get("abi"))
+    files = _field(m, "upstream_files", list)
+    if not all(isinstance(f, str) for f in files):
+        raise ProtocolError("job: upstream_files must be a list of filenames")
+    return m
+
+
+# -- builder -> master: requests (answered) ----------------------------------------------------
+def hello(label: str, abi: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """A builder announcing itself; ``info`` holds platform, distro, board, python,
+    preinstalled (apt packages of the target image) and host."""
+    return {"type": "hello", "label": label, "abi": abi, **info}
+
+
+def check_hello(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "hello")
+    _field(m, "label", str)
+    check_abi(m.get("abi"))
+    _field(m, "platform", str)
+    pre = _field(m, "preinstalled", list)
+    if not all(isinstance(p, str) for p in pre):
+        raise ProtocolError("hello: preinstalled must be a list of package names")
+    return m
+
+
+def claim(builder_id: int, job_id: str, redelivered: bool) -> dict[str, Any]:
+    return {"type": "claim", "builder_id": builder_id, "job_id": job_id,
+            "redelivered": redelivered}
+
+
+def check_claim(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "claim")
+    _field(m, "builder_id", int)
+    _id(m, "job_id")
+    _field(m, "redelivered", bool)
+    return m
+
+
+def result(builder_id: int, job_id: str, status: str, duration: float, log_gz_b64: str,
+           files: list[dict[str, Any]], not_uploaded: list[str]) -> dict[str, Any]:
+    """The outcome of a build. ``files`` are the inspection records (builders.inspection
+    WheelInfo.as_dict()) of the wheels uploaded; ``not_uploaded`` names wheels withheld
+    because upstream serves the same filename."""
+    return {"type": "result", "builder_id": builder_id, "job_id": job_id, "status": status,
+            "duration": duration, "log_gz_b64": log_gz_b64, "files": files,
+            "not_uploaded": not_uploaded}
+
+
+def check_result(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "result")
+    _field(m, "builder_id", int)
+    _id(m, "job_id")
+    if m.get("status") not in BUILD_STATUSES:
+        raise ProtocolError(f"result: status must be one of {sorted(BUILD_STATUSES)}, "
+                            f"not {m.get('status')!r:.40}")
+    if _field(m, "duration", (int, float)) < 0:
+        raise ProtocolError("result: duration must not be negative")
+    _field(m, "log_gz_b64", str)
+    for f in _field(m, "files", list):
+        check_file_info(f)
+    for fn in _field(m, "not_uploaded", list):
+        check_wheel_filename(fn)
+    return m
+
+
+def check_file_info(info: object) -> Mapping[str, Any]:
+    """One wheel's inspection record, as a result or a commit carries it."""
+    if not isinstance(info, Mapping):
+        raise ProtocolError("file info must be a JSON object")
+    m = {"type": "file info", **info}
+    check_wheel_filename(m.get("filename"))
+    size = _field(m, "size", int)
+    if not 0 < size <= MAX_FILE_SIZE:
+        raise ProtocolError(f"file info: size out of range: {size}")
+    _sha256(m, "sha256")
+    _field(m, "requires_python", str, optional=True)
+    for key in ("requires_dist", "apt_depends", "unresolved"):
+        values = _field(m, key, list)
+        if not all(isinstance(v, str) for v in values):
+            raise ProtocolError(f"file info: {key} must be a list of strings")
+    return info
+
+
+# -- builder -> master: uploads ----------------------------------------------------------------
+def chunk_headers(upload_id: str, offset: int, sha256: str) -> dict[str, Any]:
+    """Headers of one chunk message; its body is the raw bytes."""
+    return {"piw-type": "chunk", "upload_id": upload_id, "offset": offset, "sha256": sha256}
+
+
+def check_chunk(headers: Mapping[str, Any], body: object) -> Mapping[str, Any]:
+    m = {"type": "chunk", **headers}
+    _id(m, "upload_id")
+    offset = _field(m, "offset", int)
+    _sha256(m, "sha256")
+    if not isinstance(body, bytes):
+        raise ProtocolError("chunk: body must be raw bytes")
+    if not 0 < len(body) <= MAX_CHUNK:
+        raise ProtocolError(f"chunk: {len(body)} bytes, must be 1..{MAX_CHUNK}")
+    if not 0 <= offset <= MAX_FILE_SIZE - len(body):
+        raise ProtocolError(f"chunk: offset out of range: {offset}")
+    return m
+
+
+def commit(upload_id: str, builder_id: int, job_id: str, info: Mapping[str, Any]
+           ) -> dict[str, Any]:
+    """Sent after an upload's chunks: the file is complete when it has ``info['size']`` bytes
+    hashing to ``info['sha256']``. ``info`` is the wheel's inspection record."""
+    return {"type": "commit", "upload_id": upload_id, "builder_id": builder_id,
+            "job_id": job_id, "info": dict(info)}
+
+
+def check_commit(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "commit")
+    _id(m, "upload_id")
+    _field(m, "builder_id", int)
+    _id(m, "job_id")
+    check_file_info(m.get("info"))
+    return m
+
+
+# -- builder -> master: heartbeats -------------------------------------------------------------
+def heartbeat(builder_id: int, label: str, readings: Mapping[str, Any],
+              job: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``readings`` is builders.sysinfo.snapshot(); ``job`` the current job (job_id, package,
+    version, started: epoch seconds) or None when idle."""
+    return {"type": "heartbeat", "builder_id": builder_id, "label": label,
+            "readings": dict(readings), "job": dict(job) if job else None}
+
+
+def check_heartbeat(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "heartbeat")
+    _field(m, "builder_id", int)
+    _field(m, "readings", Mapping)
+    _field(m, "job", Mapping, optional=True)
+    return m
+
+
+# -- answers -----------------------------------------------------------------------------------
+def ok(**fields: Any) -> dict[str, Any]:
+    return {"ok": True, **fields}
+
+
+def error(message: str, retry: bool = False, **fields: Any) -> dict[str, Any]:
+    """A refusal. ``retry`` tells the builder that sending again may work (a busy or
+    restarting master, a corrupted upload); otherwise the request itself is wrong."""
+    return {"ok": False, "error": message, "retry": retry, **fields}
