@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "UPSTREAM_TIMEOUT": 60,
     "BACKOFF_MAX": 300,
     "ENRICH_DAYS": 30,
+    "BUILDER_SILENCE_LIMIT": 60,
 }
 
 _parser_ready = False

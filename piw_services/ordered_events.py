@@ -1,9 +1,10 @@
 """nameko extension for consumers of the reorderer's ordered events.
 
 A consumer service mixes in ``ordered_events_consumer(name)``, declares ``db = Database()``
-and implements ``apply_events(session, seq, events)``. Batches then arrive in seq order,
-each applied exactly once in effect: inside the consumer's own transaction, together with its
-high-water mark (piw_services.outbox.consume). Messages are only a nudge: a timer catches up
+and implements ``apply_events(session, seq, events)`` (and may override
+``after_ordered_events()``). Batches then arrive in seq order, each applied exactly once in
+effect: inside the consumer's own transaction, together with its high-water mark
+(piw_services.outbox.consume). Messages are only a nudge: a timer catches up
 from the outbox table on batches RabbitMQ never delivered (sent before the consumer's queue
 existed, or while it was down), so no consumer depends on delivery for correctness.
 """
@@ -39,8 +40,13 @@ def ordered_events_consumer(consumer: str) -> type:
         def _consume_ordered_events(self, batch: dict[str, Any] | None) -> None:
             with self.db() as session, session.begin():
                 outbox.consume(session, self.consumer_name, batch, self.apply_events)
+            self.after_ordered_events()
 
         def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
             raise NotImplementedError(f"{type(self).__name__} must define apply_events")
+
+        def after_ordered_events(self) -> None:
+            """Called after each commit of applied batches (or an empty catch-up): the place
+            for effects outside the database, such as publishing."""
 
     return OrderedEventsConsumer

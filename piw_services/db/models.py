@@ -172,8 +172,8 @@ class BuildTarget(Base):
 
     __tablename__ = "build_targets"
     __table_args__ = (
-        Index("build_targets_pending", "abi", "priority", postgresql_where=text(
-            "state = 'pending'")),
+        Index("build_targets_pending", text("priority DESC"), "updated_at",
+              postgresql_where=text("state = 'pending'")),
         Index("build_targets_job", "job_id", unique=True),
     )
     package: Mapped[str] = mapped_column(Text, primary_key=True)

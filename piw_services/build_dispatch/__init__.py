@@ -1,0 +1,1 @@
+"""build_dispatch: which (version, ABI) builds are needed, jobs to builders, their results."""

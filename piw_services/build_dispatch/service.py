@@ -1,0 +1,134 @@
+"""nameko service ``build_dispatch``: keeps which builds are needed, queues jobs per ABI,
+answers builders (hello, claim, result), records builds and the builder registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from builders import protocol
+from piw_services.build_dispatch import store
+from piw_services.build_dispatch.dependencies import JobQueues
+from piw_services.builder_queues import builder_queue
+from piw_services.config import with_defaults
+from piw_services.db.dependency import Database
+from piw_services.ordered_events import ordered_events_consumer
+
+log = logging.getLogger(__name__)
+
+#: Jobs per AMQP transaction (and per database transaction marking them queued).
+PUBLISH_BATCH = 1000
+
+
+class BuildDispatchService(ordered_events_consumer("build_dispatch")):
+    name = "build_dispatch"
+
+    db = Database()
+    jobs = JobQueues()
+    config = Config()
+
+    # -- ordered events -----------------------------------------------------------------------
+    def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
+        created = store.apply_events(session, events)
+        if created:
+            log.info("batch %d: %d builds to queue", seq, created)
+
+    def after_ordered_events(self) -> None:
+        self._publish_pending()
+
+    # -- builders -----------------------------------------------------------------------------
+    @builder_queue(protocol.REQUESTS)
+    def builder_request(self, body: Any, headers: dict[str, Any]) -> dict[str, Any]:
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind == "hello":
+            msg = protocol.check_hello(body)
+            with self.db() as s, s.begin():
+                builder_id = store.hello(s, msg)
+            self.jobs.declare([msg["abi"]])
+            log.info("builder %s (%s, %s) said hello: id %d", msg["label"], msg["abi"],
+                     msg["platform"], builder_id)
+            return protocol.ok(builder_id=builder_id, silence_limit=self._silence_limit())
+        if kind == "claim":
+            msg = protocol.check_claim(body)
+            with self.db() as s, s.begin():
+                build, reason = store.claim(s, msg)
+            if not build:
+                log.info("builder %d drops job %s: %s", msg["builder_id"], msg["job_id"],
+                         reason)
+            return protocol.ok(build=build, reason=reason)
+        if kind == "result":
+            msg = protocol.check_result(body)
+            try:
+                with self.db() as s, s.begin():
+                    outcome = store.record_result(s, msg)
+            except store.NotYourJob as exc:
+                raise protocol.ProtocolError(str(exc)) from None
+            log.info("builder %d: job %s %s: %s", msg["builder_id"], msg["job_id"],
+                     msg["status"], outcome)
+            return protocol.ok(**outcome)
+        raise protocol.ProtocolError(f"unknown request type {kind!r:.40}")
+
+    @builder_queue(protocol.STATUS)
+    def builder_status(self, body: Any, headers: dict[str, Any]) -> None:
+        msg = protocol.check_heartbeat(body)
+        with self.db() as s, s.begin():
+            if not store.heartbeat(s, msg):
+                log.warning("heartbeat from unknown builder %s", msg["builder_id"])
+
+    # -- timers -------------------------------------------------------------------------------
+    @timer(interval=1)
+    def tick(self) -> None:
+        """Publish pending jobs (a publish that failed is retried here) and mark silent
+        builders gone; on the first tick, make the ABIs those of the config."""
+        if not self.jobs.abis_synced:
+            self._sync_abis()
+        with self.db() as s, s.begin():
+            gone = store.mark_gone(s, self._silence_limit())
+        if gone:
+            log.warning("builders gone silent: %s", ", ".join(gone))
+        self._publish_pending()
+
+    def _sync_abis(self) -> None:
+        abis = store.parse_abis(self.config.get("BUILD_ABIS"))
+        if abis:
+            with self.db() as s, s.begin():
+                new = store.sync_abis(s, abis)
+            if new:
+                log.info("now building for %s", ", ".join(new))
+        with self.db() as s:
+            self.jobs.declare(store.enabled_abis(s))
+        self.jobs.abis_synced = True
+
+    def _silence_limit(self) -> float:
+        return float(with_defaults(self.config)["BUILDER_SILENCE_LIMIT"])
+
+    def _publish_pending(self) -> int:
+        published = 0
+        while True:
+            with self.db() as s, s.begin():
+                jobs = store.take_pending(s, PUBLISH_BATCH)
+                if jobs:
+                    self.jobs.publish(jobs)
+                    store.mark_queued(s, [j["body"]["job_id"] for j in jobs])
+            published += len(jobs)
+            if len(jobs) < PUBLISH_BATCH:
+                if published:
+                    log.info("queued %d jobs", published)
+                return published
+
+    # -- questions ----------------------------------------------------------------------------
+    @rpc
+    def status(self) -> dict[str, Any]:
+        """Enabled ABIs, target counts per ABI and state, the builder registry."""
+        with self.db() as s:
+            return store.status(s)
+
+    @rpc
+    def version_status(self, package: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Build state per (version, ABI) of one package (canonical name)."""
+        with self.db() as s:
+            return store.version_status(s, package, version)

@@ -1,0 +1,1 @@
+"""file_manager: the wheel store under <WWW>/simple and its ``files`` rows."""

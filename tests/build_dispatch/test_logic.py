@@ -1,0 +1,107 @@
+"""build_dispatch's pure decisions: batch folding (against a one-event-at-a-time model), job
+priority, pure-wheel tag logic and claims."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from piw_services.build_dispatch import logic
+
+PACKAGES = ("a", "b")
+VERSIONS = ("1.0", "2.0")
+
+
+def event_strategy():
+    pkg, ver = st.sampled_from(PACKAGES), st.sampled_from(VERSIONS)
+    return st.one_of(
+        st.builds(lambda p: {"type": "package_removed", "package": p}, pkg),
+        st.builds(lambda p, v: {"type": "version_removed", "package": p, "version": v},
+                  pkg, ver),
+        st.builds(lambda p, v, b, r: {"type": "version_added", "package": p, "version": v,
+                                      "buildable": b, "released": r},
+                  pkg, ver, st.booleans(), st.integers(0, 10)),
+        st.builds(lambda p, v, b: {"type": "version_buildable", "package": p, "version": v,
+                                   "buildable": b}, pkg, ver, st.booleans()),
+        st.builds(lambda p: {"type": "package_renamed", "package": p}, pkg),
+    )
+
+
+def apply_one_by_one(model, events):
+    """The meaning of events, one at a time: (package, version) -> [buildable, released],
+    and the set of versions whose earlier builds are forgotten."""
+    model, reset = {k: list(v) for k, v in model.items()}, set()
+    for e in events:
+        p = e["package"]
+        if e["type"] == "package_removed":
+            for k in [k for k in model if k[0] == p]:
+                del model[k]
+                reset.add(k)
+        elif e["type"] == "version_removed":
+            model.pop((p, e["version"]), None)
+            reset.add((p, e["version"]))
+        elif e["type"] == "version_added":
+            model[(p, e["version"])] = [e["buildable"], e["released"]]
+            reset.add((p, e["version"]))
+        elif e["type"] == "version_buildable" and (p, e["version"]) in model:
+            model[(p, e["version"])][0] = e["buildable"]
+    return model, reset
+
+
+def apply_plan(model, plan):
+    """What store.apply_events does with a plan, on the same model."""
+    model, reset = {k: list(v) for k, v in model.items()}, set()
+    for k in [k for k in model if k[0] in plan.wiped]:
+        del model[k]
+        reset.add(k)
+    for k, c in plan.versions.items():
+        if c.reset:
+            model.pop(k, None)
+            reset.add(k)
+        if c.alive:
+            model[k] = [c.buildable, c.released]
+        elif c.alive is None and c.buildable is not None and k in model:
+            model[k][0] = c.buildable
+    return model, reset
+
+
+@given(st.dictionaries(st.tuples(st.sampled_from(PACKAGES), st.sampled_from(VERSIONS)),
+                       st.tuples(st.booleans(), st.integers(0, 10))),
+       st.lists(event_strategy(), max_size=12))
+def test_fold_equals_one_event_at_a_time(start, events):
+    model, reset = apply_plan(start, logic.fold_events(events))
+    want_model, want_reset = apply_one_by_one(start, events)
+    assert model == want_model
+    # forgetting a version that did not exist is harmless; forgetting one that did must match
+    assert reset & (set(start) | set(want_model)) == want_reset & (set(start) | set(want_model))
+
+
+def test_priority_puts_new_releases_first():
+    now = 1_000_000_000
+    assert logic.priority(now - 60, now) > logic.priority(now - 10 * 86400, now) \
+        > logic.priority(now - 400 * 86400, now)
+
+
+def test_pure_wheel_satisfies_abis_of_its_python():
+    abis = ["cp39", "cp311", "cp313"]
+    assert logic.pure_wheel_abis("foo-1.0-py3-none-any.whl", abis) == abis
+    assert logic.pure_wheel_abis("foo-1.0-py2.py3-none-any.whl", abis) == abis
+    assert logic.pure_wheel_abis("foo-1.0-py312-none-any.whl", abis) == ["cp313"]
+    assert logic.pure_wheel_abis("foo-1.0-cp311-none-any.whl", abis) == ["cp311"]
+    assert logic.pure_wheel_abis("foo-1.0-cp311-cp311-linux_armv7l.whl", abis) == []
+    assert logic.pure_wheel_abis("foo-1.0-py2-none-any.whl", abis) == []
+    assert logic.pure_wheel_abis("not a wheel", abis) == []
+
+
+def test_claims():
+    decide = logic.claim_decision
+    assert decide(None, None, 1, False, None, None)[0] is False
+    assert decide("queued", None, 1, False, None, None) == (True, None)
+    assert decide("pending", None, 1, False, None, None) == (True, None)
+    assert decide("queued", None, 1, False, "too big", None) == (False, "skipped: too big")
+    # a duplicate message of a job another builder holds is dropped ...
+    assert decide("building", 2, 1, False, None, None)[0] is False
+    # ... but a redelivery (the holder's connection is gone) is taken over
+    assert decide("building", 2, 1, True, None, None) == (True, None)
+    assert decide("building", 1, 1, False, None, None) == (True, None)
+    built = decide("built", 2, 1, True, None, "pure wheel built for cp311")
+    assert built == (False, "already built (pure wheel built for cp311)")
+    assert decide("failed", 2, 1, True, None, None)[0] is False

@@ -1,0 +1,192 @@
+"""build_dispatch's database work on a real PostgreSQL: targets from events, claims, results."""
+
+import base64
+import gzip
+
+import pytest
+from sqlalchemy import text
+
+from builders import protocol
+from piw_services.build_dispatch import store
+
+NOW = 1_800_000_000
+
+
+def added(package, version, buildable=True, released=NOW - 60):
+    return {"type": "version_added", "package": package, "version": version,
+            "buildable": buildable, "released": released}
+
+
+def targets(s, package=None):
+    rows = s.execute(text(
+        "SELECT package, version, abi, state, note FROM build_targets "
+        "WHERE CAST(:p AS text) IS NULL OR package = :p ORDER BY 1, 2, 3"),
+        {"p": package}).all()
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def session(db):
+    with db() as s, s.begin():
+        store.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")], now=NOW)
+    with db() as s:
+        yield s
+
+
+def hello(s, label="pi1", abi="cp311"):
+    return store.hello(s, protocol.check_hello(protocol.hello(
+        label, abi, {"platform": "linux_armv7l", "preinstalled": ["libc6"]})))
+
+
+def result(builder_id, job_id, status="success", files=(), not_uploaded=()):
+    info = [{"filename": fn, "size": 10, "sha256": "0" * 64, "requires_python": None,
+             "requires_dist": [], "apt_depends": [], "unresolved": []} for fn in files]
+    log = base64.b64encode(gzip.compress(b"log")).decode()
+    return protocol.check_result(protocol.result(builder_id, job_id, status, 1.5, log, info,
+                                                 list(not_uploaded)))
+
+
+def job_of(s, package, version, abi):
+    return s.execute(text("SELECT job_id FROM build_targets WHERE package = :p AND "
+                          "version = :v AND abi = :a"),
+                     {"p": package, "v": version, "a": abi}).scalar_one()
+
+
+def test_buildable_versions_get_a_target_per_abi(session):
+    n = store.apply_events(session, [added("foo", "1.0"), added("bar", "1.0", buildable=False),
+                                     {"type": "package_added", "package": "foo"}], now=NOW)
+    assert n == 2
+    assert targets(session) == [("foo", "1.0", "cp311", "pending", None),
+                                ("foo", "1.0", "cp313", "pending", None)]
+    # the same batch again (a redelivery that slipped past the mark) adds nothing
+    assert store.apply_events(session, [added("foo", "1.0")], now=NOW) == 2
+    assert len(targets(session)) == 2
+    store.apply_events(session, [{"type": "version_buildable", "package": "bar",
+                                  "version": "1.0", "buildable": True}], now=NOW)
+    assert len(targets(session, "bar")) == 2
+
+
+def test_removals_forget_targets_and_builds(session):
+    store.apply_events(session, [added("foo", "1.0"), added("foo", "2.0")], now=NOW)
+    b = hello(session)
+    job = job_of(session, "foo", "1.0", "cp311")
+    assert store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})[0]
+    store.record_result(session, result(b, job, files=["foo-1.0-cp311-cp311-linux_armv7l.whl"]))
+    store.apply_events(session, [{"type": "version_removed", "package": "foo",
+                                  "version": "1.0"}], now=NOW)
+    assert [t[1] for t in targets(session)] == ["2.0", "2.0"]
+    assert session.execute(text("SELECT count(*) FROM builds")).scalar_one() == 0
+    # a removed version's queued job is dropped when claimed
+    assert store.claim(session, {"builder_id": b, "job_id": job, "redelivered": True}) == (
+        False, "job no longer wanted (version removed, or replaced by a newer job)")
+    store.apply_events(session, [{"type": "package_removed", "package": "foo", "life": 0}],
+                       now=NOW)
+    assert targets(session) == []
+
+
+def test_losing_the_last_source_file_keeps_what_was_built(session):
+    store.apply_events(session, [added("foo", "1.0")], now=NOW)
+    b = hello(session)
+    job = job_of(session, "foo", "1.0", "cp311")
+    store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
+    store.record_result(session, result(b, job, files=["foo-1.0-cp311-cp311-linux_armv7l.whl"]))
+    store.apply_events(session, [{"type": "version_buildable", "package": "foo",
+                                  "version": "1.0", "buildable": False}], now=NOW)
+    assert targets(session) == [("foo", "1.0", "cp311", "built", None)]
+
+
+def test_pure_wheel_satisfies_the_other_abi(session):
+    store.apply_events(session, [added("foo", "1.0")], now=NOW)
+    b = hello(session)
+    job = job_of(session, "foo", "1.0", "cp311")
+    other = job_of(session, "foo", "1.0", "cp313")
+    store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
+    out = store.record_result(session, result(b, job, files=["foo-1.0-py3-none-any.whl"]))
+    assert out["satisfied"] == ["cp313"]
+    assert targets(session) == [("foo", "1.0", "cp311", "built", None),
+                                ("foo", "1.0", "cp313", "built", "pure wheel built for cp311")]
+    b2 = hello(session, "pi2", "cp313")
+    assert store.claim(session, {"builder_id": b2, "job_id": other, "redelivered": False}) == (
+        False, "already built (pure wheel built for cp311)")
+
+
+def test_results_are_recorded_once_and_only_from_the_holder(session):
+    store.apply_events(session, [added("foo", "1.0")], now=NOW)
+    b1, b2 = hello(session, "pi1"), hello(session, "pi2")
+    job = job_of(session, "foo", "1.0", "cp311")
+    assert store.claim(session, {"builder_id": b1, "job_id": job, "redelivered": False})[0]
+    # a duplicate job message is not built twice; a redelivery is taken over
+    assert not store.claim(session, {"builder_id": b2, "job_id": job, "redelivered": False})[0]
+    assert store.claim(session, {"builder_id": b2, "job_id": job, "redelivered": True})[0]
+    with pytest.raises(store.NotYourJob):
+        store.record_result(session, result(b1, job, "failed"))
+    first = store.record_result(session, result(b2, job, "timeout"))
+    again = store.record_result(session, result(b2, job, "timeout"))
+    assert again == {"build_id": first["build_id"], "status": "timeout", "repeat": True}
+    assert targets(session, "foo")[0][3:] == ("failed", "timeout")
+    assert session.execute(text("SELECT count(*) FROM builds")).scalar_one() == 1
+    # a failed build is not tried again
+    assert not store.claim(session, {"builder_id": b2, "job_id": job, "redelivered": True})[0]
+
+
+def test_wrong_abi_and_unknown_builder_are_refused(session):
+    store.apply_events(session, [added("foo", "1.0")], now=NOW)
+    b = hello(session, "pi3", "cp313")
+    job = job_of(session, "foo", "1.0", "cp311")
+    assert store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False}) == (
+        False, f"job is for ABI cp311, builder {b} builds cp313")
+    assert store.claim(session, {"builder_id": 999, "job_id": job, "redelivered": False})[1] \
+        == "unknown builder 999: say hello first"
+
+
+def test_upstream_served_wheel_is_recorded_not_published(session):
+    store.apply_events(session, [added("foo", "1.0")], now=NOW)
+    b = hello(session)
+    job = job_of(session, "foo", "1.0", "cp311")
+    store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
+    store.record_result(session, result(b, job, not_uploaded=["foo-1.0-py3-none-any.whl"]))
+    assert targets(session) == [
+        ("foo", "1.0", "cp311", "built", "upstream serves foo-1.0-py3-none-any.whl"),
+        ("foo", "1.0", "cp313", "built", "pure wheel built for cp311")]
+
+
+def test_a_new_abi_queues_every_buildable_version(session):
+    store.apply_events(session, [added("foo", "1.0"), added("bar", "2.0")], now=NOW)
+    new = store.sync_abis(session, [("cp311", "bookworm"), ("cp39", "bullseye")], now=NOW)
+    assert new == ["cp39"]
+    assert store.enabled_abis(session) == ["cp311", "cp39"]
+    assert sorted(t[:3] for t in targets(session) if t[2] == "cp39") == [
+        ("bar", "2.0", "cp39"), ("foo", "1.0", "cp39")]
+
+
+def test_pending_jobs_carry_upstream_wheels_and_new_releases_come_first(session):
+    session.execute(text(
+        "INSERT INTO upstream_files (package, version, filename, pyver, added_k, removed_k) "
+        "VALUES ('foo', '1.0', 'foo-1.0-py3-none-any.whl', 'py3', 2, 0), "
+        "('foo', '1.0', 'foo-1.0.tar.gz', 'source', 1, 0)"))
+    store.apply_events(session, [added("old", "1.0", released=NOW - 400 * 86400),
+                                 added("foo", "1.0")], now=NOW)
+    jobs = store.take_pending(session, 10)
+    assert [j["body"]["package"] for j in jobs][:2] == ["foo", "foo"]
+    assert jobs[0]["priority"] > jobs[-1]["priority"]
+    assert jobs[0]["body"]["upstream_files"] == ["foo-1.0-py3-none-any.whl"]
+    assert all(protocol.check_job(j["body"]) for j in jobs)
+    store.mark_queued(session, [j["body"]["job_id"] for j in jobs])
+    assert {t[3] for t in targets(session)} == {"queued"}
+
+
+def test_builders_registry(session):
+    b = hello(session)
+    assert hello(session) == b  # a restart under the same label keeps its id
+    assert store.heartbeat(session, {"builder_id": b, "readings": {"load": [0.1]}})
+    assert not store.heartbeat(session, {"builder_id": 12345, "readings": {}})
+    session.execute(text("UPDATE builders SET last_seen = now() - interval '2 minutes'"))
+    assert store.mark_gone(session, 60) == ["pi1"]
+    assert store.status(session)["builders"][0]["state"] == "gone"
+
+
+def test_bad_abi_setting_is_named():
+    assert store.parse_abis("cp311:bookworm, cp313:trixie") == [
+        ("cp311", "bookworm"), ("cp313", "trixie")]
+    with pytest.raises(ValueError, match="BUILD_ABIS: not an ABI tag"):
+        store.parse_abis("cp311:bookworm,../etc")
