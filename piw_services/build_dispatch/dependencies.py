@@ -81,7 +81,7 @@ class JobQueues(DependencyProvider):
     def _publish(self, jobs: list[dict[str, Any]]) -> None:
         channel = self._channel()
         self._declare(channel, sorted({j["abi"] for j in jobs}))
-        producer = Producer(channel, exchange="", auto_declare=False)
+        producer = Producer(channel, auto_declare=False)
         for job in jobs:
             producer.publish(job["body"], routing_key=protocol.job_queue(job["abi"]),
                              priority=job["priority"], delivery_mode=2, serializer="json")

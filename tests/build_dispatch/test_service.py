@@ -1,0 +1,156 @@
+"""build_dispatch in a nameko container on a real RabbitMQ and PostgreSQL, with the test
+speaking the builder's side of builders/protocol.py over kombu."""
+
+import base64
+import gzip
+import json
+import time
+import uuid
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+from sqlalchemy import text
+
+from builders import protocol
+from piw_services import outbox
+from piw_services.build_dispatch.service import BuildDispatchService
+from tests.conftest import wait_for
+
+
+class Builder:
+    """The builder's side of the protocol, just enough for the master's tests."""
+
+    def __init__(self, uri):
+        self.conn = Connection(uri)
+        self.channel = self.conn.channel()
+        self.replies = Queue("", exclusive=True, auto_delete=True)(self.channel)
+        self.replies.declare()
+        self.producer = Producer(self.channel, exchange=Exchange(protocol.EXCHANGE),
+                                 auto_declare=False)
+        self.answers = {}
+        self.consumer = self.conn.Consumer(self.replies, callbacks=[self._on_reply],
+                                           no_ack=True, accept=["json"], auto_declare=False)
+        self.consumer.consume()
+
+    def _on_reply(self, body, message):
+        self.answers[message.properties["correlation_id"]] = body
+
+    def send(self, body, key=protocol.REQUESTS, **kwargs):
+        self.producer.publish(body, routing_key=key, serializer="json", **kwargs)
+
+    def ask(self, body, key=protocol.REQUESTS, timeout=15):
+        cid = uuid.uuid4().hex
+        self.send(body, key, reply_to=self.replies.name, correlation_id=cid)
+        deadline = time.monotonic() + timeout
+        while cid not in self.answers:
+            assert time.monotonic() < deadline, f"no answer to {body}"
+            try:
+                self.conn.drain_events(timeout=0.5)
+            except TimeoutError:
+                pass
+        return self.answers.pop(cid)
+
+    def get_job(self, abi, timeout=15):
+        queue = Queue(protocol.job_queue(abi), no_declare=True)(self.channel)
+        msg = wait_for(lambda: queue.get(no_ack=False), timeout, what=f"a job on {abi}")
+        return msg
+
+    def close(self):
+        self.conn.release()
+
+
+@pytest.fixture
+def dispatch(container_factory, rabbit_config, db, db_url):
+    config = dict(rabbit_config, DB_URL=db_url, BUILD_ABIS="cp311:bookworm,cp313:trixie",
+                  BUILDER_SILENCE_LIMIT=2)
+    container = container_factory(BuildDispatchService, config)
+    container.start()
+    builder = Builder(rabbit_config["AMQP_URI"])
+    yield builder
+    builder.close()
+
+
+def emit(db, events):
+    with db() as s, s.begin():
+        outbox.write(s, events)
+
+
+def version_added(package, version, released=None):
+    return {"type": "version_added", "package": package, "version": version, "life": 0,
+            "released": released or int(time.time()), "buildable": True,
+            "unbuildable_reason": None, "yanked": False, "yanked_reason": None}
+
+
+def hello(builder, label="pi1", abi="cp311"):
+    answer = builder.ask(protocol.hello(label, abi, {
+        "platform": "linux_armv7l", "preinstalled": [], "python": "3.11.2"}))
+    assert answer["ok"], answer
+    return answer["builder_id"]
+
+
+def test_job_claim_result_round_trip(dispatch, db):
+    builder_id = hello(dispatch)
+    emit(db, [version_added("foo", "1.0"),
+              version_added("old", "0.1", released=int(time.time()) - 400 * 86400)])
+    message = dispatch.get_job("cp311")
+    job = protocol.check_job(message.payload)
+    assert job["package"] == "foo"  # new releases first
+    assert message.properties["priority"] == 9
+    assert message.properties["delivery_mode"] == 2
+    answer = dispatch.ask(protocol.claim(builder_id, job["job_id"], False))
+    assert answer == {"ok": True, "build": True, "reason": None}
+    log = base64.b64encode(gzip.compress(b"built")).decode()
+    info = {"filename": "foo-1.0-py3-none-any.whl", "size": 5, "sha256": "a" * 64,
+            "requires_python": None, "requires_dist": [], "apt_depends": [],
+            "unresolved": []}
+    answer = dispatch.ask(protocol.result(builder_id, job["job_id"], "success", 2.0, log,
+                                          [info], []))
+    assert answer["ok"] and answer["satisfied"] == ["cp313"], answer
+    message.ack()
+    with db() as s:
+        row = s.execute(text("SELECT status, duration, log_gz, files FROM builds")).one()
+    assert row[0] == "success" and gzip.decompress(row[2]) == b"built"
+    # the pure wheel made cp313's job for the same version a cheap drop
+    other = protocol.check_job(dispatch.get_job("cp313").payload)
+    while other["package"] != "foo":
+        other = protocol.check_job(dispatch.get_job("cp313").payload)
+    b2 = hello(dispatch, "pi2", "cp313")
+    answer = dispatch.ask(protocol.claim(b2, other["job_id"], False))
+    assert answer == {"ok": True, "build": False,
+                      "reason": "already built (pure wheel built for cp311)"}
+
+
+def test_garbage_and_strangers_get_clear_refusals(dispatch, db):
+    answer = dispatch.ask({"type": "claim", "builder_id": "x"})
+    assert answer["ok"] is False and "builder_id" in answer["error"]
+    assert answer["retry"] is False
+    answer = dispatch.ask(["not", "an", "object"])
+    assert answer["ok"] is False and "unknown request type" in answer["error"]
+    answer = dispatch.ask(protocol.claim(4242, "nojob", False))
+    assert answer == {"ok": True, "build": False,
+                      "reason": "unknown builder 4242: say hello first"}
+    # someone else's job result changes nothing
+    b1, b2 = hello(dispatch, "pi1"), hello(dispatch, "pi2")
+    emit(db, [version_added("foo", "1.0")])
+    job = protocol.check_job(dispatch.get_job("cp311").payload)
+    assert dispatch.ask(protocol.claim(b1, job["job_id"], False))["build"]
+    answer = dispatch.ask(protocol.result(b2, job["job_id"], "success", 1.0, "", [], []))
+    assert answer["ok"] is False and "not being built by builder" in answer["error"]
+    with db() as s:
+        assert s.execute(text("SELECT count(*) FROM builds")).scalar_one() == 0
+
+
+def test_heartbeats_keep_a_builder_alive_and_silence_marks_it_gone(dispatch, db):
+    builder_id = hello(dispatch)
+    readings = {"load": [0.5, 0.4, 0.3], "cpu_temperature": 51.2}
+    dispatch.send(protocol.heartbeat(builder_id, "pi1", readings, None), protocol.STATUS)
+
+    def state():
+        with db() as s:
+            return s.execute(text("SELECT state, readings FROM builders")).one()
+
+    wait_for(lambda: state()[1] == readings, 10, what="heartbeat recorded")
+    wait_for(lambda: state()[0] == "gone", 10, what="silent builder marked gone")
+    dispatch.send(protocol.heartbeat(builder_id, "pi1", readings, None), protocol.STATUS)
+    wait_for(lambda: state()[0] == "alive", 10, what="builder back")
+    assert json.dumps(state()[1])
