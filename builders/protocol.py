@@ -274,3 +274,14 @@ def error(message: str, retry: bool = False, **fields: Any) -> dict[str, Any]:
     """A refusal. ``retry`` tells the builder that sending again may work (a busy or
     restarting master, a corrupted upload); otherwise the request itself is wrong."""
     return {"ok": False, "error": message, "retry": retry, **fields}
+
+
+def job_lost(message: str) -> dict[str, Any]:
+    """A refusal of a commit or result meaning the job is no longer this builder's (its
+    version was removed, or another builder took it over after a redelivery): the builder
+    sends nothing more for it and acks it."""
+    return error(message, job_lost=True)
+
+
+def is_job_lost(reply: Mapping[str, Any]) -> bool:
+    return reply.get("ok") is False and reply.get("job_lost") is True

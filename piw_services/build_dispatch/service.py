@@ -66,7 +66,8 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
                 with self.db() as s, s.begin():
                     outcome = store.record_result(s, msg)
             except store.NotYourJob as exc:
-                raise protocol.ProtocolError(str(exc)) from None
+                log.warning("builder %d: %s", msg["builder_id"], exc)
+                return protocol.job_lost(str(exc))
             log.info("builder %d: job %s %s: %s", msg["builder_id"], msg["job_id"],
                      msg["status"], outcome)
             return protocol.ok(**outcome)

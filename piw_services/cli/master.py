@@ -24,6 +24,7 @@ from piw_services.config import load_config  # noqa: E402
 MASTER_SERVICES = {
     "reorderer": "piw_services.reorderer.service:ReordererService",
     "upstream": "piw_services.upstream.service:UpstreamService",
+    "file_manager": "piw_services.file_manager.service:FileManagerService",
     "build_dispatch": "piw_services.build_dispatch.service:BuildDispatchService",
 }
 

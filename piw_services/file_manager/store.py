@@ -22,6 +22,7 @@ import re
 import secrets
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -304,9 +305,11 @@ class FileStore:
         return removed
 
     # -- publishing ------------------------------------------------------------------------
-    def install(self, upload_id: str, package: str, filename: str) -> Installed:
-        """Move a verified upload into place: METADATA first, then the wheel, then the armv6l
-        links, each by rename, so the wheel is never served without its metadata."""
+    def install(self, upload_id: str, package: str, filename: str,
+                link: str | None = None) -> Installed:
+        """Move a verified upload into place: METADATA first, then the wheel, then *link* (the
+        armv6l name, see :func:`armv6l_name`) and its metadata as relative symlinks; each by
+        rename, so the wheel is never served without its metadata, nor a link without both."""
         dest = self.wheel_path(package, filename)
         part = self.part_path(upload_id)
         if not part.exists():
@@ -314,20 +317,21 @@ class FileStore:
         metadata = read_metadata(part, filename)
         _fsync_file(part)
         installed = self._with_package_dir(
-            dest.parent, lambda: self._install(part, dest, metadata))
+            dest.parent, lambda: self._install(part, dest, metadata, link))
         _unlink(self.corrupt_path(upload_id))
         return installed
 
-    def repair(self, package: str, filename: str) -> Installed | None:
-        """Rewrite the metadata and links of a wheel already in place (a repeated commit after
+    def repair(self, package: str, filename: str, link: str | None = None) -> Installed | None:
+        """Rewrite the metadata and link of a wheel already in place (a repeated commit after
         a crash between the steps of :meth:`install`); None when the wheel is not there."""
         dest = self.wheel_path(package, filename)
         if not dest.is_file() or dest.is_symlink():
             return None
         metadata = read_metadata(dest, filename)
-        return self._with_package_dir(dest.parent, lambda: self._install(None, dest, metadata))
+        return self._with_package_dir(
+            dest.parent, lambda: self._install(None, dest, metadata, link))
 
-    def _with_package_dir(self, directory: Path, action: callable) -> Installed:
+    def _with_package_dir(self, directory: Path, action: Callable[[], Installed]) -> Installed:
         """Run *action*, re-creating the package directory if a concurrent removal of the
         package's last file took it away in between."""
         for attempt in range(3):
@@ -339,15 +343,17 @@ class FileStore:
                     raise
         raise AssertionError("unreachable")
 
-    def _install(self, part: Path | None, dest: Path, metadata: bytes) -> Installed:
+    def _install(self, part: Path | None, dest: Path, metadata: bytes,
+                 link: str | None) -> Installed:
         meta_path = dest.with_name(dest.name + METADATA_SUFFIX)
         self.write_atomic(meta_path, metadata)
         if part is not None:
             os.replace(part, dest)
-        link = armv6l_name(dest.name)
         if link is not None:
-            self.link_atomic(dest.with_name(link), dest.name)
-            self.link_atomic(dest.with_name(link + METADATA_SUFFIX), meta_path.name)
+            link_path = self._inside(dest.parent, check_filename(link), dest.parent)
+            # the link's metadata first: a served link always has its metadata
+            self.link_atomic(link_path.with_name(link + METADATA_SUFFIX), meta_path.name)
+            self.link_atomic(link_path, dest.name)
         _fsync_dir(dest.parent)
         return Installed(dest.name, self.relative(dest), hashlib.sha256(metadata).hexdigest(),
                          link)
@@ -384,23 +390,29 @@ class FileStore:
 
     # -- removal ---------------------------------------------------------------------------
     def delete(self, package: str, filenames: list[str]) -> list[str]:
-        """Delete wheels (or links) with their metadata, and the armv6l links of armv7l wheels;
-        then the package directory if that left it empty. Missing files are fine: a removal
-        may run twice. Returns the paths actually removed (relative to the root)."""
+        """Delete wheels (or links) with their metadata, then the package directory if that
+        left it empty. An armv7l wheel's armv6l link goes with it even when not named (a
+        dangling link helps nobody); a real armv6l wheel by that name is left alone. Missing
+        files are fine: a removal may run twice. Returns the paths removed (relative)."""
         directory = self.package_dir(package)
         base = self.simple / canonicalize_name(package)
-        removed = []
-        names: list[str] = []
+        names = dict.fromkeys(filenames)
         for filename in filenames:
-            names.append(filename)
             link = armv6l_name(filename)
-            if link is not None:
-                names.append(link)
-        for name in dict.fromkeys(names):
-            for victim in (name + METADATA_SUFFIX, name):  # metadata first, as it came
-                path = self._inside(directory, victim, base) if directory.exists() else None
-                if path is not None and _unlink(path):
-                    removed.append(self.relative(path))
+            if link is not None and link not in names:
+                try:
+                    if os.readlink(self._inside(directory, link, base)) == filename:
+                        names[link] = None
+                except OSError:  # missing, or not a link
+                    pass
+        paths = [self._inside(directory, check_filename(name), base) for name in names]
+        removed = []
+        # links before what they point to, each wheel before its metadata: the reverse of
+        # install, so nothing served ever points at a file already gone
+        for path in sorted(paths, key=lambda p: not p.is_symlink()):
+            for victim in (path, path.with_name(path.name + METADATA_SUFFIX)):
+                if _unlink(victim):
+                    removed.append(self.relative(victim))
         if removed:
             _fsync_dir(directory)
         self.remove_empty_dir(package)

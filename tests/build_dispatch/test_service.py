@@ -135,7 +135,8 @@ def test_garbage_and_strangers_get_clear_refusals(dispatch, db):
     job = protocol.check_job(dispatch.get_job("cp311").payload)
     assert dispatch.ask(protocol.claim(b1, job["job_id"], False))["build"]
     answer = dispatch.ask(protocol.result(b2, job["job_id"], "success", 1.0, "", [], []))
-    assert answer["ok"] is False and "not being built by builder" in answer["error"]
+    assert answer["ok"] is False and answer["job_lost"]
+    assert "not being built by builder" in answer["error"]
     with db() as s:
         assert s.execute(text("SELECT count(*) FROM builds")).scalar_one() == 0
 

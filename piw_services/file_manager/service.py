@@ -1,0 +1,356 @@
+"""nameko service ``file_manager``: takes wheel uploads from builders into the www tree, keeps
+the ``files`` rows, removes files when upstream or an operator removes their version.
+
+Uploads arrive on ``piw.uploads`` (builders/protocol.py): chunks (written where they belong,
+never answered) and a commit per file (answered once the file is served, or refused). Every
+change to the set of served files is announced as a ``files_changed`` event for the index.
+
+Commits and removals meet on one PostgreSQL advisory lock: a commit installs holding it shared,
+a removal deletes holding it exclusively. A removal therefore sees every file whose commit
+started before it, and a commit that starts after it finds the version gone from the catalog
+(the reorderer commits the catalog change before the event exists), so no file of a removed
+version survives the race.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import eventlet
+from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from nameko.timer import timer
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import delete, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from builders import protocol
+from piw_services.builder_queues import builder_queue
+from piw_services.config import with_defaults
+from piw_services.db.dependency import Database
+from piw_services.db.models import BuildTarget, File
+from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
+from piw_services.ordered_events import ordered_events_consumer
+
+log = logging.getLogger(__name__)
+
+EVENT = "files_changed"
+#: Held shared by commits while they install, exclusively by removals (see the module doc).
+FILES_LOCK = 0x70697702
+#: Two-key advisory locks in this namespace serialise commits of one filename.
+FILENAME_LOCKS = 0x707766
+#: Seconds a commit waits for chunks still being written (other workers or instances) before
+#: it refuses an incomplete upload; config FILE_COMMIT_WAIT.
+COMMIT_WAIT = 3.0
+COMMIT_POLL = 0.1
+#: Uploads (and temps) untouched this long belong to a dead builder; config UPLOAD_MAX_AGE.
+UPLOAD_MAX_AGE = 4 * 3600
+SWEEP_INTERVAL = 600
+#: Ordered events that can take a file of ours away.
+REMOVING = frozenset({"package_removed", "version_removed", "file_added"})
+
+
+class Store(DependencyProvider):
+    """Injects the :class:`FileStore` on the configured WWW tree."""
+
+    def setup(self) -> None:
+        self.store = FileStore(with_defaults(self.container.config)["WWW"])
+
+    def get_dependency(self, worker_ctx: Any) -> FileStore:
+        return self.store
+
+
+class JobLost(StoreError):
+    """The job is no longer the committing builder's (removed, or taken over): the builder
+    should send nothing more for it (protocol.job_lost)."""
+
+
+def same_version(wheel_version: Version, version: str) -> bool:
+    try:
+        return wheel_version == Version(version)
+    except InvalidVersion:
+        return str(wheel_version) == version
+
+
+class FileManagerService(ordered_events_consumer("file_manager")):
+    name = "file_manager"
+
+    db = Database()
+    store = Store()
+    dispatch = EventDispatcher()
+    config = Config()
+
+    # -- uploads ---------------------------------------------------------------------------
+    @builder_queue(protocol.UPLOADS)
+    def upload(self, body: Any, headers: dict[str, Any]) -> dict[str, Any] | None:
+        """Chunks and commits share the queue, so a commit is handled after its chunks were
+        at least delivered; see :meth:`_verify` for the workers still writing them."""
+        if headers.get("piw-type") == "chunk":
+            self._chunk(body, headers)
+            return None
+        return self._commit(body)
+
+    def _chunk(self, body: Any, headers: dict[str, Any]) -> None:
+        m = protocol.check_chunk(headers, body)
+        try:
+            if not self.store.write_chunk(m["upload_id"], m["offset"], body, m["sha256"]):
+                log.warning("upload %s: corrupt chunk at offset %d", m["upload_id"],
+                            m["offset"])
+        except StoreError as exc:
+            raise protocol.ProtocolError(str(exc)) from None
+
+    def _commit(self, body: Any) -> dict[str, Any]:
+        msg = protocol.check_commit(body)
+        upload_id = msg["upload_id"]
+        try:
+            reply = self._commit_checked(msg)
+        except StoreError as exc:
+            self.store.discard(upload_id)
+            log.warning("refused commit of %s (upload %s, job %s): %s",
+                        msg["info"]["filename"], upload_id, msg["job_id"], exc)
+            if isinstance(exc, JobLost):
+                return protocol.job_lost(str(exc))
+            return protocol.error(str(exc), retry=exc.retry)
+        return reply
+
+    def _commit_checked(self, msg: dict[str, Any]) -> dict[str, Any]:
+        info, upload_id = msg["info"], msg["upload_id"]
+        filename = info["filename"]
+        with self.db() as s:
+            package, version, abi = self._job_of(s, msg)
+            row = s.get(File, filename)
+        # a repeated commit of a file we serve needs no upload (its part may be long gone)
+        served = row is not None and self.store.is_published(package, filename)
+        if not served:
+            self._verify(upload_id, info)
+        with self.db() as s, s.begin():
+            s.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": FILES_LOCK})
+            s.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:f))"),
+                      {"ns": FILENAME_LOCKS, "f": filename})
+            if self._version_alive(s, package, version) is False:
+                raise JobLost(f"{package} {version} has been removed upstream; "
+                              f"{filename} is not published")
+            done = self._already_served(s, package, filename, info, upload_id)
+            if done:
+                return done
+            if served:  # removed since we looked: take the upload if it is complete
+                verdict = self.store.verify(upload_id, info["size"], info["sha256"])
+                if not verdict.ok:
+                    raise StoreError(verdict.problem or "incomplete upload", retry=True)
+            link = self._link_for(s, package, filename)
+            installed = self.store.install(upload_id, package, filename, link)
+            self._upsert(s, package, version, abi, msg["job_id"], info,
+                         installed.metadata_sha256, link)
+        added = [filename] + ([link] if link else [])
+        log.info("published %s (%d bytes)%s", installed.path, info["size"],
+                 f" and {link}" if link else "")
+        if info.get("metadata_sha256") not in (None, installed.metadata_sha256):
+            log.warning("%s: builder's metadata_sha256 %s differs from the served METADATA's "
+                        "%s", filename, info["metadata_sha256"], installed.metadata_sha256)
+        self._announce([{"package": package, "version": version, "added": added,
+                         "removed": []}])
+        return protocol.ok(filename=filename, path=installed.path, links=[link] if link else [])
+
+    def _job_of(self, s: Session, msg: dict[str, Any]) -> tuple[str, str, str]:
+        """(package, version, abi) of the commit's job, once the commit may publish at all."""
+        job_id, builder_id, filename = msg["job_id"], msg["builder_id"], msg["info"]["filename"]
+        target = s.execute(select(BuildTarget).where(BuildTarget.job_id == job_id)
+                           ).scalar_one_or_none()
+        if target is None or target.state != "building" or target.builder_id != builder_id:
+            raise JobLost(f"job {job_id} is not being built by builder {builder_id}")
+        name, wheel_version, _, _ = parse_wheel_filename(filename)
+        package = canonicalize_name(target.package)
+        if name != package or not same_version(wheel_version, target.version):
+            raise StoreError(f"{filename} is not a wheel of job {job_id}'s "
+                             f"{target.package} {target.version}")
+        if self._upstream_serves(s, package, filename):
+            raise StoreError(f"upstream already serves {filename}: publishing another file "
+                             f"under that name would give pip two hashes for one name")
+        return package, target.version, target.abi
+
+    def _already_served(self, s: Session, package: str, filename: str, info: dict[str, Any],
+                        upload_id: str) -> dict[str, Any] | None:
+        """The answer to a commit of a file we already serve, or None.
+
+        The same bytes again (a redelivered or repeated commit): ok, after re-making whatever a
+        crash may have left undone (under the files lock, like any change to the tree). Other
+        bytes under a served name (say a pure wheel built by
+        two ABIs at once): the served file stays, since pip may have cached its hash; the job
+        still has its file, so that is ok too, and says so.
+        """
+        row = s.get(File, filename)
+        if row is None or not self.store.is_published(package, filename):
+            return None  # a row without its file (lost on disk): take this upload instead
+        path = self.store.relative(self.store.wheel_path(package, filename))
+        if row.sha256 != info["sha256"]:
+            self.store.discard(upload_id)
+            log.warning("%s is already served with sha256 %s; discarded upload %s (%s)",
+                        filename, row.sha256, upload_id, info["sha256"])
+            return protocol.ok(filename=filename, path=path, kept_existing=True,
+                               sha256=row.sha256)
+        if row.link_of is None:
+            link = self._link_for(s, package, filename)
+            if self.store.repair(package, filename, link) is None:
+                return None  # row without its file: install it again
+        self.store.discard(upload_id)
+        return protocol.ok(filename=filename, path=path, already=True)
+
+    def _verify(self, upload_id: str, info: dict[str, Any]) -> None:
+        """Wait (briefly) until the upload is complete. Workers of this or another instance may
+        still be writing its last chunks when the commit arrives, so a short or mismatched file
+        is looked at again until FILE_COMMIT_WAIT has passed; a corrupt chunk is final."""
+        deadline = time.monotonic() + float(self.config.get("FILE_COMMIT_WAIT", COMMIT_WAIT))
+        while True:
+            verdict = self.store.verify(upload_id, info["size"], info["sha256"])
+            if verdict.ok:
+                return
+            if verdict.final or time.monotonic() >= deadline:
+                raise StoreError(verdict.problem or "incomplete upload", retry=True)
+            eventlet.sleep(COMMIT_POLL)
+
+    def _link_for(self, s: Session, package: str, filename: str) -> str | None:
+        """The armv6l name to serve an armv7l wheel under, unless upstream serves that name or
+        a real (not linked) armv6l wheel has it."""
+        link = armv6l_name(filename)
+        if link is None or self._upstream_serves(s, package, link):
+            return None
+        row = s.get(File, link)
+        if row is not None and row.link_of != filename:
+            return None
+        return link
+
+    @staticmethod
+    def _upstream_serves(s: Session, package: str, filename: str) -> bool:
+        return s.execute(text(
+            "SELECT 1 FROM upstream_files WHERE package = :p AND filename = :f "
+            "AND added_k > removed_k"), {"p": package, "f": filename}).first() is not None
+
+    @staticmethod
+    def _version_alive(s: Session, package: str, version: str) -> bool | None:
+        """Whether the catalog has the version alive; None when it has never heard of it."""
+        return s.execute(text(
+            "SELECT v.created_k > greatest(v.deleted_k, p.deleted_k) FROM versions v "
+            "JOIN packages p ON p.name = v.package WHERE v.package = :p AND v.version = :v"),
+            {"p": package, "v": version}).scalar()
+
+    @staticmethod
+    def _upsert(s: Session, package: str, version: str, abi: str, job_id: str,
+                info: dict[str, Any], metadata_sha256: str, link: str | None) -> None:
+        row = {"package": package, "version": version, "abi": abi, "job_id": job_id,
+               "size": info["size"], "sha256": info["sha256"],
+               "metadata_sha256": metadata_sha256,
+               "requires_python": info.get("requires_python"),
+               "requires_dist": info["requires_dist"], "apt_depends": info["apt_depends"],
+               "unresolved": info["unresolved"]}
+        rows = [{**row, "filename": info["filename"], "link_of": None}]
+        if link:
+            rows.append({**row, "filename": link, "link_of": info["filename"]})
+        stmt = insert(File).values(rows)
+        s.execute(stmt.on_conflict_do_update(
+            index_elements=[File.filename],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != "filename"}))
+
+    # -- removals --------------------------------------------------------------------------
+    def _consume_ordered_events(self, batch: dict[str, Any] | None) -> None:
+        # announce removals only once their transaction (with the consumer mark) committed
+        self._pending = []
+        super()._consume_ordered_events(batch)
+        self._announce(self._pending)
+
+    def apply_events(self, session: Session, seq: int, events: list[dict[str, Any]]) -> None:
+        """Delete our files of removed packages and versions, and any file of ours whose name
+        upstream now serves itself (pip must never see two hashes for one name)."""
+        packages: set[str] = set()
+        versions: set[tuple[str, str]] = set()
+        filenames: set[str] = set()
+        for event in events:
+            kind = event.get("type")
+            if kind == "package_removed":
+                packages.add(event["package"])
+            elif kind == "version_removed":
+                versions.add((event["package"], event["version"]))
+            elif kind == "file_added":
+                filenames.add(event["filename"])
+        if not (packages or versions or filenames):
+            return
+        conditions = []
+        if packages:
+            conditions.append(File.package.in_(packages))
+        if versions:
+            conditions.append(text("(files.package, files.version) IN (SELECT * FROM "
+                                   "unnest(CAST(:vp AS text[]), CAST(:vv AS text[])))")
+                              .bindparams(vp=[p for p, _ in versions],
+                                          vv=[v for _, v in versions]))
+        if filenames:
+            conditions.append(File.filename.in_(filenames))
+        changes = self._remove(session, or_(*conditions))
+        if changes:
+            log.info("ordered events batch %d: removed %d files", seq,
+                     sum(len(c["removed"]) for c in changes))
+        if not hasattr(self, "_pending"):
+            self._pending = []
+        self._pending.extend(changes)
+
+    def _remove(self, s: Session, where: Any) -> list[dict[str, Any]]:
+        """Delete the files matching *where* (and links to them): read the rows, delete the
+        files on disk, then the rows. Returns the files_changed payloads."""
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FILES_LOCK})
+        rows = s.execute(select(File.filename, File.package, File.version).where(where)).all()
+        if not rows:
+            return []
+        names = [r.filename for r in rows]
+        rows += s.execute(select(File.filename, File.package, File.version).where(
+            File.link_of.in_(names), File.filename.not_in(names))).all()
+        by_package: dict[str, list[str]] = defaultdict(list)
+        by_version: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for r in rows:
+            by_package[r.package].append(r.filename)
+            by_version[(r.package, r.version)].append(r.filename)
+        for package, filenames in by_package.items():
+            self.store.delete(package, filenames)
+        s.execute(delete(File).where(File.filename.in_([r.filename for r in rows])))
+        return [{"package": p, "version": v, "added": [], "removed": sorted(fns)}
+                for (p, v), fns in sorted(by_version.items())]
+
+    @rpc
+    def delete_files(self, package: str, version: str | None = None) -> list[str]:
+        """Remove the files of a package (or of one version of it); returns their names.
+        For the admin service: removal, rebuild."""
+        package = canonicalize_name(package)
+        where = File.package == package
+        if version is not None:
+            where = where & (File.version == version)
+        with self.db() as s, s.begin():
+            changes = self._remove(s, where)
+        self._announce(changes)
+        return sorted(fn for c in changes for fn in c["removed"])
+
+    def _announce(self, changes: list[dict[str, Any]]) -> None:
+        for change in changes:
+            self.dispatch(EVENT, change)
+
+    # -- housekeeping ----------------------------------------------------------------------
+    @rpc
+    def status(self) -> dict[str, Any]:
+        with self.db() as s:
+            files, links, size = s.execute(text(
+                "SELECT count(*) FILTER (WHERE link_of IS NULL), "
+                "count(*) FILTER (WHERE link_of IS NOT NULL), "
+                "coalesce(sum(size) FILTER (WHERE link_of IS NULL), 0) FROM files")).one()
+        uploads, upload_bytes = self.store.uploads_in_progress()
+        return {"files": files, "links": links, "bytes": int(size), "uploads": uploads,
+                "upload_bytes": upload_bytes}
+
+    @timer(interval=SWEEP_INTERVAL)
+    def sweep_uploads(self) -> None:
+        """Remove uploads abandoned by builders that died mid-upload."""
+        removed = self.store.sweep(float(self.config.get("UPLOAD_MAX_AGE", UPLOAD_MAX_AGE)))
+        if removed:
+            log.info("removed %d abandoned upload files", removed)
