@@ -1,0 +1,112 @@
+"""Fixtures for whole-system tests: an upstream with real sdists, the master, builders."""
+
+import importlib.metadata
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, wait_for
+from tests.fake_pypi.fake_pypi_helpers import repack_installed
+
+#: setup.py of an sdist whose wheel is ~24 MiB of random bytes: its upload takes many chunks.
+BIG_SETUP = """\
+import os
+from setuptools import setup
+os.makedirs("bigpkg_data", exist_ok=True)
+with open("bigpkg_data/__init__.py", "w"):
+    pass
+with open("bigpkg_data/blob.bin", "wb") as fh:
+    fh.write(os.urandom(24 * 1024 * 1024))
+setup(name="bigpkg", version="1.0", packages=["bigpkg_data"],
+      package_data={"bigpkg_data": ["blob.bin"]})
+"""
+
+#: An sdist whose build never ends (for the time limit).
+SLOW_SETUP = "import time\ntime.sleep(3600)\n"
+
+
+def write_sdist(directory: Path, name: str, version: str, setup_py: str) -> Path:
+    base = f"{name}-{version}"
+    members = {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+               "setup.py": setup_py}
+    path = directory / f"{base}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{base}/{member}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream_packages(tmp_path_factory):
+    """The files the fake PyPI serves beside the ones it generates: what build isolation
+    installs (repacked from this venv: nothing is downloaded), and two hand-made sdists."""
+    packages = tmp_path_factory.mktemp("upstream-packages")
+    try:
+        for dist in ("setuptools", "wheel", "packaging"):
+            repack_installed(dist, packages)
+    except importlib.metadata.PackageNotFoundError as exc:
+        pytest.skip(f"cannot repack build requirements: {exc}")
+    write_sdist(packages, "bigpkg", "1.0", BIG_SETUP)
+    write_sdist(packages, "slowpkg", "1.0", SLOW_SETUP)
+    return packages
+
+
+def release(name, version, serial, kind=None, t0=None):
+    """Changelog rows of a new project with one release and its sdist."""
+    t0 = t0 or int(time.time()) - 3600
+    sdist = f"{name.replace('-', '_').replace('.', '_').lower()}-{version}.tar.gz"
+    extra = {"kind": kind} if kind else {}
+    return [
+        {"name": name, "version": None, "timestamp": t0 + serial, "action": "create",
+         "serial": serial},
+        {"name": name, "version": version, "timestamp": t0 + serial + 1,
+         "action": "new release", "serial": serial + 1, **extra},
+        {"name": name, "version": version, "timestamp": t0 + serial + 2,
+         "action": f"add source file {sdist}", "serial": serial + 2},
+    ]
+
+
+@pytest.fixture
+def system(processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
+    """Start upstream + master services (+ builders on demand) against *events*."""
+
+    class System:
+        www = tmp_path / "www"
+
+        def start(self, events, abis="cp311:bookworm", **env):
+            fake_pypi(events, packages=upstream_packages)
+            piw_env.update(PIW_BUILD_ABIS=abis, PIW_BUILDER_AMQP_URI=piw_env["PIW_AMQP_URI"],
+                           PIW_BUILDER_INDEX_URL=piw_env["PIW_UPSTREAM"] + "/simple/",
+                           PIW_HEARTBEAT_INTERVAL="1", **env)
+            processes.start("master", [str(BIN / "piw-master")])
+            wait_for(lambda: rpc.build_dispatch.status()["abis"], 60,
+                     what="build_dispatch to start")
+
+        def builder(self, label, **env):
+            saved = dict(piw_env)
+            piw_env.update(PIW_BUILDER_WORK_DIR=str(tmp_path / f"work-{label}"), **env)
+            try:
+                return processes.start(label, [str(BIN / "piw-builder"), "--label", label])
+            finally:
+                piw_env.clear()
+                piw_env.update(saved)
+
+        def targets(self, package):
+            return rpc.build_dispatch.version_status(package)
+
+        def settled(self, *packages):
+            """Wait until every target of *packages* is built or failed; returns them."""
+            def done():
+                rows = [t for p in packages for t in self.targets(p)]
+                return rows if rows and all(t["state"] in ("built", "failed")
+                                            for t in rows) else None
+            return wait_for(done, 240, interval=1, what=f"builds of {packages}",
+                            describe=lambda: {p: self.targets(p) for p in packages})
+
+    return System()

@@ -1,0 +1,152 @@
+"""Builds end to end: piw-fake-pypi with real sdists -> upstream -> reorderer -> build_dispatch
+-> real piw-builder processes running pip -> chunked uploads -> file_manager -> the store."""
+
+import glob
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import wait_for
+from tests.e2e.conftest import release
+
+pytestmark = pytest.mark.slow
+
+
+
+def working_python(version: str) -> str | None:
+    """A Python *version* interpreter that runs (pyenv's shims need a version selected)."""
+    candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/"
+                                                     f"python{version}")))
+    candidates.append(shutil.which(f"python{version}") or "")
+    for path in filter(None, candidates):
+        if subprocess.run([path, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+            return path
+    return None
+
+
+PY312 = working_python("3.12")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_files(www: Path) -> dict[str, Path]:
+    simple = www / "simple"
+    return {p.name: p for p in simple.rglob("*.whl")} if simple.exists() else {}
+
+
+def builds(db):
+    with db() as s:
+        return [dict(r._mapping) for r in s.execute(text(
+            "SELECT b.id, b.job_id, b.package, b.version, b.abi, b.builder_id, b.status, "
+            "b.files, b.log_gz, k.label FROM builds b JOIN builders k ON k.id = b.builder_id "
+            "ORDER BY b.id"))]
+
+
+def files(db):
+    with db() as s:
+        return {r.filename: r for r in s.execute(text("SELECT * FROM files"))}
+
+
+def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc):
+    system.start(release("Pure.Pkg", "1.0", 1, "pure") + release("zlib-user", "0.2", 10,
+                                                                   "c-zlib")
+                 + release("broken-pkg", "0.1", 20, "broken"))
+    system.builder("pi1")
+    targets = system.settled("pure-pkg", "zlib-user", "broken-pkg")
+    assert {(t["version"], t["state"]) for t in targets} == {
+        ("1.0", "built"), ("0.2", "built"), ("0.1", "failed")}
+
+    recorded = builds(db)
+    assert len(recorded) == 3  # one build per job, no repeats
+    assert {b["label"] for b in recorded} == {"pi1"}
+    broken = next(b for b in recorded if b["package"] == "broken-pkg")
+    assert broken["status"] == "failed" and broken["files"] == []
+    assert b"deliberately broken" in gzip.decompress(broken["log_gz"])
+
+    on_disk, rows = store_files(system.www), files(db)
+    assert set(on_disk) == set(rows) == {
+        f for b in recorded for f in b["files"]}
+    for name, path in on_disk.items():
+        assert sha256(path) == rows[name].sha256, name
+        assert path.parent.name == rows[name].package
+        metadata = path.with_name(name + ".metadata")
+        assert hashlib.sha256(metadata.read_bytes()).hexdigest() == rows[name].metadata_sha256
+    pure = rows["pure_pkg-1.0-py3-none-any.whl"]
+    assert pure.apt_depends == [] and pure.abi == "cp311"
+    c_wheel = next(r for n, r in rows.items() if n.startswith("zlib_user-0.2-cp311-cp311-"))
+    assert "zlib1g" in c_wheel.apt_depends, c_wheel.apt_depends
+    assert c_wheel.unresolved == []
+    # nothing partial is left in the store's upload area
+    assert not [p for p in (system.www / ".uploads").iterdir() if p.suffix == ".part"]
+    status = rpc.build_dispatch.status()
+    assert [(b["label"], b["state"], b["job_id"]) for b in status["builders"]] == [
+        ("pi1", "alive", None)]
+
+
+@pytest.mark.parametrize("phase", ["build", "upload"])
+def test_a_builder_killed_mid_job_hands_it_to_another(system, db, processes, phase):
+    system.start(release("bigpkg", "1.0", 1))
+    system.builder("doomed")
+    uploads = system.www / ".uploads"
+
+    def in_phase():
+        if phase == "build":
+            return any(t["state"] == "building" for t in system.targets("bigpkg"))
+        return uploads.exists() and any(p.suffix == ".part" for p in uploads.iterdir())
+
+    wait_for(in_phase, 180, interval=0.02, what=f"the builder to be mid-{phase}")
+    processes.kill9("doomed")
+    system.builder("rescuer")
+    system.settled("bigpkg")
+
+    recorded = builds(db)
+    assert [(b["label"], b["status"]) for b in recorded] == [("rescuer", "success")]
+    on_disk, rows = store_files(system.www), files(db)
+    assert list(on_disk) == list(rows) == ["bigpkg-1.0-py3-none-any.whl"]
+    path = on_disk["bigpkg-1.0-py3-none-any.whl"]
+    assert path.stat().st_size > 24 * 1024 * 1024
+    assert sha256(path) == rows[path.name].sha256
+
+
+def test_a_build_over_its_time_limit_is_killed_and_recorded_as_failed(system, db):
+    system.start(release("slowpkg", "1.0", 1), PIW_BUILD_TIMEOUT="4")
+    system.builder("pi1")
+    [target] = system.settled("slowpkg")
+    assert target["state"] == "failed" and target["build_status"] == "timeout"
+    [build] = builds(db)
+    assert build["status"] == "timeout"
+    assert store_files(system.www) == {}
+
+
+@pytest.mark.skipif(PY312 is None, reason="needs a Python 3.12 with pip for a second ABI")
+def test_two_abis_take_only_their_own_jobs_and_a_pure_wheel_serves_both(system, db, rpc):
+    system.start(release("Pure.Pkg", "1.0", 1, "pure") + release("zlib-user", "0.2", 10,
+                                                                   "c-zlib"),
+                 abis="cp311:bookworm,cp312:bookworm")
+    system.builder("b311")
+    # the pure wheel built for cp311 settles cp312's job for it before a cp312 builder exists
+    wait_for(lambda: all(t["state"] == "built" for t in system.targets("pure-pkg"))
+             and len(system.targets("pure-pkg")) == 2, 240, interval=1,
+             what="the pure wheel to satisfy both ABIs",
+             describe=lambda: system.targets("pure-pkg"))
+    system.builder("b312", PIW_BUILDER_PYTHON=PY312)
+    targets = system.settled("pure-pkg", "zlib-user")
+    assert all(t["state"] == "built" for t in targets), targets
+    recorded = builds(db)
+    by_label = {}
+    for b in recorded:
+        by_label.setdefault(b["label"], []).append((b["package"], b["abi"]))
+    assert sorted(by_label["b311"]) == [("pure-pkg", "cp311"), ("zlib-user", "cp311")]
+    assert by_label["b312"] == [("zlib-user", "cp312")]  # its pure-pkg job was dropped
+    names = set(store_files(system.www))
+    assert "pure_pkg-1.0-py3-none-any.whl" in names
+    assert any(n.startswith("zlib_user-0.2-cp312-cp312-") for n in names)
+    assert any(n.startswith("zlib_user-0.2-cp311-cp311-") for n in names)
