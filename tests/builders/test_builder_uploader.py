@@ -62,7 +62,7 @@ def test_chunk_properties_pass_the_masters_check():
     props = chunk_properties("u1", chunk)
     assert props["content_type"] == "application/data"
     assert props["content_encoding"] == "binary"
-    assert props["delivery_mode"] == 2
+    assert props["delivery_mode"] == 1
     checked = protocol.check_chunk(props["headers"], data)
     assert (checked["upload_id"], checked["offset"], checked["sha256"]) == ("u1", MAX,
                                                                               chunk.sha256)
