@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "BACKOFF_MAX": 300,
     "ENRICH_DAYS": 30,
     "BUILDER_SILENCE_LIMIT": 60,
+    "QUEUE_WINDOW": 1000,
 }
 
 _parser_ready = False

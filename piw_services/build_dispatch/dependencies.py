@@ -95,6 +95,17 @@ class JobQueues(DependencyProvider):
                 job_queue(abi)(channel).declare()
                 self.declared.add(abi)
 
+    def depth(self, abi: str) -> int:
+        """Jobs ready (not yet delivered) on the ABI's queue."""
+        with self.lock:
+            try:
+                channel = self._channel()
+                self._declare(channel, [abi])
+                return channel.queue_declare(protocol.job_queue(abi), passive=True).message_count
+            except Exception:
+                self._close()
+                raise
+
     def publish(self, jobs: list[dict[str, Any]]) -> None:
         """Publish persistent job messages; returns once the broker holds all of them."""
         with self.lock:

@@ -64,14 +64,25 @@ def fold_events(events: Iterable[Mapping[str, Any]]) -> BatchPlan:
     return plan
 
 
+#: (age below which, priority): new releases first (a Pi user is waiting for them), then
+#: recent ones, then history.
+PRIORITY_BANDS = ((2 * DAY, 9), (30 * DAY, 5))
+HISTORY_PRIORITY = 1
+
+
 def priority(released: int, now: float) -> int:
-    """New releases first (a Pi user is waiting for them), then recent ones, then history."""
-    age = now - released
-    if age < 2 * DAY:
-        return 9
-    if age < 30 * DAY:
-        return 5
-    return 1
+    """The job priority of a version released at *released* (upstream time)."""
+    for age, value in PRIORITY_BANDS:
+        if now - released < age:
+            return value
+    return HISTORY_PRIORITY
+
+
+def priority_sql(released: str, now: float) -> str:
+    """:func:`priority` as a SQL expression over the column *released*."""
+    cases = " ".join(f"WHEN {int(now)} - {released} < {age} THEN {value}"
+                     for age, value in PRIORITY_BANDS)
+    return f"CASE {cases} ELSE {HISTORY_PRIORITY} END"
 
 
 def abi_python(abi: str) -> tuple[int, int]:

@@ -108,18 +108,28 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
         return float(with_defaults(self.config)["BUILDER_SILENCE_LIMIT"])
 
     def _publish_pending(self) -> int:
+        """Top up each ABI's job queue to QUEUE_WINDOW ready jobs, best first.
+
+        The database is the queue of record; RabbitMQ holds only the next jobs. So priorities
+        are decided when a job is sent (popularity known by then counts), and a removed or
+        skipped version rarely has a message to drop.
+        """
+        window = int(with_defaults(self.config)["QUEUE_WINDOW"])
+        with self.db() as s:
+            abis = store.enabled_abis(s)
         published = 0
-        while True:
-            with self.db() as s, s.begin():
-                jobs = store.take_pending(s, PUBLISH_BATCH)
-                if jobs:
-                    self.jobs.publish(jobs)
-                    store.mark_queued(s, [j["body"]["job_id"] for j in jobs])
-            published += len(jobs)
-            if len(jobs) < PUBLISH_BATCH:
-                if published:
-                    log.info("queued %d jobs", published)
-                return published
+        for abi in abis:
+            while (room := min(window - self.jobs.depth(abi), PUBLISH_BATCH)) > 0:
+                with self.db() as s, s.begin():
+                    jobs = store.take_pending(s, abi, room)
+                    if jobs:
+                        self.jobs.publish(jobs)
+                published += len(jobs)
+                if len(jobs) < room:
+                    break
+        if published:
+            log.info("queued %d jobs", published)
+        return published
 
     # -- questions ----------------------------------------------------------------------------
     @rpc

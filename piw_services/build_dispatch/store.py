@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,82 +17,67 @@ from sqlalchemy.orm import Session
 
 from builders import protocol
 from piw_services.build_dispatch import logic
+from piw_services.db.bulk import copy_rows
 
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
+#: SQL for a fresh job id (a target's queued message is named by it).
+NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
 
 
 # -- ordered events ---------------------------------------------------------------------------
+#: The batch's net changes, one row per version, loaded with one COPY so every statement below
+#: is a join against it (big array parameters cost PostgreSQL more to parse than the work).
+BATCH_TABLE = "_dispatch_batch"
+BATCH_COLUMNS = ("package", "version", "reset", "alive", "buildable", "released")
+
+
 def apply_events(session: Session, events: Iterable[Mapping[str, Any]],
                  now: float | None = None) -> int:
     """Apply one batch of ordered events; returns how many targets it created."""
     plan = logic.fold_events(events)
     now = time.time() if now is None else now
     if plan.wiped:
-        forget_versions(session, packages=sorted(plan.wiped))
-    resets = [k for k, c in plan.versions.items() if c.reset]
-    if resets:
-        forget_versions(session, versions=resets)
-    added = [(p, v, c.buildable, c.released) for (p, v), c in plan.versions.items()
-             if c.alive]
-    if added:
-        session.execute(text(
-            "INSERT INTO build_versions (package, version, buildable, released) "
-            "SELECT * FROM unnest(CAST(:p AS text[]), CAST(:v AS text[]), "
-            "CAST(:b AS boolean[]), CAST(:r AS bigint[])) "
-            "ON CONFLICT (package, version) DO UPDATE SET buildable = excluded.buildable, "
-            "released = excluded.released"),
-            {"p": [a[0] for a in added], "v": [a[1] for a in added],
-             "b": [a[2] for a in added], "r": [a[3] for a in added]})
-    flips = [(p, v, c.buildable) for (p, v), c in plan.versions.items()
-             if c.alive is None and c.buildable is not None]
-    if flips:
-        session.execute(text(
-            "UPDATE build_versions bv SET buildable = f.b FROM unnest(CAST(:p AS text[]), "
-            "CAST(:v AS text[]), CAST(:b AS boolean[])) AS f(p, v, b) "
-            "WHERE bv.package = f.p AND bv.version = f.v"),
-            {"p": [f[0] for f in flips], "v": [f[1] for f in flips],
-             "b": [f[2] for f in flips]})
-        # a version that lost its last source file keeps what was built, queues nothing more
-        lost = [f for f in flips if not f[2]]
-        if lost:
-            session.execute(text(
-                "DELETE FROM build_targets t USING unnest(CAST(:p AS text[]), "
-                "CAST(:v AS text[])) AS f(p, v) WHERE t.package = f.p AND t.version = f.v "
-                "AND t.state IN ('pending', 'queued')"),
-                {"p": [f[0] for f in lost], "v": [f[1] for f in lost]})
-    wanted = [(p, v) for (p, v), c in plan.versions.items() if c.buildable]
-    return create_targets(session, wanted, now) if wanted else 0
+        forget_packages(session, sorted(plan.wiped))
+    if not plan.versions:
+        return 0
+    cur = session.connection().connection.dbapi_connection.cursor()
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} (package text, version text, "
+                "reset bool, alive bool, buildable bool, released bigint) "
+                f"ON COMMIT DELETE ROWS; DELETE FROM {BATCH_TABLE}")
+    copy_rows(cur, BATCH_TABLE, BATCH_COLUMNS, [
+        (p, v, c.reset, c.alive, c.buildable, c.released) for (p, v), c in plan.versions.items()])
+    match = "t.package = b.package AND t.version = b.version"
+    # one round trip: none of these statements takes a parameter; rowcount is the last one's
+    cur.execute(";".join([
+        # temporary tables get no statistics of their own: without them a one-version batch
+        # would be planned as a big one (scans instead of index lookups)
+        f"ANALYZE {BATCH_TABLE}",
+        *(f"DELETE FROM {table} t USING {BATCH_TABLE} b WHERE b.reset AND {match}"
+          for table in ("build_targets", "builds", "build_versions")),
+        "INSERT INTO build_versions (package, version, buildable, released) "
+        f"SELECT package, version, buildable, released FROM {BATCH_TABLE} WHERE alive "
+        "ON CONFLICT (package, version) DO UPDATE SET buildable = excluded.buildable, "
+        "released = excluded.released",
+        # versions that only changed buildability; one that lost its last source file keeps
+        # what was built and queues nothing more
+        f"UPDATE build_versions t SET buildable = b.buildable FROM {BATCH_TABLE} b "
+        f"WHERE b.alive IS NULL AND b.buildable IS NOT NULL AND {match}",
+        f"DELETE FROM build_targets t USING {BATCH_TABLE} b WHERE b.alive IS NULL "
+        f"AND NOT b.buildable AND {match} AND t.state IN ('pending', 'queued')",
+        "INSERT INTO build_targets (package, version, abi, state, job_id, priority) "
+        f"SELECT t.package, t.version, a.abi, 'pending', {NEW_JOB_ID}, "
+        f"{logic.priority_sql('t.released', now)} "
+        f"FROM {BATCH_TABLE} b JOIN build_versions t ON {match} "
+        "CROSS JOIN build_abis a WHERE b.buildable AND t.buildable AND t.skip_reason IS NULL "
+        "AND a.enabled ON CONFLICT (package, version, abi) DO NOTHING",
+    ]))
+    return cur.rowcount
 
 
-def forget_versions(session: Session, versions: list[tuple[str, str]] | None = None,
-                    packages: list[str] | None = None) -> None:
-    """Drop what build_dispatch knows of these versions (or whole packages): their targets
-    (so queued jobs are dropped when claimed), builds and view rows."""
-    if packages is not None:
-        where, params = "package = ANY(:p)", {"p": packages}
-    else:
-        assert versions is not None
-        where = "(package, version) IN (SELECT * FROM unnest(CAST(:p AS text[]), " \
-                "CAST(:v AS text[])))"
-        params = {"p": [k[0] for k in versions], "v": [k[1] for k in versions]}
+def forget_packages(session: Session, packages: list[str]) -> None:
+    """Drop what build_dispatch knows of these packages: their targets (so queued jobs are
+    dropped when claimed), builds and versions."""
     for table in ("build_targets", "builds", "build_versions"):
-        session.execute(text(f"DELETE FROM {table} WHERE {where}"), params)
-
-
-def create_targets(session: Session, versions: list[tuple[str, str]], now: float,
-                   abi: str | None = None) -> int:
-    """Queue (as ``pending``) every missing (version, ABI) pair of buildable, unskipped
-    *versions* for the enabled ABIs (or just *abi*)."""
-    rows = session.execute(text(
-        "SELECT bv.package, bv.version, bv.released, a.abi FROM build_versions bv "
-        "JOIN unnest(CAST(:p AS text[]), CAST(:v AS text[])) AS w(p, v) "
-        "ON bv.package = w.p AND bv.version = w.v "
-        "CROSS JOIN build_abis a WHERE a.enabled AND (CAST(:abi AS text) IS NULL OR a.abi = :abi) "
-        "AND bv.buildable AND bv.skip_reason IS NULL"),
-        {"p": [k[0] for k in versions], "v": [k[1] for k in versions], "abi": abi}).all()
-    return _insert_targets(session, rows, now)
+        session.execute(text(f"DELETE FROM {table} WHERE package = ANY(:p)"), {"p": packages})
 
 
 def _insert_targets(session: Session, rows: list[Any], now: float) -> int:
@@ -101,11 +85,10 @@ def _insert_targets(session: Session, rows: list[Any], now: float) -> int:
         return 0
     result = session.execute(text(
         "INSERT INTO build_targets (package, version, abi, state, job_id, priority) "
-        "SELECT p, v, a, 'pending', j, pr FROM unnest(CAST(:p AS text[]), CAST(:v AS text[]), "
-        "CAST(:a AS text[]), CAST(:j AS text[]), CAST(:pr AS smallint[])) AS t(p, v, a, j, pr) "
+        f"SELECT p, v, a, 'pending', {NEW_JOB_ID}, pr FROM unnest(CAST(:p AS text[]), "
+        "CAST(:v AS text[]), CAST(:a AS text[]), CAST(:pr AS smallint[])) AS t(p, v, a, pr) "
         "ON CONFLICT (package, version, abi) DO NOTHING"),
         {"p": [r[0] for r in rows], "v": [r[1] for r in rows], "a": [r[3] for r in rows],
-         "j": [new_job_id() for _ in rows],
          "pr": [logic.priority(r[2], now) for r in rows]})
     return result.rowcount
 
@@ -156,32 +139,30 @@ def enabled_abis(session: Session) -> list[str]:
 
 
 # -- publishing -------------------------------------------------------------------------------
-def take_pending(session: Session, limit: int) -> list[dict[str, Any]]:
-    """Lock up to *limit* pending targets (highest priority first) and build their jobs;
-    the caller publishes them, then :func:`mark_queued` in the same transaction."""
+def take_pending(session: Session, abi: str, limit: int) -> list[dict[str, Any]]:
+    """Mark up to *limit* pending targets of *abi* queued (highest priority first) and return
+    their jobs; the caller publishes them before committing, so a failed publish leaves them
+    pending."""
     rows = session.execute(text(
-        "SELECT package, version, abi, job_id, priority FROM build_targets "
-        "WHERE state = 'pending' ORDER BY priority DESC, updated_at LIMIT :n "
-        "FOR UPDATE SKIP LOCKED"), {"n": limit}).all()
+        "UPDATE build_targets t SET state = 'queued', updated_at = now() FROM ("
+        "SELECT package, version, abi FROM build_targets WHERE state = 'pending' AND abi = :a "
+        "ORDER BY priority DESC, updated_at LIMIT :n FOR UPDATE SKIP LOCKED) p "
+        "WHERE (t.package, t.version, t.abi) = (p.package, p.version, p.abi) "
+        "RETURNING t.package, t.version, t.job_id, t.priority"), {"a": abi, "n": limit}).all()
     if not rows:
         return []
     wheels: dict[tuple[str, str], list[str]] = {}
     for p, v, fn in session.execute(text(
-            "SELECT u.package, u.version, u.filename FROM upstream_files u JOIN (SELECT DISTINCT "
-            "* FROM unnest(CAST(:p AS text[]), CAST(:v AS text[]))) AS w(p, v) "
+            "SELECT u.package, u.version, u.filename FROM upstream_files u "
+            "JOIN unnest(CAST(:p AS text[]), CAST(:v AS text[])) AS w(p, v) "
             "ON u.package = w.p AND u.version = w.v "
             "WHERE u.added_k > u.removed_k AND u.filename LIKE '%.whl'"),
             {"p": [r[0] for r in rows], "v": [r[1] for r in rows]}):
         wheels.setdefault((p, v), []).append(fn)
-    return [{"abi": r[2], "priority": r[4],
-             "body": protocol.job(r[3], r[0], r[1], r[2], sorted(wheels.get((r[0], r[1]), [])))}
+    rows.sort(key=lambda r: -r[3])
+    return [{"abi": abi, "priority": r[3],
+             "body": protocol.job(r[2], r[0], r[1], abi, sorted(wheels.get((r[0], r[1]), [])))}
             for r in rows]
-
-
-def mark_queued(session: Session, job_ids: list[str]) -> None:
-    session.execute(text(
-        "UPDATE build_targets SET state = 'queued', updated_at = now() "
-        "WHERE job_id = ANY(:j) AND state = 'pending'"), {"j": job_ids})
 
 
 # -- builders ---------------------------------------------------------------------------------
@@ -301,7 +282,7 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
         if satisfied:
             session.execute(text(
                 "INSERT INTO build_targets (package, version, abi, state, job_id, priority, "
-                "build_id, note) SELECT :p, :v, a, 'built', md5(random()::text), 0, :id, :n "
+                f"build_id, note) SELECT :p, :v, a, 'built', {NEW_JOB_ID}, 0, :id, :n "
                 "FROM unnest(CAST(:abis AS text[])) AS a "
                 "ON CONFLICT (package, version, abi) DO UPDATE SET state = 'built', "
                 "build_id = excluded.build_id, note = excluded.note, updated_at = now() "

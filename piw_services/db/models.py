@@ -172,7 +172,7 @@ class BuildTarget(Base):
 
     __tablename__ = "build_targets"
     __table_args__ = (
-        Index("build_targets_pending", text("priority DESC"), "updated_at",
+        Index("build_targets_pending", "abi", text("priority DESC"), "updated_at",
               postgresql_where=text("state = 'pending'")),
         Index("build_targets_job", "job_id", unique=True),
     )

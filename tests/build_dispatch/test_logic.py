@@ -74,8 +74,11 @@ def test_fold_equals_one_event_at_a_time(start, events):
     assert reset & (set(start) | set(want_model)) == want_reset & (set(start) | set(want_model))
 
 
-def test_priority_puts_new_releases_first():
-    now = 1_000_000_000
+@given(st.integers(0, 2 * 10**9), st.integers(0, 2 * 10**9))
+def test_newer_releases_never_get_a_lower_priority(released, other):
+    now = 2 * 10**9
+    if released > other:
+        assert logic.priority(released, now) >= logic.priority(other, now)
     assert logic.priority(now - 60, now) > logic.priority(now - 10 * 86400, now) \
         > logic.priority(now - 400 * 86400, now)
 

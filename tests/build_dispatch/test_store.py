@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from builders import protocol
-from piw_services.build_dispatch import store
+from piw_services.build_dispatch import logic, store
 
 NOW = 1_800_000_000
 
@@ -64,6 +64,9 @@ def test_buildable_versions_get_a_target_per_abi(session):
     store.apply_events(session, [{"type": "version_buildable", "package": "bar",
                                   "version": "1.0", "buildable": True}], now=NOW)
     assert len(targets(session, "bar")) == 2
+    # a new release whose sdist came in a later batch is still a new release
+    assert session.execute(text("SELECT DISTINCT priority FROM build_targets "
+                                "WHERE package = 'bar'")).scalars().all() == [9]
 
 
 def test_removals_forget_targets_and_builds(session):
@@ -166,13 +169,15 @@ def test_pending_jobs_carry_upstream_wheels_and_new_releases_come_first(session)
         "('foo', '1.0', 'foo-1.0.tar.gz', 'source', 1, 0)"))
     store.apply_events(session, [added("old", "1.0", released=NOW - 400 * 86400),
                                  added("foo", "1.0")], now=NOW)
-    jobs = store.take_pending(session, 10)
-    assert [j["body"]["package"] for j in jobs][:2] == ["foo", "foo"]
-    assert jobs[0]["priority"] > jobs[-1]["priority"]
+    jobs = store.take_pending(session, "cp311", 1)
+    assert [(j["body"]["package"], j["abi"]) for j in jobs] == [("foo", "cp311")]
     assert jobs[0]["body"]["upstream_files"] == ["foo-1.0-py3-none-any.whl"]
+    jobs += store.take_pending(session, "cp311", 10)
+    assert [j["body"]["package"] for j in jobs] == ["foo", "old"]
+    assert jobs[0]["priority"] > jobs[-1]["priority"]
     assert all(protocol.check_job(j["body"]) for j in jobs)
-    store.mark_queued(session, [j["body"]["job_id"] for j in jobs])
-    assert {t[3] for t in targets(session)} == {"queued"}
+    assert {t[3] for t in targets(session) if t[2] == "cp311"} == {"queued"}
+    assert {t[3] for t in targets(session) if t[2] == "cp313"} == {"pending"}
 
 
 def test_builders_registry(session):
@@ -190,3 +195,12 @@ def test_bad_abi_setting_is_named():
         ("cp311", "bookworm"), ("cp313", "trixie")]
     with pytest.raises(ValueError, match="BUILD_ABIS: not an ABI tag"):
         store.parse_abis("cp311:bookworm,../etc")
+
+
+def test_priority_in_sql_equals_priority_in_python(session):
+    ages = [0, 60, 2 * 86400 - 1, 2 * 86400, 10 * 86400, 30 * 86400, 400 * 86400]
+    released = [NOW - age for age in ages]
+    got = session.execute(text(
+        f"SELECT {logic.priority_sql('r', NOW)} FROM unnest(CAST(:r AS bigint[])) AS r "
+        "ORDER BY r DESC"), {"r": released}).scalars().all()
+    assert got == [logic.priority(r, NOW) for r in released]

@@ -36,7 +36,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('package', 'version', 'abi')
     )
     op.create_index('build_targets_job', 'build_targets', ['job_id'], unique=True)
-    op.create_index('build_targets_pending', 'build_targets', [sa.text('priority DESC'), 'updated_at'], unique=False, postgresql_where=sa.text("state = 'pending'"))
+    op.create_index('build_targets_pending', 'build_targets', ['abi', sa.text('priority DESC'), 'updated_at'], unique=False, postgresql_where=sa.text("state = 'pending'"))
     op.create_table('build_versions',
     sa.Column('package', sa.Text(), nullable=False),
     sa.Column('version', sa.Text(), nullable=False),
