@@ -56,6 +56,16 @@ def job_queue(abi: str) -> str:
     return f"piw.builds.{abi}"
 
 
+def builder_permissions(abi: str | None = None) -> dict[str, str]:
+    """A builder's RabbitMQ permissions (regexes on resource names): publish to the builders'
+    exchange, consume the job queue of its ABI (of every ABI when None), and create and
+    consume its own server-named reply queue. Nothing else: not nameko's RPC exchange, not
+    another service's queue."""
+    jobs = re.escape(job_queue(abi)) if abi else r"piw\.builds\..*"
+    return {"configure": r"^amq\.gen-.*$", "write": f"^{re.escape(EXCHANGE)}$",
+            "read": rf"^({jobs}|amq\.gen-.*)$"}
+
+
 def check_abi(abi: object) -> str:
     if not isinstance(abi, str) or not _ABI.match(abi):
         raise ProtocolError(f"not an ABI tag like cp311: {abi!r}")

@@ -17,7 +17,8 @@ def test_compose_services_run_code_that_exists():
                for line in scripts["options.entry_points"]["console_scripts"].splitlines()
                if line.strip()}
     services = compose["services"]
-    assert {"rabbitmq", "postgres", "initdb", "upstream", "reorderer"} <= set(services)
+    assert {"rabbitmq", "postgres", "initdb", "upstream", "reorderer", "build_dispatch",
+            "file_manager", "builder-user", "builder"} <= set(services)
     for name, service in services.items():
         command = service.get("command")
         if not command:
@@ -29,4 +30,7 @@ def test_compose_services_run_code_that_exists():
         else:
             assert command[0] in console, f"{name} runs {command[0]}, not a console script"
         env = service.get("environment", {})
-        assert {"PIW_AMQP_URI", "PIW_DB_URL"} <= set(env), name
+        if command[0] == "piw-builder":  # a builder knows only the broker and the index
+            assert set(env) == {"PIW_BUILDER_AMQP_URI", "PIW_BUILDER_INDEX_URL"}, name
+        else:
+            assert {"PIW_AMQP_URI", "PIW_DB_URL"} <= set(env), name

@@ -7,11 +7,15 @@ import hashlib
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
+from amqp.exceptions import AccessRefused
+from kombu import Connection, Exchange
 from sqlalchemy import text
 
+from piw_services.cli import builder_user as builder_user_cli
 from tests.conftest import wait_for
 from tests.e2e.conftest import release
 
@@ -55,11 +59,25 @@ def files(db):
         return {r.filename: r for r in s.execute(text("SELECT * FROM files"))}
 
 
-def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc):
+@pytest.fixture
+def builder_user(piw_env, monkeypatch, capsys):
+    """A RabbitMQ user with only a builder's permissions, made by piw-builder-user; returns
+    the AMQP_URI it prints."""
+    name = f"piw-test-builder-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PIW_AMQP_URI", piw_env["PIW_AMQP_URI"])
+    assert builder_user_cli.main([name, "--abi", "cp311"]) == 0
+    [uri] = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("AMQP_URI: ")]
+    yield uri
+    assert builder_user_cli.main([name, "--remove"]) == 0
+
+
+def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc, builder_user):
     system.start(release("Pure.Pkg", "1.0", 1, "pure") + release("zlib-user", "0.2", 10,
                                                                    "c-zlib")
                  + release("broken-pkg", "0.1", 20, "broken"))
-    system.builder("pi1")
+    # the builder connects as a user that can reach only the builder queues
+    system.builder("pi1", PIW_BUILDER_AMQP_URI=builder_user)
     targets = system.settled("pure-pkg", "zlib-user", "broken-pkg")
     assert {(t["version"], t["state"]) for t in targets} == {
         ("1.0", "built"), ("0.2", "built"), ("0.1", "failed")}
@@ -89,6 +107,13 @@ def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc):
     status = rpc.build_dispatch.status()
     assert [(b["label"], b["state"], b["job_id"]) for b in status["builders"]] == [
         ("pi1", "alive", None)]
+    # and that user could not have called the admin's RPC or read another ABI's jobs
+    with Connection(builder_user, transport_options={"confirm_publish": True}) as conn:
+        with pytest.raises(AccessRefused):
+            conn.Producer(exchange=Exchange("nameko-rpc", no_declare=True),
+                          auto_declare=False).publish({}, routing_key="admin.remove")
+    with Connection(builder_user) as conn, pytest.raises(AccessRefused):
+        conn.channel().basic_get("piw.builds.cp312")
 
 
 @pytest.mark.parametrize("phase", ["build", "upload"])
