@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "ENRICH_DAYS": 30,
     "BUILDER_SILENCE_LIMIT": 60,
     "QUEUE_WINDOW": 1000,
+    "FILE_COMMIT_WAIT": 3.0,
+    "UPLOAD_MAX_AGE": 4 * 3600,
 }
 
 _parser_ready = False

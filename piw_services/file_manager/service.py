@@ -46,12 +46,7 @@ EVENT = "files_changed"
 FILES_LOCK = 0x70697702
 #: Two-key advisory locks in this namespace serialise commits of one filename.
 FILENAME_LOCKS = 0x707766
-#: Seconds a commit waits for chunks still being written (other workers or instances) before
-#: it refuses an incomplete upload; config FILE_COMMIT_WAIT.
-COMMIT_WAIT = 3.0
 COMMIT_POLL = 0.1
-#: Uploads (and temps) untouched this long belong to a dead builder; config UPLOAD_MAX_AGE.
-UPLOAD_MAX_AGE = 4 * 3600
 SWEEP_INTERVAL = 600
 #: Ordered events that can take a file of ours away.
 REMOVING = frozenset({"package_removed", "version_removed", "file_added"})
@@ -206,7 +201,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         """Wait (briefly) until the upload is complete. Workers of this or another instance may
         still be writing its last chunks when the commit arrives, so a short or mismatched file
         is looked at again until FILE_COMMIT_WAIT has passed; a corrupt chunk is final."""
-        deadline = time.monotonic() + float(self.config.get("FILE_COMMIT_WAIT", COMMIT_WAIT))
+        deadline = time.monotonic() + float(with_defaults(self.config)["FILE_COMMIT_WAIT"])
         while True:
             verdict = self.store.verify(upload_id, info["size"], info["sha256"])
             if verdict.ok:
@@ -351,6 +346,6 @@ class FileManagerService(ordered_events_consumer("file_manager")):
     @timer(interval=SWEEP_INTERVAL)
     def sweep_uploads(self) -> None:
         """Remove uploads abandoned by builders that died mid-upload."""
-        removed = self.store.sweep(float(self.config.get("UPLOAD_MAX_AGE", UPLOAD_MAX_AGE)))
+        removed = self.store.sweep(float(with_defaults(self.config)["UPLOAD_MAX_AGE"]))
         if removed:
             log.info("removed %d abandoned upload files", removed)
