@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
+
+from builders import protocol
 
 UPLOADS = ".uploads"
 SIMPLE = "simple"
@@ -427,13 +429,9 @@ class FileStore:
 
 
 def check_filename(filename: str) -> str:
-    """A bare wheel filename (the builders' protocol rules, repeated here so the store never
-    trusts its caller with a path)."""
-    if (not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename
-            or "\0" in filename or ".." in filename or len(filename) > 255):
-        raise StoreError(f"refusing filename {filename!r:.80}")
+    """A bare wheel filename, checked here too so the store never trusts its caller with a
+    path (the protocol's rules: builders.protocol.check_wheel_filename)."""
     try:
-        parse_wheel_filename(filename)
-    except InvalidWheelFilename as exc:
-        raise StoreError(f"not a valid wheel filename: {filename!r} ({exc})") from None
-    return filename
+        return protocol.check_wheel_filename(filename)
+    except protocol.ProtocolError as exc:
+        raise StoreError(str(exc)) from None

@@ -9,10 +9,8 @@ for the timeout and cancellation tests.
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import re
 import signal
-import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from builders.build import BuildResult, build_wheel
 from builders.sysinfo import abi_tag, platform_tag
 from piw_services.fake_pypi import FakePyPI
-from tests.fake_pypi.fake_pypi_helpers import repack_installed
+from tests.fake_pypi.fake_pypi_helpers import repack_installed, write_sdist
 
 from .build_helpers import assert_group_gone, wait_for_json
 
@@ -93,20 +91,8 @@ backend-path = ["."]
 
 
 def write_slow_sdist(directory: Path, name: str = "slowpkg", version: str = "1.0") -> Path:
-    base = f"{name}-{version}"
-    members = {
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        "pyproject.toml": SLOW_PYPROJECT,
-        "slow_backend.py": SLOW_BACKEND,
-    }
-    path = directory / f"{base}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for member, text in members.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{base}/{member}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_sdist(directory, name, version, {"pyproject.toml": SLOW_PYPROJECT,
+                                                  "slow_backend.py": SLOW_BACKEND})
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,12 @@
 """Fixtures for whole-system tests: an upstream with real sdists, the master, builders."""
 
 import importlib.metadata
-import io
-import tarfile
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import BIN, wait_for
-from tests.fake_pypi.fake_pypi_helpers import repack_installed
+from tests.fake_pypi.fake_pypi_helpers import repack_installed, write_sdist
 
 #: setup.py of an sdist whose wheel is ~24 MiB of random bytes: its upload takes many chunks.
 BIG_SETUP = """\
@@ -28,20 +25,6 @@ setup(name="bigpkg", version="1.0", packages=["bigpkg_data"],
 SLOW_SETUP = "import time\ntime.sleep(3600)\n"
 
 
-def write_sdist(directory: Path, name: str, version: str, setup_py: str) -> Path:
-    base = f"{name}-{version}"
-    members = {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-               "setup.py": setup_py}
-    path = directory / f"{base}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for member, text in members.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"{base}/{member}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.fixture(scope="session")
 def upstream_packages(tmp_path_factory):
     """The files the fake PyPI serves beside the ones it generates: what build isolation
@@ -52,8 +35,8 @@ def upstream_packages(tmp_path_factory):
             repack_installed(dist, packages)
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
-    write_sdist(packages, "bigpkg", "1.0", BIG_SETUP)
-    write_sdist(packages, "slowpkg", "1.0", SLOW_SETUP)
+    write_sdist(packages, "bigpkg", "1.0", {"setup.py": BIG_SETUP})
+    write_sdist(packages, "slowpkg", "1.0", {"setup.py": SLOW_SETUP})
     return packages
 
 

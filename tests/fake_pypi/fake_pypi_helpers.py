@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import io
 import os
 import re
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -71,3 +73,18 @@ def repack_installed(dist_name: str, dest: Path) -> Path:
         records.append(f"{info_dir}/RECORD,,")
         zf.writestr(f"{info_dir}/RECORD", "\n".join(records) + "\n")
     return wheel_path
+
+
+def write_sdist(directory: Path, name: str, version: str, members: dict[str, str]) -> Path:
+    """A hand-made sdist ``<name>-<version>.tar.gz`` holding PKG-INFO and *members*."""
+    base = f"{name}-{version}"
+    members = {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+               **members}
+    path = directory / f"{base}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{base}/{member}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
