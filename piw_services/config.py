@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_WINDOW": 1000,
     "FILE_COMMIT_WAIT": 3.0,
     "UPLOAD_MAX_AGE": 4 * 3600,
+    "INDEX_ROOT_INTERVAL": 5,
+    "BASE_URL": "",
 }
 
 _parser_ready = False

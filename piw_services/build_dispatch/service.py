@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
 from nameko.rpc import rpc
 from nameko.timer import timer
 
@@ -30,6 +31,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
     db = Database()
     jobs = JobQueues()
     config = Config()
+    dispatch = EventDispatcher()
 
     # -- ordered events -----------------------------------------------------------------------
     def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
@@ -70,6 +72,9 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
                 return protocol.job_lost(str(exc))
             log.info("builder %d: job %s %s: %s", msg["builder_id"], msg["job_id"],
                      msg["status"], outcome)
+            if outcome.get("package"):
+                self.dispatch("builds_changed", {"package": outcome["package"],
+                                                 "version": outcome["version"]})
             return protocol.ok(**outcome)
         raise protocol.ProtocolError(f"unknown request type {kind!r:.40}")
 

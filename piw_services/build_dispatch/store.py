@@ -244,10 +244,12 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     """Record a build once (a resent result returns the first record) and settle targets:
     success marks the job's ABI built, and every ABI a pure wheel satisfies; any other
     outcome is a failure, not retried unless an operator asks."""
-    existing = session.execute(text("SELECT id, status FROM builds WHERE job_id = :j"),
-                               {"j": msg["job_id"]}).first()
+    existing = session.execute(text(
+        "SELECT id, status, package, version FROM builds WHERE job_id = :j"),
+        {"j": msg["job_id"]}).first()
     if existing:
-        return {"build_id": existing[0], "status": existing[1], "repeat": True}
+        return {"build_id": existing[0], "status": existing[1], "repeat": True,
+                "package": existing[2], "version": existing[3]}
     target = session.execute(text(
         "SELECT package, version, abi, state, builder_id FROM build_targets "
         "WHERE job_id = :j FOR UPDATE"), {"j": msg["job_id"]}).first()
@@ -292,7 +294,8 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     session.execute(text(
         "UPDATE builders SET job_id = NULL, job_started_at = NULL, last_seen = now() "
         "WHERE id = :b"), {"b": msg["builder_id"]})
-    return {"build_id": build_id, "status": status, "satisfied": satisfied}
+    return {"build_id": build_id, "status": status, "satisfied": satisfied,
+            "package": package, "version": version}
 
 
 # -- questions ---------------------------------------------------------------------------------

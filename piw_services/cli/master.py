@@ -26,6 +26,7 @@ MASTER_SERVICES = {
     "upstream": "piw_services.upstream.service:UpstreamService",
     "file_manager": "piw_services.file_manager.service:FileManagerService",
     "build_dispatch": "piw_services.build_dispatch.service:BuildDispatchService",
+    "index": "piw_services.index.service:IndexService",
 }
 
 

@@ -252,3 +252,13 @@ class File(Base):
     link_of: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now())
+
+
+# -- the index ---------------------------------------------------------------------------------
+class IndexDirty(Base):
+    """Packages whose pages must be rewritten (``:root`` for the root pages): events only add
+    rows here, in their consumer's transaction, so a burst for one package is one rewrite."""
+
+    __tablename__ = "index_dirty"
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -125,7 +125,8 @@ def test_results_are_recorded_once_and_only_from_the_holder(session):
         store.record_result(session, result(b1, job, "failed"))
     first = store.record_result(session, result(b2, job, "timeout"))
     again = store.record_result(session, result(b2, job, "timeout"))
-    assert again == {"build_id": first["build_id"], "status": "timeout", "repeat": True}
+    assert again == {"build_id": first["build_id"], "status": "timeout", "repeat": True,
+                     "package": "foo", "version": "1.0"}
     assert targets(session, "foo")[0][3:] == ("failed", "timeout")
     assert session.execute(text("SELECT count(*) FROM builds")).scalar_one() == 1
     # a failed build is not tried again

@@ -1,0 +1,108 @@
+"""What the index shows, read from the database: the catalog (through the reorderer's own
+read model, so "live" and "yanked" mean the same everywhere), our files, and build states."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from piw_services.index.model import (
+    BuildStatus,
+    IndexFile,
+    Project,
+    SiteInfo,
+    VersionInfo,
+)
+from piw_services.reorderer.store import package_state
+
+#: build_targets states as the project page names them
+SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",
+               "built": "built", "failed": "failed"}
+
+
+def log_path(package: str, build_id: int) -> str:
+    """Where a build's gzipped log lives in the www tree (and its URL path)."""
+    return f"logs/{package}/{build_id}.log.gz"
+
+
+def _version_key(version: str) -> tuple[int, Any]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:  # sorted after every valid version, by text
+        return (0, version)
+
+
+def _prerelease(version: str) -> bool:
+    try:
+        return Version(version).is_prerelease
+    except InvalidVersion:
+        return False
+
+
+def load_project(session: Session, name: str) -> tuple[Project | None, dict[int, bytes]]:
+    """The project *name* (canonical) as its pages show it, or None when it is not live (gone
+    or quarantined); and the gzipped logs of the builds it shows, by build id."""
+    state = package_state(session, name)
+    if not state["alive"] or state.get("quarantined"):
+        return None, {}
+    live = state["versions"]
+    files: dict[str, list[IndexFile]] = defaultdict(list)
+    for r in session.execute(text(
+            "SELECT filename, version, sha256, size, created_at, requires_python, "
+            "metadata_sha256, apt_depends, unresolved, abi FROM files WHERE package = :p "
+            "ORDER BY filename"), {"p": name}):
+        v = live.get(r.version)
+        if v is None:  # its version is going: file_manager is removing the file
+            continue
+        files[r.version].append(IndexFile(
+            filename=r.filename, sha256=r.sha256, size=r.size, upload_time=r.created_at,
+            requires_python=r.requires_python, metadata_sha256=r.metadata_sha256,
+            yanked=v["yanked"], yanked_reason=v["yanked_reason"],
+            apt_depends=tuple(r.apt_depends or ()), unresolved=tuple(r.unresolved or ()),
+            abi=r.abi))
+    builds: dict[str, list[BuildStatus]] = defaultdict(list)
+    logs: dict[int, bytes] = {}
+    for r in session.execute(text(
+            "SELECT t.version, t.abi, t.state, t.note, b.id, b.duration, b.log_gz "
+            "FROM build_targets t LEFT JOIN builds b ON b.id = t.build_id AND b.abi = t.abi "
+            "WHERE t.package = :p ORDER BY t.abi"), {"p": name}):
+        log_url = None
+        if r.id is not None and r.log_gz:
+            logs[r.id] = r.log_gz
+            log_url = "/" + log_path(name, r.id)
+        builds[r.version].append(BuildStatus(
+            abi=r.abi, state=SHOWN_STATE.get(r.state, r.state), note=r.note,
+            duration=r.duration, log_url=log_url))
+    skips = dict(session.execute(text(
+        "SELECT version, skip_reason FROM build_versions WHERE package = :p "
+        "AND skip_reason IS NOT NULL"), {"p": name}).all())
+    versions = []
+    for ver in sorted(live, key=_version_key, reverse=True):
+        v = live[ver]
+        versions.append(VersionInfo(
+            version=ver, released=datetime.fromtimestamp(v["released"], UTC),
+            prerelease=_prerelease(ver), yanked=v["yanked"], yanked_reason=v["yanked_reason"],
+            skip=skips.get(ver) or v["unbuildable_reason"],
+            builds=tuple(builds.get(ver, ())), files=tuple(files.get(ver, ()))))
+    return Project(name=name, display_name=state["display_name"],
+                   versions=tuple(versions)), logs
+
+
+def indexed_names(session: Session) -> list[str]:
+    """Projects with at least one file we serve: the root simple index lists these."""
+    return list(session.execute(text(
+        "SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
+        "WHERE p.created_k > p.deleted_k ORDER BY 1")).scalars())
+
+
+def site_info(session: Session, base_url: str) -> SiteInfo:
+    projects, files = session.execute(text(
+        "SELECT count(DISTINCT package), count(*) FROM files")).one()
+    abis = tuple(session.execute(text(
+        "SELECT abi FROM build_abis WHERE enabled ORDER BY abi")).scalars())
+    return SiteInfo(base_url=base_url, projects=projects, files=files, abis=abis)

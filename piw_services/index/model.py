@@ -1,0 +1,86 @@
+"""What a page shows, as plain data: the index service gathers it from the database, the
+renderers (piw_services.index.render) turn it into HTML and JSON without touching anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """One wheel we serve, at ``/simple/<project>/<filename>`` (its METADATA at
+    ``<filename>.metadata``)."""
+
+    filename: str
+    sha256: str
+    size: int
+    upload_time: datetime  # timezone-aware UTC
+    requires_python: str | None  # from the wheel's own METADATA
+    metadata_sha256: str | None  # None: no .metadata served for it
+    yanked: bool = False
+    yanked_reason: str | None = None
+    apt_depends: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()  # libraries no Debian package provides
+    abi: str = ""  # the build ABI (job queue) that produced it
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    """What happened to one (version, ABI): state is built, failed, pending (queued or
+    building) or skipped; ``log_url`` points at the gzipped build log when there is one."""
+
+    abi: str
+    state: str
+    note: str | None = None
+    duration: float | None = None
+    log_url: str | None = None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    released: datetime | None
+    prerelease: bool
+    yanked: bool = False
+    yanked_reason: str | None = None
+    skip: str | None = None  # why it is not built (binary-only upstream, an operator's skip)
+    builds: tuple[BuildStatus, ...] = ()
+    files: tuple[IndexFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class Project:
+    """A live project: ``name`` is canonical (PEP 503); versions newest first."""
+
+    name: str
+    display_name: str
+    summary: str | None = None
+    versions: tuple[VersionInfo, ...] = ()
+    downloads_30d: int = 0
+    downloads_all: int = 0
+
+    @property
+    def files(self) -> tuple[IndexFile, ...]:
+        """Every file we serve for the project (the simple page lists these)."""
+        return tuple(f for v in self.versions for f in v.files)
+
+
+@dataclass(frozen=True)
+class PackageSummary:
+    """A row of /packages.json (the home page's search box)."""
+
+    name: str
+    summary: str | None = None
+    downloads_30d: int = 0
+    downloads_all: int = 0
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What the home page says of the index."""
+
+    base_url: str  # e.g. https://www.piwheels.example (no trailing slash); "" for relative
+    projects: int = 0
+    files: int = 0
+    abis: tuple[str, ...] = field(default_factory=tuple)

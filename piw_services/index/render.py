@@ -1,0 +1,291 @@
+"""Pure page renderers for the www tree: plain data (piw_services.index.model) in, text out.
+
+Nothing here touches the database or the www tree; the index service gathers the data, calls
+these and writes the result by temp file + rename. HTML comes from jinja2 templates with
+autoescape on (every value is escaped exactly once, by the template); the 500,000-name simple
+root is joined from pre-escaped strings instead, because a jinja2 loop over it takes ~2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
+from packaging.version import InvalidVersion, Version
+
+from .model import IndexFile, PackageSummary, Project, SiteInfo, VersionInfo
+
+API_VERSION = "1.1"  # PEP 629 / PEP 691; 1.1 because of PEP 700's versions, size, upload-time
+
+# Canonical names (PEP 503) need neither HTML nor JSON nor URL escaping: the root's fast path
+# checks all names at once, joined by "," (harmless in HTML, JSON and URLs alike), and when
+# some name is odd, escapes just the names that need it.
+_PLAIN_NAMES = re.compile(r"[a-z0-9._,-]*")
+_plain_name = re.compile(r"[a-z0-9._-]+").fullmatch
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a "Z", as PEP 700 spells upload-time (naive means UTC)."""
+    if when is None:
+        return None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _file_href(filename: str) -> str:
+    """A filename (or an odd project name) as a URL path segment: wheel names pass unchanged
+    ("+" of local versions included), anything odd is percent-quoted so it cannot end the path
+    or start a fragment."""
+    return quote(filename, safe="+!~", errors="replace")
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them (1 KiB = 1024 B)."""
+    if size < 1024:
+        return f"{size} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float | None) -> str:
+    """A build time: "42 s", "3 min 5 s", "1 h 20 min"."""
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _human_time(when: datetime | None) -> str:
+    if when is None:
+        return ""
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _safe_url(url: str | None) -> str | None:
+    """Only relative and http(s) links go into an href (never javascript: and the like)."""
+    if not url:
+        return None
+    if url.startswith(("/", "http://", "https://")) or ":" not in url.split("/", 1)[0]:
+        return url
+    return None
+
+
+def _finalize(value: object) -> object:
+    """Every value a template prints: a lone surrogate (json.loads lets "\\ud800" through from
+    upstream metadata) becomes "?" here, or writing the page as UTF-8 would fail."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            cleaned = value.encode("utf-8", "replace").decode("utf-8")
+            return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
+
+
+_env = Environment(
+    loader=PackageLoader("piw_services.index", "templates"),
+    autoescape=True,
+    finalize=_finalize,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_env.filters.update(
+    human_size=human_size,
+    human_duration=human_duration,
+    human_time=_human_time,
+    iso=_iso,
+    file_href=_file_href,
+    safe_url=_safe_url,
+    thousands=lambda n: f"{n:,}",
+)
+
+
+def _dumps(data: object) -> str:
+    """Compact JSON (ASCII-only, so no lone surrogate from upstream can break the writer)."""
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _version_key(version: str) -> tuple:
+    """packaging's order; versions it cannot parse (old legacy ones) sort first, by text."""
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+# --- the simple repository API (PEP 503/592/629/658/691/700/714) -------------------------
+
+
+@dataclass(frozen=True)
+class _SimpleFile:
+    """One file as both simple pages list it: yanked if the file or its release is."""
+
+    filename: str
+    href: str  # relative: files live beside the page
+    sha256: str
+    size: int
+    upload_time: str | None
+    requires_python: str | None
+    yanked: bool
+    yanked_reason: str  # "" when yanked without a reason (or not yanked)
+    metadata_sha256: str | None
+
+
+def _simple_files(project: Project) -> list[_SimpleFile]:
+    files = []
+    for version in project.versions:
+        for f in version.files:
+            yanked = f.yanked or version.yanked
+            files.append(_SimpleFile(
+                filename=f.filename,
+                href=_file_href(f.filename),
+                sha256=f.sha256.lower(),
+                size=f.size,
+                upload_time=_iso(f.upload_time),
+                requires_python=f.requires_python or None,
+                yanked=yanked,
+                yanked_reason=(f.yanked_reason or version.yanked_reason or "") if yanked else "",
+                metadata_sha256=f.metadata_sha256.lower() if f.metadata_sha256 else None,
+            ))
+    files.sort(key=lambda f: f.filename)
+    return files
+
+
+def simple_root_html(names: Sequence[str]) -> str:
+    """PEP 503 root: one anchor per canonical name, ``href="<name>/"``. Joined from strings,
+    not a jinja2 loop, so 500,000 names take a fraction of a second; the output is what the
+    template loop would give (markupsafe escaping)."""
+    if _PLAIN_NAMES.fullmatch(",".join(names)):
+        pairs: Iterable[tuple[str, str]] = ((n, n) for n in names)
+    else:
+        pairs = ((n, n) if _plain_name(n) else (escape(_file_href(n)), escape(n))
+                 for n in names)
+    anchors = "\n".join([f'    <a href="{href}/">{text}</a>' for href, text in pairs])
+    return _env.get_template("simple_root.html").render(
+        anchors=Markup(anchors), api_version=API_VERSION
+    )
+
+
+def simple_root_json(names: Sequence[str]) -> str:
+    """PEP 691 root: ``{"meta": {"api-version": "1.1"}, "projects": [{"name": ...}, ...]}``."""
+    head = f'{{"meta":{{"api-version":"{API_VERSION}"}},"projects":['
+    if _PLAIN_NAMES.fullmatch(",".join(names)):
+        body = ",".join([f'{{"name":"{n}"}}' for n in names])
+    else:
+        body = ",".join([f'{{"name":"{n}"}}' if _plain_name(n) else f'{{"name":{_dumps(n)}}}'
+                         for n in names])
+    return head + body + "]}"
+
+
+def simple_project_html(project: Project) -> str:
+    """PEP 503 project page with PEP 592 yanks, PEP 629 version, PEP 658/714 metadata."""
+    return _env.get_template("simple_project.html").render(
+        project=project, files=_simple_files(project), api_version=API_VERSION
+    )
+
+
+def simple_project_json(project: Project) -> str:
+    """PEP 691 project detail with PEP 700's versions, size and upload-time; files sorted by
+    filename, versions by packaging's order."""
+    files = []
+    for f in _simple_files(project):
+        meta: dict | bool = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
+        entry: dict = {"filename": f.filename, "url": f.href, "hashes": {"sha256": f.sha256}}
+        if f.requires_python:
+            entry["requires-python"] = f.requires_python
+        entry["yanked"] = (f.yanked_reason or True) if f.yanked else False
+        entry["core-metadata"] = meta
+        entry["dist-info-metadata"] = meta
+        entry["size"] = f.size
+        if f.upload_time:
+            entry["upload-time"] = f.upload_time
+        files.append(entry)
+    versions = sorted({v.version for v in project.versions}, key=_version_key)
+    return _dumps({
+        "meta": {"api-version": API_VERSION},
+        "name": project.name,
+        "files": files,
+        "versions": versions,
+    })
+
+
+# --- the human pages ------------------------------------------------------------------------
+
+
+def project_html(project: Project, site: SiteInfo) -> str:
+    """/project/<name>/: what we built of each version, for which ABI, and what a Pi needs
+    from apt to use each file."""
+    return _env.get_template("project.html").render(project=project, site=site)
+
+
+def _version_json(name: str, version: VersionInfo) -> dict:
+    return {
+        "version": version.version,
+        "released": _iso(version.released),
+        "prerelease": version.prerelease,
+        "yanked": version.yanked,
+        "yanked_reason": version.yanked_reason,
+        "skip": version.skip,
+        "builds": [
+            {"abi": b.abi, "state": b.state, "note": b.note, "duration": b.duration,
+             "log_url": b.log_url}
+            for b in version.builds
+        ],
+        "files": [_file_json(name, f) for f in version.files],
+    }
+
+
+def _file_json(name: str, f: IndexFile) -> dict:
+    return {
+        "filename": f.filename,
+        "url": f"/simple/{name}/{_file_href(f.filename)}",
+        "size": f.size,
+        "sha256": f.sha256,
+        "requires_python": f.requires_python,
+        "apt_depends": list(f.apt_depends),
+        "unresolved": list(f.unresolved),
+        "abi": f.abi,
+        "upload_time": _iso(f.upload_time),
+    }
+
+
+def project_json(project: Project) -> str:
+    """/project/<name>/json/: the project page's data for scripts (versions newest first)."""
+    return _dumps({
+        "name": project.name,
+        "display_name": project.display_name,
+        "summary": project.summary,
+        "downloads": {"30d": project.downloads_30d, "all": project.downloads_all},
+        "versions": [_version_json(project.name, v) for v in project.versions],
+    })
+
+
+def home_html(site: SiteInfo) -> str:
+    """The front page: what the index is, the pip.conf that uses it, and a search box that
+    filters /packages.json in the browser (the page still says all it must without JS)."""
+    return _env.get_template("home.html").render(site=site)
+
+
+def packages_json(rows: Sequence[PackageSummary]) -> str:
+    """/packages.json for the home page's search: compact arrays, not objects, since it holds
+    every project (500k rows): ``[[name, summary, downloads_30d, downloads_all], ...]`` with
+    ``summary`` "" when there is none."""
+    return _dumps([[r.name, r.summary or "", r.downloads_30d, r.downloads_all] for r in rows])

@@ -1,0 +1,159 @@
+"""nameko service ``index``: keeps the pages of the www tree in step with the database.
+
+Ordered events (the catalog), ``files_changed`` (file_manager) and ``builds_changed``
+(build_dispatch) only mark packages dirty; a flush rewrites each dirty package's pages once,
+however many events it had, and the root pages (simple index, home, packages.json) at most once
+every ROOT_INTERVAL seconds, and only when the set of projects with files changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from nameko.dependency_providers import Config
+from nameko.events import SERVICE_POOL, event_handler
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+from nameko.timer import timer
+from sqlalchemy.orm import Session
+
+from piw_services.config import with_defaults
+from piw_services.db.dependency import Database
+from piw_services.index import data, dirty, render
+from piw_services.index.model import PackageSummary, SiteInfo
+from piw_services.index.tree import Tree
+from piw_services.ordered_events import ordered_events_consumer
+
+log = logging.getLogger(__name__)
+
+#: Packages rendered per transaction.
+FLUSH_BATCH = 200
+
+
+def page_paths(name: str) -> dict[str, str]:
+    """The pages of one project, by kind, relative to the tree's root."""
+    return {"simple_html": f"simple/{name}/index.html", "simple_json": f"simple/{name}/index.json",
+            "project_html": f"project/{name}/index.html",
+            "project_json": f"project/{name}/json/index.json"}
+
+
+class Pages(DependencyProvider):
+    """The www tree, and when its root pages were last written (per service process)."""
+
+    def setup(self) -> None:
+        self.tree = Tree(with_defaults(self.container.config)["WWW"])
+        self.root_written = 0.0
+        self.rendered = 0  # package renders since start (one per flush, however many events)
+
+    def get_dependency(self, worker_ctx: Any) -> Pages:
+        return self
+
+
+class IndexService(ordered_events_consumer("index")):
+    name = "index"
+
+    db = Database()
+    config = Config()
+    pages = Pages()
+
+    # -- what makes pages dirty ---------------------------------------------------------------
+    def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
+        dirty.mark(session, (e["package"] for e in events if e.get("package")))
+
+    def after_ordered_events(self) -> None:
+        self._flush()
+
+    @event_handler("file_manager", "files_changed", handler_type=SERVICE_POOL)
+    def on_files_changed(self, payload: dict[str, Any]) -> None:
+        self._mark_and_flush(payload.get("package"))
+
+    @event_handler("build_dispatch", "builds_changed", handler_type=SERVICE_POOL)
+    def on_builds_changed(self, payload: dict[str, Any]) -> None:
+        self._mark_and_flush(payload.get("package"))
+
+    def _mark_and_flush(self, package: Any) -> None:
+        if isinstance(package, str) and package:
+            with self.db() as s, s.begin():
+                dirty.mark(s, [package])
+            self._flush()
+
+    # -- writing ------------------------------------------------------------------------------
+    @timer(interval=1)
+    def tick(self) -> None:
+        self._flush()
+
+    def _flush(self) -> int:
+        """Rewrite every dirty package's pages, then the root pages when due."""
+        done = 0
+        while True:
+            with self.db() as s, s.begin():
+                names = dirty.take(s, FLUSH_BATCH)
+                root_changed = [self._render_package(s, name) for name in names]
+                if any(root_changed):
+                    dirty.mark(s, [dirty.ROOT])
+            done += len(names)
+            if len(names) < FLUSH_BATCH:
+                break
+        interval = float(with_defaults(self.config)["INDEX_ROOT_INTERVAL"])
+        if time.monotonic() - self.pages.root_written >= interval:
+            with self.db() as s, s.begin():
+                if dirty.take_root(s):
+                    self._render_root(s)
+                    self.pages.root_written = time.monotonic()
+        if done:
+            self.pages.rendered += done
+            log.info("rewrote the pages of %d packages", done)
+        return done
+
+    def _render_package(self, session: Session, name: str) -> bool:
+        """Write (or remove) one project's pages; True when it gained or lost its simple page
+        (so the root index changes)."""
+        tree, paths = self.pages.tree, page_paths(name)
+        project, logs = data.load_project(session, name)
+        had_simple = tree.path(paths["simple_html"]).exists()
+        if project is None:
+            tree.remove(*paths.values())
+            return had_simple
+        if project.files:
+            tree.write(paths["simple_html"], render.simple_project_html(project))
+            tree.write(paths["simple_json"], render.simple_project_json(project))
+        else:
+            tree.remove(paths["simple_html"], paths["simple_json"])
+        tree.write(paths["project_html"],
+                   render.project_html(project, SiteInfo(base_url=self._base_url())))
+        tree.write(paths["project_json"], render.project_json(project))
+        for build_id, log_gz in logs.items():
+            relative = data.log_path(name, build_id)
+            if not tree.path(relative).exists():
+                tree.write(relative, log_gz)
+        return had_simple != bool(project.files)
+
+    def _render_root(self, session: Session) -> None:
+        tree = self.pages.tree
+        names = data.indexed_names(session)
+        tree.write("simple/index.html", render.simple_root_html(names))
+        tree.write("simple/index.json", render.simple_root_json(names))
+        tree.write("packages.json", render.packages_json([PackageSummary(name=n)
+                                                          for n in names]))
+        tree.write("index.html", render.home_html(data.site_info(session, self._base_url())))
+        log.info("rewrote the root pages: %d projects", len(names))
+
+    def _base_url(self) -> str:
+        return str(with_defaults(self.config)["BASE_URL"]).rstrip("/")
+
+    # -- operators ----------------------------------------------------------------------------
+    @rpc
+    def rebuild(self) -> int:
+        """Rewrite every page (after restoring a www tree, say); returns how many packages."""
+        with self.db() as s, s.begin():
+            count = dirty.mark_all(s)
+        self._flush()
+        return count
+
+    @rpc
+    def status(self) -> dict[str, Any]:
+        with self.db() as s:
+            return {"dirty": dirty.pending(s), "www": str(self.pages.tree.root),
+                    "rendered": self.pages.rendered}

@@ -1,0 +1,52 @@
+"""Writing the index's part of the www tree: every file by temp file + rename, so no reader
+(pip, nginx, the web service) ever sees half a page."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class Tree:
+    """The www tree at *root*; paths are relative, '/'-separated, checked to stay inside."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def path(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise ValueError(f"refusing a path outside the www tree: {relative!r}")
+        return path
+
+    def write(self, relative: str, data: str | bytes) -> bool:
+        """Replace the file at *relative* with *data*; False when it already held exactly
+        that (the file is then left alone, so its ETag and mtime stay valid for caches)."""
+        path = self.path(relative)
+        raw = data.encode() if isinstance(data, str) else data
+        try:
+            if path.stat().st_size == len(raw) and path.read_bytes() == raw:
+                return False
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            tmp.write_bytes(raw)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def remove(self, *relatives: str) -> None:
+        """Delete these files (missing ones are fine) and then their emptied directories."""
+        for relative in relatives:
+            path = self.path(relative)
+            path.unlink(missing_ok=True)
+            parent = path.parent
+            while parent != self.root:
+                try:
+                    parent.rmdir()
+                except OSError:  # not empty (or gone)
+                    break
+                parent = parent.parent
