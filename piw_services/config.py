@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_MAX_AGE": 4 * 3600,
     "INDEX_ROOT_INTERVAL": 5,
     "BASE_URL": "",
+    # web: nameko's own key for the @http bind address, and the key of the client hash in
+    # download and search events (empty: a random one per process)
+    "WEB_SERVER_ADDRESS": "127.0.0.1:8080",
+    "STATS_SALT": "",
 }
 
 _parser_ready = False

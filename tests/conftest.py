@@ -146,6 +146,7 @@ def piw_env(db_url, rabbit_config, tmp_path):
         "PIW_POLL_INTERVAL": "0.5",
         "PIW_HOLD_SECONDS": "300",
         "PIW_LOG_LEVEL": "INFO",
+        "PIW_WEB_ADDRESS": f"127.0.0.1:{free_port()}",
         "PYTHONUNBUFFERED": "1",
     })
     return env

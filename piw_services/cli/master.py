@@ -27,6 +27,7 @@ MASTER_SERVICES = {
     "file_manager": "piw_services.file_manager.service:FileManagerService",
     "build_dispatch": "piw_services.build_dispatch.service:BuildDispatchService",
     "index": "piw_services.index.service:IndexService",
+    "web": "piw_services.web.service:WebService",
 }
 
 

@@ -56,11 +56,13 @@ def release(name, version, serial, kind=None, t0=None):
 
 
 @pytest.fixture
-def system(processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
-    """Start upstream + master services (+ builders on demand) against *events*."""
+def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
+    """Start upstream + master services (+ builders on demand) against *events*, on an empty
+    database (``db`` comes first, so its reset can never follow the start)."""
 
     class System:
         www = tmp_path / "www"
+        web = "http://" + piw_env["PIW_WEB_ADDRESS"]
 
         def start(self, events, abis="cp311:bookworm", **env):
             fake_pypi(events, packages=upstream_packages)
@@ -82,6 +84,9 @@ def system(processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
 
         def targets(self, package):
             return rpc.build_dispatch.version_status(package)
+
+        def web_status(self):
+            return rpc.web.status()
 
         def settled(self, *packages):
             """Wait until every target of *packages* is built or failed; returns them."""

@@ -1,0 +1,1 @@
+"""The web service: HTTP serving of the www tree, download and search events."""

@@ -1,0 +1,467 @@
+"""Serving the www tree over HTTP: path resolution, PEP 691 negotiation, conditional and range
+requests, and the stats events they give rise to. Pure request logic on werkzeug objects, with
+no nameko in it (service.py is the thin nameko shell around :class:`Tree`).
+
+Rules (DESIGN.md, "The www tree and the index"):
+
+* A path is split on ``/`` *before* percent-decoding, one segment at a time, so an encoded
+  slash, a backslash, NUL or any control character, a ``%`` left after decoding (double
+  encoding), an empty segment (``//``) or a segment starting with ``.`` (``..``, ``.uploads``)
+  is a 404. What remains is joined under the root, resolved (symlinks included) and served only
+  if it is still inside the root and no part of the resolved path starts with a dot: the
+  armv6l links beside their armv7l targets are served, a link out of the tree is not.
+* Directories are served by an index file, never listed, and only under their slash URL (the
+  bare URL is a 301). ``/simple/`` and ``/simple/<name>/`` pick ``index.json`` or
+  ``index.html`` by the ``Accept`` header (or a ``?format=`` query, PEP 691) and always say
+  ``Vary: Accept``; other directories serve ``index.html``, else ``index.json``.
+* A project name that is not in PEP 503 form (``/simple/Foo_Bar/``, ``/project/Foo.Bar/...``)
+  is a 301 to the canonical URL, in one hop with any missing trailing slash.
+* Files stream from an open descriptor (never read whole) with Content-Length, a strong ETag
+  (inode, mtime, size), Last-Modified, 304 on If-None-Match / If-Modified-Since, and single
+  byte ranges (206; 416 past the end). A multi-range or unparsable Range is ignored (200).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+from werkzeug.http import parse_range_header
+from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import wrap_file
+
+from piw_services.names import canonical, is_valid_name
+from piw_services.web.useragent import parse_user_agent
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
+TEXT_HTML = "text/html"
+#: The representations of a simple page: (file, Content-Type), by the type that chose it.
+VARIANTS = {
+    SIMPLE_JSON: ("index.json", SIMPLE_JSON),
+    SIMPLE_HTML: ("index.html", SIMPLE_HTML),
+    TEXT_HTML: ("index.html", "text/html; charset=utf-8"),
+}
+#: The media types a client may name for each representation (PEP 691 ``latest`` included).
+NAMES = {
+    SIMPLE_JSON: frozenset({SIMPLE_JSON, "application/vnd.pypi.simple.latest+json"}),
+    SIMPLE_HTML: frozenset({SIMPLE_HTML, "application/vnd.pypi.simple.latest+html"}),
+    TEXT_HTML: frozenset({TEXT_HTML}),
+}
+#: Equal quality, named explicitly: JSON first (PEP 691 clients ask for it on purpose).
+#: Equal quality, reached by a wildcard only (``*/*``): plain HTML, what every client reads.
+EXPLICIT_ORDER = {SIMPLE_JSON: 3, SIMPLE_HTML: 2, TEXT_HTML: 1}
+WILDCARD_ORDER = {TEXT_HTML: 3, SIMPLE_HTML: 2, SIMPLE_JSON: 1}
+
+CONTENT_TYPES = {
+    ".whl": "application/octet-stream",
+    ".metadata": "application/octet-stream",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".gz": "application/gzip",
+    ".txt": "text/plain; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/vnd.microsoft.icon",
+}
+DEFAULT_TYPE = "application/octet-stream"
+PAGE_SUFFIXES = (".html", ".json")
+CACHE_PAGES = "public, max-age=60"
+CACHE_FILES = "public, max-age=600"
+
+#: Directories whose second segment is a project name.
+PROJECT_DIRS = frozenset({"simple", "project"})
+#: Files directly in those directories (not project names).
+TOP_FILES = frozenset({"index.html", "index.json"})
+DIR_INDEXES = ("index.html", "index.json")
+#: Longer request paths are refused with 414 (the longest real one is far shorter).
+MAX_PATH = 1024
+#: Only this much of an Accept header is read, and this many media ranges.
+MAX_ACCEPT = 4096
+MAX_RANGES = 64
+#: Files stream in pieces of this size.
+CHUNK = 256 * 1024
+#: Peers whose X-Forwarded-For is believed (a proxy on this machine).
+TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+_BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f/\\%]")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9a-z-]+"
+_MEDIA_RANGE = re.compile(rf"^({_TOKEN})/({_TOKEN})$")
+_QVALUE = re.compile(r"^(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)$")
+_QUERY = re.compile(r"^[\x21-\x7e]*$")
+_SEGMENT_SAFE = "!$&'()*+,;=:@~"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+#: Where this process's descriptors show the path they were opened as (Linux), or "".
+_PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else ""
+
+
+# -- negotiation ----------------------------------------------------------------------------
+
+
+def parse_accept(header: str) -> list[tuple[str, str, float]]:
+    """The media ranges of an Accept header as (type, subtype, q), lower-cased, in order.
+
+    Ranges that are malformed, or whose q is not an RFC 9110 qvalue (``q=2``, ``q=1e9``,
+    ``q=nan``), are dropped; so is ``*/subtype``.
+    """
+    ranges = []
+    for item in header[:MAX_ACCEPT].split(",")[:MAX_RANGES]:
+        media, *params = item.split(";")
+        match = _MEDIA_RANGE.match(media.strip().lower())
+        if not match or (match[1] == "*" and match[2] != "*"):
+            continue
+        q: float | None = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                value = value.strip()
+                q = float(value) if _QVALUE.match(value) else None
+                break  # what follows q is accept-ext, not media type parameters
+        if q is not None:
+            ranges.append((match[1], match[2], q))
+    return ranges
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The representation of a simple page (SIMPLE_JSON, SIMPLE_HTML or TEXT_HTML) that an
+    Accept header asks for, or None when it accepts none of them (406).
+
+    Each representation gets the q of the most specific range that matches it (RFC 9110
+    12.5.1); the highest q wins, then the more specific match, then EXPLICIT_ORDER or
+    WILDCARD_ORDER. No header, or one without a single valid range, means text/html.
+    """
+    ranges = parse_accept(accept) if accept else []
+    if not ranges:
+        return TEXT_HTML
+    best: tuple[tuple[float, int, int], str] | None = None
+    for offer, names in NAMES.items():
+        major = offer.partition("/")[0]
+        quality, specificity = 0.0, -1
+        for type_, subtype, q in ranges:
+            if type_ == "*":
+                level = 0
+            elif subtype == "*":
+                if type_ != major:
+                    continue
+                level = 1
+            elif f"{type_}/{subtype}" in names:
+                level = 2
+            else:
+                continue
+            if level > specificity:
+                quality, specificity = q, level
+            elif level == specificity:
+                quality = max(quality, q)
+        if specificity < 0 or quality <= 0:
+            continue
+        order = EXPLICIT_ORDER if specificity == 2 else WILDCARD_ORDER
+        key = (quality, specificity, order[offer])
+        if best is None or key > best[0]:
+            best = (key, offer)
+    return best[1] if best else None
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+def raw_path(environ: dict[str, Any]) -> str:
+    """The request path as the client sent it (still percent-encoded), without the query."""
+    raw = environ.get("RAW_PATH_INFO") or environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if raw:
+        return raw.partition("?")[0]
+    # PATH_INFO is already decoded (as latin-1, per WSGI): encode it again, so a "%" in it
+    # stays a "%" after our own decoding and is refused.
+    return quote(environ.get("PATH_INFO", "").encode("latin-1", "replace"), safe="/")
+
+
+def split_path(raw: str) -> list[str] | None:
+    """The decoded segments of a raw path (a trailing slash gives a last segment ``""``), or
+    None when the path is not one this tree could hold (see the module doc)."""
+    if not raw.startswith("/"):
+        return None
+    pieces = raw[1:].split("/")
+    segments = []
+    last = len(pieces) - 1
+    for i, piece in enumerate(pieces):
+        if not piece:
+            if i == last:
+                segments.append("")
+                continue
+            return None
+        try:
+            segment = unquote_to_bytes(piece.encode("latin-1")).decode("utf-8")
+        except (UnicodeError, ValueError):
+            return None
+        if segment[0] == "." or _BAD_SEGMENT.search(segment):
+            return None
+        segments.append(segment)
+    return segments
+
+
+def url_for(parts: list[str], slash: bool) -> str:
+    path = "/" + "/".join(quote(p, safe=_SEGMENT_SAFE) for p in parts)
+    return path + "/" if slash and parts else path
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A request the stats count: ``kind`` is ``downloads`` (``filename`` set) or
+    ``searches``."""
+
+    kind: str
+    package: str
+    filename: str | None = None
+
+
+@dataclass
+class Served:
+    response: Response
+    hit: Hit | None = None
+
+
+def plain(status: int, text: str, headers: Headers | None = None) -> Response:
+    response = Response(text + "\n", status=status, headers=headers,
+                        content_type="text/plain; charset=utf-8")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def not_found(headers: Headers | None = None) -> Response:
+    return plain(404, "404 Not Found", headers)
+
+
+def redirect(parts: list[str], slash: bool, environ: dict[str, Any]) -> Response:
+    location = url_for(parts, slash)
+    query = environ.get("QUERY_STRING", "")
+    if query and _QUERY.match(query):
+        location += "?" + query
+    response = plain(301, f"301 Moved Permanently: {location}")
+    response.headers["Location"] = location
+    return response
+
+
+def content_type_of(filename: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(filename)[1].lower(), DEFAULT_TYPE)
+
+
+def etag_of(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def conditional_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """*environ*, without a Range header that asks for anything but one byte range: such a
+    header is ignored (RFC 9110 14.2), where werkzeug would answer 416."""
+    value = environ.get("HTTP_RANGE")
+    if value is None:
+        return environ
+    parsed = parse_range_header(value)
+    if parsed is not None and parsed.units == "bytes" and len(parsed.ranges) == 1:
+        return environ
+    environ = dict(environ)
+    del environ["HTTP_RANGE"]
+    return environ
+
+
+def file_response(environ: dict[str, Any], fd: int, st: os.stat_result, content_type: str,
+                  headers: Headers | None = None) -> Response:
+    """A streamed response for the open file *fd* (which it owns from now on)."""
+    body = wrap_file(environ, os.fdopen(fd, "rb", buffering=0), buffer_size=CHUNK)
+    response = Response(body, status=200, headers=headers, content_type=content_type,
+                        direct_passthrough=True)
+    response.headers["Content-Length"] = str(st.st_size)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.set_etag(etag_of(st))
+    response.last_modified = st.st_mtime
+    try:
+        response.make_conditional(conditional_environ(environ), accept_ranges=True,
+                                  complete_length=st.st_size)
+    except RequestedRangeNotSatisfiable:
+        response.close()
+        refused = plain(416, "416 Range Not Satisfiable", headers)
+        refused.headers["Content-Range"] = f"bytes */{st.st_size}"
+        refused.headers["Accept-Ranges"] = "bytes"
+        return refused
+    return response
+
+
+class Tree:
+    """The www tree below *root*, resolved once; every request stats what it serves."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.path.realpath(root)
+        self.prefix = self.root.rstrip(os.sep) + os.sep
+
+    def inside(self, real: str) -> bool:
+        """Whether the resolved path *real* is the root or below it, in no hidden part."""
+        if real == self.root:
+            return True
+        if not real.startswith(self.prefix):
+            return False
+        relative = real[len(self.prefix):]
+        return relative[0] != "." and f"{os.sep}." not in relative
+
+    def open(self, parts: list[str]) -> tuple[int | None, os.stat_result] | None:
+        """(descriptor or None for a directory, stat) of what *parts* names inside the tree;
+        None when it is missing, outside the tree, hidden, or neither file nor directory.
+
+        With /proc, the kernel resolves the path once in open() and the descriptor's own
+        link names what was opened (no window between check and use); elsewhere realpath
+        is checked first.
+        """
+        path = os.path.join(self.root, *parts)
+        if not _PROC_FD:
+            path = os.path.realpath(path)
+            if not self.inside(path):
+                return None
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError:
+            return None
+        try:
+            if _PROC_FD and not self.inside(os.readlink(f"{_PROC_FD}{fd}")):
+                os.close(fd)
+                return None
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if stat.S_ISREG(st.st_mode):
+            return fd, st
+        os.close(fd)
+        return (None, st) if stat.S_ISDIR(st.st_mode) else None
+
+    def serve(self, request: Request) -> Served:
+        """The response to a GET or HEAD *request*, and the stats hit it is, if any."""
+        environ = request.environ
+        raw = raw_path(environ)
+        if len(raw) > MAX_PATH:
+            return Served(plain(414, "414 URI Too Long"))
+        segments = split_path(raw)
+        if segments is None:
+            return Served(not_found())
+        slash = segments[-1] == ""
+        parts = segments[:-1] if slash else segments
+        top = parts[0] if parts else ""
+        moved = False
+        if (top in PROJECT_DIRS and len(parts) >= 2
+                and not (len(parts) == 2 and not slash and parts[1] in TOP_FILES)):
+            name = parts[1]
+            if not is_valid_name(name):
+                return Served(not_found())
+            canon = canonical(name)
+            if canon != name:
+                parts = [top, canon, *parts[2:]]
+                moved = True
+        get = request.method == "GET"
+        simple_page = top == "simple" and len(parts) <= 2
+        search = None
+        if simple_page and len(parts) == 2 and slash and get and not moved:
+            search = Hit("searches", parts[1])
+
+        found = self.open(parts)
+        if found is None:
+            if moved or (top in PROJECT_DIRS and len(parts) == 2 and not slash):
+                return Served(redirect(parts, slash or len(parts) == 2, environ))
+            headers = Headers({"Vary": "Accept"}) if simple_page and slash else None
+            return Served(not_found(headers), search)
+        fd, st = found
+
+        if fd is None:  # a directory
+            if moved or not slash:
+                return Served(redirect(parts, True, environ))
+            if simple_page:
+                response = self.simple_index(request, parts)
+                return Served(response, search)
+            for index in DIR_INDEXES:
+                found = self.open([*parts, index])
+                if found is not None and found[0] is not None:
+                    return Served(self.file(environ, found, index, CACHE_PAGES))
+            return Served(not_found())
+
+        if slash or moved:
+            os.close(fd)
+            if slash:
+                return Served(not_found())
+            return Served(redirect(parts, False, environ))
+        filename = parts[-1]
+        cache = CACHE_PAGES if filename.endswith(PAGE_SUFFIXES) else CACHE_FILES
+        response = self.file(environ, found, filename, cache)
+        hit = None
+        if (get and top == "simple" and len(parts) == 3 and filename.endswith(".whl")
+                and response.status_code in (200, 206)):
+            hit = Hit("downloads", parts[1], filename)
+        return Served(response, hit)
+
+    def file(self, environ: dict[str, Any], found: tuple[int | None, os.stat_result],
+             filename: str, cache: str, content_type: str | None = None,
+             headers: Headers | None = None) -> Response:
+        fd, st = found
+        assert fd is not None
+        headers = Headers(headers or {})
+        headers["Cache-Control"] = cache
+        return file_response(environ, fd, st, content_type or content_type_of(filename), headers)
+
+    def simple_index(self, request: Request, parts: list[str]) -> Response:
+        """``/simple/`` or ``/simple/<name>/``, in the representation the client accepts."""
+        vary = Headers({"Vary": "Accept"})
+        fmt = request.args.get("format")
+        choice = negotiate(fmt if fmt is not None else request.headers.get("Accept"))
+        if choice is None:
+            offered = ", ".join(NAMES)
+            return plain(406, f"406 Not Acceptable: this page is served as {offered}", vary)
+        index, content_type = VARIANTS[choice]
+        found = self.open([*parts, index])
+        if found is None or found[0] is None:
+            return not_found(vary)
+        return self.file(request.environ, found, index, CACHE_PAGES, content_type, vary)
+
+
+# -- stats events -----------------------------------------------------------------------------
+
+
+def salt_key(salt: str | bytes) -> bytes:
+    """A blake2b key (at most 64 bytes) from the configured salt."""
+    data = salt.encode() if isinstance(salt, str) else bytes(salt)
+    return data if len(data) <= 64 else hashlib.blake2b(data).digest()
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    """Who asked: the peer, or when the peer is a proxy on this machine, the hop that proxy
+    added to X-Forwarded-For (the last one: anything before it is the client's own claim)."""
+    peer = environ.get("REMOTE_ADDR") or ""
+    if peer in TRUSTED_PROXIES:
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR") or ""
+        hops = [hop.strip() for hop in forwarded[-1024:].split(",")]
+        if hops and hops[-1]:
+            return hops[-1][:100]
+    return peer
+
+
+def client_hash(address: str, key: bytes) -> str:
+    """The salted hash that stands for a client address in the stats (16 bytes, hex)."""
+    return hashlib.blake2b(address.encode("utf-8", "replace"), digest_size=16,
+                           key=key).hexdigest()
+
+
+def make_event(hit: Hit, status: int, environ: dict[str, Any], key: bytes,
+               now: float) -> dict[str, Any]:
+    """The stats event for *hit* (see service.py for the payload)."""
+    event: dict[str, Any] = {"timestamp": now, "package": hit.package}
+    if hit.filename is not None:
+        event["filename"] = hit.filename
+    event["status"] = status
+    event["client"] = client_hash(client_address(environ), key)
+    event.update(parse_user_agent(environ.get("HTTP_USER_AGENT")))
+    return event

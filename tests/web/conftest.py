@@ -1,0 +1,159 @@
+"""Fixtures for the web service: a small www tree, the service running in a nameko container
+on a free port, and a raw HTTP client (requests normalises ``..`` away; pip's attacker does
+not)."""
+
+import http.client
+import os
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from nameko.events import event_handler
+
+from piw_services.web.service import WebService
+from tests.conftest import free_port
+
+WHEEL = "foo_bar-1.0-cp311-cp311-linux_armv7l.whl"
+WHEEL_V6 = "foo_bar-1.0-cp311-cp311-linux_armv6l.whl"
+SALT = "test-salt"
+OLD = 1_600_000_000  # a fixed mtime, so Last-Modified is known
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    os.utime(path, (OLD, OLD))
+    return path
+
+
+@pytest.fixture
+def www(tmp_path):
+    """The tree as index and file_manager lay it out, plus hostile bits around it."""
+    root = tmp_path / "www"
+    write(root / "index.html", "<html>home</html>")
+    write(root / "packages.json", '[["foo-bar", 1]]')
+    write(root / "simple/index.html", "<html>root simple html</html>")
+    write(root / "simple/index.json", '{"meta": {"api-version": "1.1"}, "projects": []}')
+    write(root / "simple/foo-bar/index.html", "<html>foo-bar simple html</html>")
+    write(root / "simple/foo-bar/index.json", '{"name": "foo-bar", "files": []}')
+    write(root / "simple/foo-bar" / WHEEL, os.urandom(300_000))
+    write(root / "simple/foo-bar" / (WHEEL + ".metadata"), "Metadata-Version: 2.1\n")
+    os.symlink(WHEEL, root / "simple/foo-bar" / WHEEL_V6)
+    write(root / "simple/html-only/index.html", "<html>only html</html>")
+    write(root / "project/foo-bar/index.html", "<html>foo-bar project</html>")
+    write(root / "project/foo-bar/json/index.json", '{"name": "foo-bar"}')
+    write(root / "logs/foo-bar/1.log.gz", b"\x1f\x8b\x08\x00fake")
+    write(root / "empty.txt", b"")
+    (root / "logs/nothing").mkdir(parents=True)
+    # private and hostile
+    write(root / ".uploads/x.part", "half a wheel")
+    write(tmp_path / "secret/passwd", "root:x:0:0")
+    os.symlink(tmp_path / "secret", root / "simple/evil")
+    os.symlink("../../../secret/passwd", root / "simple/foo-bar/leak-1.0-py3-none-any.whl")
+    os.symlink("../../.uploads/x.part", root / "simple/foo-bar/hidden-1.0-py3-none-any.whl")
+    os.symlink("loop", root / "simple/foo-bar/loop")
+    os.mkfifo(root / "simple/foo-bar/fifo.whl")
+    return root
+
+
+#: What the Listener received: one list (a batch) per event, by kind.
+RECEIVED = {"downloads": [], "searches": []}
+
+
+class Listener:
+    """Receives the web service's stats events into RECEIVED."""
+
+    name = "web_stats_listener"
+
+    @event_handler("web", "downloads")
+    def downloads(self, events):
+        RECEIVED["downloads"].append(events)
+
+    @event_handler("web", "searches")
+    def searches(self, events):
+        RECEIVED["searches"].append(events)
+
+
+@pytest.fixture
+def web_config(rabbit_config, www):
+    return {
+        "AMQP_URI": rabbit_config["AMQP_URI"],
+        "WWW": str(www),
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "STATS_SALT": SALT,
+    }
+
+
+@pytest.fixture
+def listener(container_factory, web_config):
+    """Started before the web service, so its queues exist when events are sent."""
+    for batches in RECEIVED.values():
+        batches.clear()
+    container = container_factory(Listener, web_config)
+    container.start()
+    return container
+
+
+@pytest.fixture
+def web_container(container_factory, web_config, listener):
+    container = container_factory(WebService, web_config)
+    container.start()
+    return container
+
+
+@pytest.fixture
+def web(web_container, web_config):
+    """The base URL of a running WebService."""
+    return "http://" + web_config["WEB_SERVER_ADDRESS"]
+
+
+@pytest.fixture
+def session(web):
+    class Session(requests.Session):
+        def request(self, method, url, *args, follow=False, **kwargs):
+            kwargs["allow_redirects"] = follow
+            kwargs.setdefault("timeout", 10)
+            return super().request(method, web + url, *args, **kwargs)
+
+    with Session() as s:
+        yield s
+
+
+class Raw:
+    """Sends a request target exactly as given (no normalisation, no quoting)."""
+
+    def __init__(self, base):
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+
+    def __call__(self, target, method="GET", headers=None, body=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.putrequest(method, target, skip_accept_encoding=True)
+            for key, value in (headers or {}).items():
+                conn.putheader(key, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            response = conn.getresponse()
+            response.body = response.read()
+            return response
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def raw(web):
+    return Raw(web)
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
