@@ -11,13 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import html5lib
 import pytest
 import requests
 
 from piw_services.names import canonical
 from tests.conftest import wait_for
 from tests.e2e.conftest import release
+from tests.index.pep691 import validate
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +78,7 @@ def test_real_clients_against_the_index(index_url, tmp_path, db, system):
     check_pip_resolves_from_pep658_metadata_without_downloading_wheels(index_url, tmp_path,
                                                                          system)
     check_pages_are_consistent_with_the_store(index_url)
+    check_every_page_validates_and_every_link_resolves(system.web)
 
 
 def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db):
@@ -160,3 +164,38 @@ def check_pages_are_consistent_with_the_store(index_url):
     assert [v["version"] for v in project["versions"]] == ["2.0", "1.0"]
     assert requests.get(base + "/simple/YankMe/", timeout=5, allow_redirects=False
                         ).status_code == 301
+
+
+def check_every_page_validates_and_every_link_resolves(base):
+    """Crawl the whole site from the home page, the root index and every project page:
+    HTML parses as strict HTML5, simple pages' JSON twins validate against PEP 691, and
+    every same-site link (pages, wheels, their .metadata, build logs) answers 200."""
+    parser = html5lib.HTMLParser(strict=True)
+    names = [row[0] for row in requests.get(base + "/packages.json", timeout=5).json()]
+    todo = ["/", "/simple/"] + [f"/project/{n}/" for n in names] + \
+        [f"/project/{n}/json/" for n in names]
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        response = requests.get(base + path, timeout=10)
+        assert response.status_code == 200, (path, response.status_code)
+        if not response.headers["Content-Type"].startswith("text/html"):
+            continue
+        document = parser.parse(response.text)  # raises on any HTML5 parse error
+        for anchor in document.iter("{http://www.w3.org/1999/xhtml}a"):
+            target = urlsplit(urljoin(base + path, anchor.get("href", "")))
+            if target.netloc != urlsplit(base).netloc:
+                continue
+            todo.append(target.path)
+            if anchor.get("data-core-metadata"):
+                todo.append(target.path + ".metadata")
+        if path.startswith("/simple/"):
+            twin = requests.get(base + path, timeout=10,
+                                headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+            validate(twin.json(), "project-list" if path == "/simple/" else "project-detail")
+    wheels = [p for p in seen if p.endswith(".whl")]
+    assert len(wheels) >= 5 and any(p.endswith(".log.gz") for p in seen) and \
+        any(p.endswith(".metadata") for p in seen), sorted(seen)

@@ -5,7 +5,6 @@ import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import quote
 from xml.etree import ElementTree
 
@@ -24,8 +23,8 @@ from piw_services.index.model import (
     SiteInfo,
     VersionInfo,
 )
+from tests.index.pep691 import validate
 
-SCHEMA = json.loads((Path(__file__).parent / "pep691_schema.json").read_text())
 T0 = datetime(2026, 11, 23, 15, 4, 5, 123456, tzinfo=UTC)
 HOSTILE_SUMMARY = '<script>alert("x")</script> & </p><!-- "quoted" \'single\''
 HOSTILE_REASON = 'broke "everything" & <more> \'really\''
@@ -131,13 +130,6 @@ def pip_links(page: str, content_type: str, url="https://piw.example/simple/foo-
         page.encode("utf-8"), content_type, "utf-8", url, cache_link_parsing=False
     )
     return {link.filename: link for link in collector.parse_links(content)}
-
-
-def validate(doc, definition):
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
-    schema = dict(SCHEMA, **{"$ref": f"#/$defs/{definition}"})
-    del schema["anyOf"]
-    jsonschema.Draft202012Validator(schema).validate(doc)
 
 
 HOSTILE_NAMES = ["a.b", "x_y", "Odd Name", 'q"uote', "amp&er", "<tag>", "ünï"]
