@@ -40,6 +40,10 @@ def apply_events(session: Session, events: Iterable[Mapping[str, Any]],
     if not plan.versions:
         return 0
     cur = session.connection().connection.dbapi_connection.cursor()
+    # Targets are made per enabled ABI: an ABI being enabled meanwhile (sync_abis) must see
+    # our versions or we its ABI, never neither. SHARE waits for its commit and lets other
+    # batches run side by side.
+    cur.execute("LOCK TABLE build_abis IN SHARE MODE")
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BATCH_TABLE} (package text, version text, "
                 "reset bool, alive bool, buildable bool, released bigint) "
                 f"ON COMMIT DELETE ROWS; DELETE FROM {BATCH_TABLE}")
@@ -115,6 +119,8 @@ def sync_abis(session: Session, abis: list[tuple[str, str]], now: float | None =
     """Make the enabled ABIs exactly *abis*; queue every buildable version for ABIs that
     were not enabled before. Returns those newly enabled."""
     now = time.time() if now is None else now
+    # waits for batches being applied, so the versions they add are queued below
+    session.execute(text("LOCK TABLE build_abis IN SHARE ROW EXCLUSIVE MODE"))
     before = {r[0] for r in session.execute(text(
         "SELECT abi FROM build_abis WHERE enabled"))}
     for abi, distro in abis:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from piw_services.config import load_config
+from piw_services.fake_pypi.buildreqs import write_build_requirements
 from piw_services.fake_pypi.history import synthetic_history
 
 BIN = Path(sys.executable).parent
@@ -73,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8700, help="port of the fake upstream")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="also replay N generated history events before the scenario")
+    parser.add_argument("--web-port", type=int, default=8080, help="port of the index")
     parser.add_argument("--exit-when-caught-up", action="store_true",
-                        help="stop once every upstream event is applied (for scripts and CI)")
+                        help="stop once every upstream event is applied and every build is "
+                             "done (for scripts and CI)")
     args = parser.parse_args(argv)
 
     workdir = Path("var/demo")
@@ -83,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PIW_DB_URL"] = fresh_database(os.environ.get("PIW_DEMO_DB_URL", DEMO_DB))
     events_path = workdir / "events.jsonl"
     last = write_scenario(events_path, int(time.time()), args.synthetic)
-    env = dict(os.environ, PIW_UPSTREAM=f"http://127.0.0.1:{args.port}",
+    www = (workdir / "www").resolve()
+    shutil.rmtree(www, ignore_errors=True)  # a fresh database needs a fresh tree
+    # pip's build isolation installs these from the upstream the builder builds against
+    write_build_requirements(workdir / "packages")
+    upstream = f"http://127.0.0.1:{args.port}"
+    index = f"http://127.0.0.1:{args.web_port}"
+    env = dict(os.environ, PIW_UPSTREAM=upstream, PIW_WWW=str(www),
+               PIW_WEB_ADDRESS=f"127.0.0.1:{args.web_port}",
                PIW_POLL_INTERVAL=os.environ.get("PIW_POLL_INTERVAL", "2"))
     config = load_config(args.config)
     env["PIW_DB_URL"] = os.environ["PIW_DB_URL"]
@@ -111,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [str(BIN / "piw-master")] + (["-c", args.config] if args.config else [])
     print("[piw] starting the master services (logs in var/demo/services.log)", flush=True)
     children.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+    print("[piw] starting a local builder (log in var/demo/builder.log)", flush=True)
+    builder_env = dict(env, PIW_BUILDER_AMQP_URI=config["AMQP_URI"],
+                       PIW_BUILDER_INDEX_URL=f"{upstream}/simple/",
+                       PIW_BUILDER_WORK_DIR=str((workdir / "builds").resolve()))
+    builder_log = open(workdir / "builder.log", "ab")
+    children.append(subprocess.Popen([str(BIN / "piw-builder"), "--label", "demo-builder"],
+                                     env=builder_env, stdout=builder_log, stderr=builder_log))
 
     import warnings
 
@@ -134,21 +152,35 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[piw] waiting for services ({type(exc).__name__})", flush=True)
                 time.sleep(2)
                 continue
+            builds = build_counts(rpc.build_dispatch.status())
             print(f"[piw] upstream serial {s['last_serial']}/{last}  held {s['held']}  "
                   f"packages {s['packages']}  event batches {s['outbox_seq']}  "
-                  f"malformed rows {s['malformed']}"
+                  f"malformed rows {s['malformed']}  builds: {builds['built']} built, "
+                  f"{builds['failed']} failed, {builds['pending']} to do"
                   + (f"  upstream error: {u['last_error']}" if u["last_error"] else ""),
                   flush=True)
-            if not caught_up and s["last_serial"] >= last and s["held"] == 0:
+            if (not caught_up and s["last_serial"] >= last and s["held"] == 0
+                    and builds["pending"] == 0 and builds["built"]):
                 caught_up = True
-                print(f"[piw] caught up in {time.monotonic() - started:.1f}s. Try:\n"
+                print(f"[piw] caught up and built in {time.monotonic() - started:.1f}s. "
+                      f"The index is {index}/simple/ (pages: {index}/). Try:\n"
+                      f"  python3 -m venv /tmp/try && /tmp/try/bin/pip install "
+                      f"--index-url {index}/simple/ zlibby pitemp\n"
                       f"  .venv/bin/nameko shell --config config/master.yaml\n"
-                      f"  >>> n.rpc.reorderer.package_state('chai')\n"
-                      f"  (the pip-installable index arrives with the index service)",
-                      flush=True)
+                      f"  >>> n.rpc.build_dispatch.status()\n"
+                      f"Ctrl-C stops everything.", flush=True)
                 if args.exit_when_caught_up:
                     stop()
             time.sleep(2 if not caught_up else 10)
+
+
+def build_counts(status: dict[str, Any]) -> dict[str, int]:
+    """build_dispatch's target counts, summed over ABIs, as built / failed / pending."""
+    counts = {"built": 0, "failed": 0, "pending": 0}
+    for states in status["targets"].values():
+        for state, n in states.items():
+            counts[state if state in counts else "pending"] += n
+    return counts
 
 
 if __name__ == "__main__":

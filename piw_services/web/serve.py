@@ -225,6 +225,30 @@ class Hit:
     filename: str | None = None
 
 
+def classify(method: str, raw: str, status: int) -> Hit | None:
+    """The stats hit a request is, from no more than an access log holds: its method, raw
+    path (still percent-encoded, without the query) and status. The web service and
+    piw-logger (nginx's access log) both count with this, so their events agree.
+
+    A download is a GET of a wheel directly under ``/simple/<name>/`` answered 200 or 206; a
+    search is a GET of ``/simple/<name>/``, whatever the answer (a 404 is a search for
+    something we do not have). Only canonical names count: the others are redirects.
+    """
+    if method != "GET" or len(raw) > MAX_PATH:
+        return None
+    segments = split_path(raw)
+    if segments is None or len(segments) != 3 or segments[0] != "simple":
+        return None
+    name, last = segments[1], segments[2]
+    if not is_valid_name(name) or canonical(name) != name:
+        return None
+    if not last:
+        return Hit("searches", name)
+    if last.endswith(".whl") and status in (200, 206):
+        return Hit("downloads", name, last)
+    return None
+
+
 @dataclass
 class Served:
     response: Response
@@ -344,13 +368,19 @@ class Tree:
 
     def serve(self, request: Request) -> Served:
         """The response to a GET or HEAD *request*, and the stats hit it is, if any."""
+        response = self.respond(request)
+        hit = classify(request.method, raw_path(request.environ), response.status_code)
+        return Served(response, hit)
+
+    def respond(self, request: Request) -> Response:
+        """The response to a GET or HEAD *request*."""
         environ = request.environ
         raw = raw_path(environ)
         if len(raw) > MAX_PATH:
-            return Served(plain(414, "414 URI Too Long"))
+            return plain(414, "414 URI Too Long")
         segments = split_path(raw)
         if segments is None:
-            return Served(not_found())
+            return not_found()
         slash = segments[-1] == ""
         parts = segments[:-1] if slash else segments
         top = parts[0] if parts else ""
@@ -359,50 +389,40 @@ class Tree:
                 and not (len(parts) == 2 and not slash and parts[1] in TOP_FILES)):
             name = parts[1]
             if not is_valid_name(name):
-                return Served(not_found())
+                return not_found()
             canon = canonical(name)
             if canon != name:
                 parts = [top, canon, *parts[2:]]
                 moved = True
-        get = request.method == "GET"
         simple_page = top == "simple" and len(parts) <= 2
-        search = None
-        if simple_page and len(parts) == 2 and slash and get and not moved:
-            search = Hit("searches", parts[1])
 
         found = self.open(parts)
         if found is None:
             if moved or (top in PROJECT_DIRS and len(parts) == 2 and not slash):
-                return Served(redirect(parts, slash or len(parts) == 2, environ))
+                return redirect(parts, slash or len(parts) == 2, environ)
             headers = Headers({"Vary": "Accept"}) if simple_page and slash else None
-            return Served(not_found(headers), search)
+            return not_found(headers)
         fd, st = found
 
         if fd is None:  # a directory
             if moved or not slash:
-                return Served(redirect(parts, True, environ))
+                return redirect(parts, True, environ)
             if simple_page:
-                response = self.simple_index(request, parts)
-                return Served(response, search)
+                return self.simple_index(request, parts)
             for index in DIR_INDEXES:
                 found = self.open([*parts, index])
                 if found is not None and found[0] is not None:
-                    return Served(self.file(environ, found, index, CACHE_PAGES))
-            return Served(not_found())
+                    return self.file(environ, found, index, CACHE_PAGES)
+            return not_found()
 
         if slash or moved:
             os.close(fd)
             if slash:
-                return Served(not_found())
-            return Served(redirect(parts, False, environ))
+                return not_found()
+            return redirect(parts, False, environ)
         filename = parts[-1]
         cache = CACHE_PAGES if filename.endswith(PAGE_SUFFIXES) else CACHE_FILES
-        response = self.file(environ, found, filename, cache)
-        hit = None
-        if (get and top == "simple" and len(parts) == 3 and filename.endswith(".whl")
-                and response.status_code in (200, 206)):
-            hit = Hit("downloads", parts[1], filename)
-        return Served(response, hit)
+        return self.file(environ, found, filename, cache)
 
     def file(self, environ: dict[str, Any], found: tuple[int | None, os.stat_result],
              filename: str, cache: str, content_type: str | None = None,

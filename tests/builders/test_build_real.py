@@ -20,7 +20,8 @@ import pytest
 from builders.build import BuildResult, build_wheel
 from builders.sysinfo import abi_tag, platform_tag
 from piw_services.fake_pypi import FakePyPI
-from tests.fake_pypi.fake_pypi_helpers import repack_installed, write_sdist
+from piw_services.fake_pypi.buildreqs import write_build_requirements
+from tests.fake_pypi.fake_pypi_helpers import write_sdist
 
 from .build_helpers import assert_group_gone, wait_for_json
 
@@ -99,8 +100,7 @@ def write_slow_sdist(directory: Path, name: str = "slowpkg", version: str = "1.0
 def index(tmp_path_factory):
     packages = tmp_path_factory.mktemp("packages")
     try:
-        for dist in ("setuptools", "wheel", "packaging"):
-            repack_installed(dist, packages)
+        write_build_requirements(packages)
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
     write_slow_sdist(packages)

@@ -18,7 +18,7 @@ def test_compose_services_run_code_that_exists():
                if line.strip()}
     services = compose["services"]
     assert {"rabbitmq", "postgres", "initdb", "upstream", "reorderer", "build_dispatch",
-            "file_manager", "builder-user", "builder"} <= set(services)
+            "file_manager", "index", "web", "builder-user", "builder"} <= set(services)
     for name, service in services.items():
         command = service.get("command")
         if not command:

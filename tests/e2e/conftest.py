@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from piw_services.fake_pypi.buildreqs import write_build_requirements
 from tests.conftest import BIN, wait_for
-from tests.fake_pypi.fake_pypi_helpers import repack_installed, write_sdist
+from tests.fake_pypi.fake_pypi_helpers import write_sdist
 
 #: setup.py of an sdist whose wheel is ~24 MiB of random bytes: its upload takes many chunks.
 BIG_SETUP = """\
@@ -31,8 +32,7 @@ def upstream_packages(tmp_path_factory):
     installs (repacked from this venv: nothing is downloaded), and two hand-made sdists."""
     packages = tmp_path_factory.mktemp("upstream-packages")
     try:
-        for dist in ("setuptools", "wheel", "packaging"):
-            repack_installed(dist, packages)
+        write_build_requirements(packages)
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
     write_sdist(packages, "bigpkg", "1.0", {"setup.py": BIG_SETUP})

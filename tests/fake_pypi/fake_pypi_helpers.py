@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.metadata
 import io
 import os
-import re
 import sys
 import tarfile
-import zipfile
 from pathlib import Path
 
 T0 = 1_700_000_000  # a plausible PyPI timestamp
@@ -45,34 +40,6 @@ def pip_env(home: Path) -> dict[str, str]:
 def pip_cmd(*args: str) -> list[str]:
     """A pip command line for the project's interpreter, isolated from user config."""
     return [PYTHON, "-m", "pip", "--isolated", *args]
-
-
-def repack_installed(dist_name: str, dest: Path) -> Path:
-    """Rebuild a py3-none-any wheel from an installed pure distribution (offline), so a
-    fake index can serve setuptools, wheel and packaging to pip's build isolation."""
-    dist = importlib.metadata.distribution(dist_name)
-    name = re.sub(r"[-_.]+", "_", dist.metadata["Name"]).lower()
-    info_dir = f"{name}-{dist.version}.dist-info"
-    skip = {"INSTALLER", "REQUESTED", "RECORD", "direct_url.json"}
-    records = []
-    wheel_path = dest / f"{name}-{dist.version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel_path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in dist.files or []:
-            path = file.as_posix()
-            if path.startswith("..") or "__pycache__" in path or path.endswith(".pyc"):
-                continue
-            if path.startswith(f"{info_dir}/") and path.split("/")[-1] in skip:
-                continue
-            source = Path(file.locate())
-            if not source.is_file():
-                continue
-            data = source.read_bytes()
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-            records.append(f"{path},sha256={digest.decode()},{len(data)}")
-            zf.writestr(path, data)
-        records.append(f"{info_dir}/RECORD,,")
-        zf.writestr(f"{info_dir}/RECORD", "\n".join(records) + "\n")
-    return wheel_path
 
 
 def write_sdist(directory: Path, name: str, version: str, members: dict[str, str]) -> Path:

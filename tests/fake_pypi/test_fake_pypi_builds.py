@@ -14,7 +14,9 @@ import zipfile
 import pytest
 import requests
 
-from .fake_pypi_helpers import PYTHON, ev, pip_cmd, pip_env, repack_installed
+from piw_services.fake_pypi.buildreqs import write_build_requirements
+
+from .fake_pypi_helpers import PYTHON, ev, pip_cmd, pip_env
 
 EVENTS = [
     ev("Pure.Pkg", None, "create", 1),
@@ -116,8 +118,7 @@ def test_pip_wheel_with_build_isolation_from_the_packages_dir(make_server, tmp_p
     packages = tmp_path / "packages"
     packages.mkdir()
     try:
-        for dist in ("setuptools", "wheel", "packaging"):
-            repack_installed(dist, packages)
+        write_build_requirements(packages)
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
     server = make_server(EVENTS, packages_dir=packages)
