@@ -205,3 +205,29 @@ def test_priority_in_sql_equals_priority_in_python(session):
         f"SELECT {logic.priority_sql('r', NOW)} FROM unnest(CAST(:r AS bigint[])) AS r "
         "ORDER BY r DESC"), {"r": released}).scalars().all()
     assert got == [logic.priority(r, NOW) for r in released]
+
+
+def test_an_abi_enabled_while_a_batch_is_applied_still_gets_its_versions(db):
+    """Write skew: the batch must see the new ABI, or the ABI's sync the batch's versions."""
+    import eventlet
+
+    from piw_services.db.dependency import ensure_green_psycopg
+
+    ensure_green_psycopg()  # a blocked lock wait must let the other session run
+    with db() as s, s.begin():
+        store.sync_abis(s, [("cp311", "bookworm")], now=NOW)
+    batch = db()
+    batch.begin()
+    store.apply_events(batch, [added("foo", "1.0")], now=NOW)  # not committed yet
+
+    def enable_cp313():
+        with db() as s, s.begin():
+            store.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")], now=NOW)
+
+    sync = eventlet.spawn(enable_cp313)
+    eventlet.sleep(0.5)  # the sync now waits for the batch's lock
+    batch.commit()
+    batch.close()
+    sync.wait()
+    with db() as s:
+        assert [t[2] for t in targets(s)] == ["cp311", "cp313"]
