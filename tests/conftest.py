@@ -136,8 +136,9 @@ class Processes:
 
 
 @pytest.fixture
-def piw_env(db_url, rabbit_config, tmp_path):
-    """Environment for piw processes: this test's vhost and database, a private www tree."""
+def piw_env(db, db_url, rabbit_config, tmp_path):
+    """Environment for piw processes: this test's vhost, the database emptied first (``db``),
+    a private www tree."""
     env = dict(os.environ)
     env.update({
         "PIW_AMQP_URI": rabbit_config["AMQP_URI"],

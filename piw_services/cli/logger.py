@@ -1,7 +1,5 @@
 """``piw-logger``: sends the web service's download and search events for nginx's access log.
 
-For every request in the log, the events the web service would have sent had it served it.
-
 Deployments that serve the www tree with nginx (config/nginx/piw.conf) never pass downloads
 through the web service, so its stats events would be missing; this fills them in. Every line
 is classified, its user agent read and its client hashed by the web service's own functions
@@ -17,7 +15,8 @@ With ``--follow`` it keeps reading as the file grows, like ``tail -F``: when log
 the file away it reads the new one from its start while still draining the old one for
 ROTATE_GRACE seconds (nginx writes there until it is told to reopen), and a truncated file
 (copytruncate) is read again from its start. While RabbitMQ is unreachable it retries and
-stops reading: the log file is the buffer.
+stops reading: the log file is the buffer. Without ``--follow`` (or from stdin) it stops at
+the end of the input, sends what is left and prints how many lines it read.
 """
 
 from __future__ import annotations
@@ -213,7 +212,7 @@ class Tail:
     """One open log file, read a chunk at a time."""
 
     def __init__(self, path: str) -> None:
-        self.file: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.file: BinaryIO = open(path, "rb")  # closed by close()
         st = os.fstat(self.file.fileno())
         self.ident = (st.st_dev, st.st_ino)
         self.lines = Lines()
@@ -344,6 +343,7 @@ class Sender:
         self.stop = stop
         self.pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         self.last = time.monotonic()
+        self.gave_up = False  # stopping, and RabbitMQ refused: no more tries
 
     def add(self, kind: str, event: dict[str, Any]) -> None:
         queue = self.pending[kind]
@@ -372,18 +372,20 @@ class Sender:
 
     def publish(self, kind: str, batch: list[dict[str, Any]]) -> bool:
         delay = 1.0
-        while True:
+        while not self.gave_up:
             try:
                 self.dispatch(SERVICE, kind, batch)
                 return True
             except Exception as exc:
                 if self.stop():
-                    log.error("cannot send %d %s events (%s); stopping", len(batch), kind, exc)
-                    return False
+                    log.error("cannot send %s events (%s); stopping", kind, exc)
+                    self.gave_up = True
+                    break
                 log.warning("cannot send %d %s events (%s); retrying in %.0f s",
                             len(batch), kind, exc, delay)
                 sleep(delay, self.stop)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
+        return False
 
 
 def process(lines: Iterator[bytes | None], sender: Sender, key: bytes) -> Totals:
@@ -431,13 +433,15 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
     parser.add_argument("-c", "--config", help="config file (default config/master.yaml): "
                         "AMQP_URI and STATS_SALT, as the web service's")
     parser.add_argument("-f", "--follow", action="store_true",
-                        help="keep reading as the file grows, across log rotation")
+                        help="keep reading the file as it grows, across log rotation")
     parser.add_argument("--from-end", action="store_true",
                         help="with --follow, start at the end of the file (no events again "
                         "for lines a previous run sent)")
     parser.add_argument("logfile", nargs="?", default="-",
                         help="nginx access log, format combined or piw (default: stdin)")
     args = parser.parse_args(argv)
+    if args.from_end and not (args.follow and args.logfile != "-"):
+        parser.error("--from-end needs --follow and a file")
     config = load_config(args.config)
     if "LOGGING" in config:
         logging.config.dictConfig(config["LOGGING"])

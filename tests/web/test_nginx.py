@@ -38,6 +38,7 @@ def nginx(www, web, tmp_path):
     site = CONF.read_text()
     site = site.replace("/srv/piw/www", str(www)).replace("listen 80;", f"listen 127.0.0.1:{port};")
     site = site.replace("127.0.0.1:8080", web.removeprefix("http://"))
+    site = site.replace("/var/log/nginx/piw.access.log", str(prefix / "piw.access.log"))
     (prefix / "piw.conf").write_text(site)
     temps = "\n".join(f"    {kind}_temp_path {prefix}/{kind};"
                       for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
