@@ -16,6 +16,22 @@ from tests.conftest import free_port
 
 WHEEL = "foo_bar-1.0-cp311-cp311-linux_armv7l.whl"
 WHEEL_V6 = "foo_bar-1.0-cp311-cp311-linux_armv6l.whl"
+HTML = "text/html; charset=utf-8"
+#: (URL path, Content-Type, file in the tree) that the web service and nginx both serve
+SERVED = [
+    ("/", HTML, "index.html"),
+    ("/packages.json", "application/json", "packages.json"),
+    ("/simple/", HTML, "simple/index.html"),
+    ("/simple/index.json", "application/json", "simple/index.json"),
+    ("/simple/foo-bar/", HTML, "simple/foo-bar/index.html"),
+    (f"/simple/foo-bar/{WHEEL}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
+    (f"/simple/foo-bar/{WHEEL}.metadata", "application/octet-stream",
+     f"simple/foo-bar/{WHEEL}.metadata"),
+    (f"/simple/foo-bar/{WHEEL_V6}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
+    ("/project/foo-bar/", HTML, "project/foo-bar/index.html"),
+    ("/project/foo-bar/json/", "application/json", "project/foo-bar/json/index.json"),
+    ("/logs/foo-bar/1.log.gz", "application/gzip", "logs/foo-bar/1.log.gz"),
+]
 SALT = "test-salt"
 OLD = 1_600_000_000  # a fixed mtime, so Last-Modified is known
 

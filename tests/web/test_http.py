@@ -5,25 +5,11 @@ import os
 import pytest
 
 from piw_services.web.serve import SIMPLE_HTML, SIMPLE_JSON
-from tests.web.conftest import WHEEL, WHEEL_V6
-
-HTML = "text/html; charset=utf-8"
+from tests.web.conftest import HTML, SERVED, WHEEL, WHEEL_V6
 
 
 @pytest.mark.parametrize("path, content_type, file", [
-    ("/", HTML, "index.html"),
-    ("/index.html", HTML, "index.html"),
-    ("/packages.json", "application/json", "packages.json"),
-    ("/simple/", HTML, "simple/index.html"),
-    ("/simple/index.json", "application/json", "simple/index.json"),
-    ("/simple/foo-bar/", HTML, "simple/foo-bar/index.html"),
-    (f"/simple/foo-bar/{WHEEL}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
-    (f"/simple/foo-bar/{WHEEL}.metadata", "application/octet-stream",
-     f"simple/foo-bar/{WHEEL}.metadata"),
-    (f"/simple/foo-bar/{WHEEL_V6}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
-    ("/project/foo-bar/", HTML, "project/foo-bar/index.html"),
-    ("/project/foo-bar/json/", "application/json", "project/foo-bar/json/index.json"),
-    ("/logs/foo-bar/1.log.gz", "application/gzip", "logs/foo-bar/1.log.gz"),
+    *SERVED, ("/index.html", HTML, "index.html"),
     ("/empty.txt", "text/plain; charset=utf-8", "empty.txt"),
 ])
 def test_files(session, www, path, content_type, file):

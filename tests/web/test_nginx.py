@@ -15,13 +15,12 @@ import requests
 
 from piw_services.web.serve import SIMPLE_HTML, SIMPLE_JSON
 from tests.conftest import ROOT, free_port
-from tests.web.conftest import WHEEL, WHEEL_V6, Raw
+from tests.web.conftest import HTML, SERVED, WHEEL, Raw
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 CONF = ROOT / "config" / "nginx" / "piw.conf"
-HTML = "text/html; charset=utf-8"
 
 
 @pytest.fixture
@@ -92,20 +91,7 @@ def ng(nginx):
         yield s
 
 
-@pytest.mark.parametrize("path, content_type, file", [
-    ("/", HTML, "index.html"),
-    ("/packages.json", "application/json", "packages.json"),
-    ("/simple/", HTML, "simple/index.html"),
-    ("/simple/index.json", "application/json", "simple/index.json"),
-    ("/simple/foo-bar/", HTML, "simple/foo-bar/index.html"),
-    (f"/simple/foo-bar/{WHEEL}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
-    (f"/simple/foo-bar/{WHEEL}.metadata", "application/octet-stream",
-     f"simple/foo-bar/{WHEEL}.metadata"),
-    (f"/simple/foo-bar/{WHEEL_V6}", "application/octet-stream", f"simple/foo-bar/{WHEEL}"),
-    ("/project/foo-bar/", HTML, "project/foo-bar/index.html"),
-    ("/project/foo-bar/json/", "application/json", "project/foo-bar/json/index.json"),
-    ("/logs/foo-bar/1.log.gz", "application/gzip", "logs/foo-bar/1.log.gz"),
-])
+@pytest.mark.parametrize("path, content_type, file", SERVED)
 def test_files(ng, www, path, content_type, file):
     data = (www / file).read_bytes()
     r = ng.get(path)
