@@ -102,6 +102,7 @@ class Version(Base):
     yanked: Mapped[bool] = mapped_column(Boolean, default=False)
     yanked_reason: Mapped[str | None] = mapped_column(Text)
     requires_python: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)  # from upstream's JSON API
     # The newest creation or yank whose details (Requires-Python, yank reason) we have read
     # from upstream's JSON API; a version needs a look when it has a newer one.
     info_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

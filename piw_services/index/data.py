@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from piw_services.index.model import (
     BuildStatus,
     IndexFile,
+    PackageSummary,
     Project,
     SiteInfo,
     VersionInfo,
@@ -89,15 +90,18 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             prerelease=_prerelease(ver), yanked=v["yanked"], yanked_reason=v["yanked_reason"],
             skip=skips.get(ver) or v["unbuildable_reason"],
             builds=tuple(builds.get(ver, ())), files=tuple(files.get(ver, ()))))
-    return Project(name=name, display_name=state["display_name"],
+    return Project(name=name, display_name=state["display_name"], summary=state["summary"],
                    versions=tuple(versions)), logs
 
 
-def indexed_names(session: Session) -> list[str]:
-    """Projects with at least one file we serve: the root simple index lists these."""
-    return list(session.execute(text(
-        "SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
-        "WHERE p.created_k > p.deleted_k ORDER BY 1")).scalars())
+def indexed_projects(session: Session) -> list[PackageSummary]:
+    """Projects with at least one file we serve (the root simple index lists these), with
+    the summary of their newest release that has one."""
+    return [PackageSummary(name=name, summary=summary) for name, summary in session.execute(text(
+        "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
+        "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
+        "FROM (SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
+        "WHERE p.created_k > p.deleted_k) n ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:

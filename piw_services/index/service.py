@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.index import data, dirty, render
-from piw_services.index.model import PackageSummary, SiteInfo
+from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
 from piw_services.ordered_events import ordered_events_consumer
 
@@ -61,6 +61,8 @@ class IndexService(ordered_events_consumer("index")):
     # -- what makes pages dirty ---------------------------------------------------------------
     def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
         dirty.mark(session, (e["package"] for e in events if e.get("package")))
+        if any(e.get("type") == "version_info" for e in events):
+            dirty.mark(session, [dirty.ROOT])  # a new summary for packages.json
 
     def after_ordered_events(self) -> None:
         self._flush()
@@ -132,11 +134,11 @@ class IndexService(ordered_events_consumer("index")):
 
     def _render_root(self, session: Session) -> None:
         tree = self.pages.tree
-        names = data.indexed_names(session)
+        projects = data.indexed_projects(session)
+        names = [p.name for p in projects]
         tree.write("simple/index.html", render.simple_root_html(names))
         tree.write("simple/index.json", render.simple_root_json(names))
-        tree.write("packages.json", render.packages_json([PackageSummary(name=n)
-                                                          for n in names]))
+        tree.write("packages.json", render.packages_json(projects))
         tree.write("index.html", render.home_html(data.site_info(session, self._base_url())))
         log.info("rewrote the root pages: %d projects", len(names))
 

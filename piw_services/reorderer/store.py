@@ -321,9 +321,14 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
             "released": timestamp_of(v.release_k or v.created_k),
             "files": {fn: {"pyver": f.pyver} for fn, f in sorted(files.items())},
         }
+    summary = session.execute(text(
+        "SELECT summary FROM versions WHERE package = :p AND summary IS NOT NULL "
+        "AND version = ANY(:live) ORDER BY release_k DESC LIMIT 1"),
+        {"p": key, "live": list(versions)}).scalar()
     return {
         "name": key,
         "display_name": pkg.display_name,
+        "summary": summary,
         "alive": True,
         "life": pkg.life,
         "quarantined": pkg.is_quarantined,
@@ -345,24 +350,27 @@ def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[l
 
 
 def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
-    """Record what upstream's JSON API says of versions (Requires-Python, yank reason) and
-    emit ``version_info`` events for the ones that changed; returns how many changed."""
+    """Record what upstream's JSON API says of versions (Requires-Python, yank reason,
+    summary) and emit ``version_info`` events for the ones that changed; returns how many
+    changed."""
     events = []
     for info in infos:
         row = session.execute(text(
             "UPDATE versions v SET info_k = greatest(v.created_k, v.yank_k), "
-            "requires_python = :rp, yanked_reason = :reason "
+            "requires_python = :rp, yanked_reason = :reason, summary = :summary "
             "FROM versions old WHERE v.package = :p AND v.version = :v "
             "AND old.package = v.package AND old.version = v.version "
             "RETURNING old.requires_python IS DISTINCT FROM :rp "
-            "OR old.yanked_reason IS DISTINCT FROM :reason"),
+            "OR old.yanked_reason IS DISTINCT FROM :reason "
+            "OR old.summary IS DISTINCT FROM :summary"),
             {"p": info["package"], "v": info["version"], "rp": info.get("requires_python"),
-             "reason": info.get("yanked_reason")}).first()
+             "reason": info.get("yanked_reason"), "summary": info.get("summary")}).first()
         if row and row[0]:
             events.append({"type": "version_info", "package": info["package"],
                            "version": info["version"],
                            "requires_python": info.get("requires_python"),
-                           "yanked_reason": info.get("yanked_reason")})
+                           "yanked_reason": info.get("yanked_reason"),
+                           "summary": info.get("summary")})
     if events:
         outbox.write(session, events)
     return len(events)

@@ -88,9 +88,10 @@ class Poller:
 
     def enrich(self, needing: Callable[[int, int], list[list[str]]],
                store: Callable[[list[dict[str, Any]]], int], limit: int = 50) -> int:
-        """Read Requires-Python and yank reasons, which the changelog does not carry, from the
-        JSON API for up to *limit* recent versions; returns how many were looked up. Runs
-        after a poll, so it is skipped only while upstream is being backed off from."""
+        """Read Requires-Python, yank reasons and summaries, which the changelog does not
+        carry, from the JSON API for up to *limit* recent versions; returns how many were
+        looked up. Runs after a poll, so it is skipped only while upstream is being backed
+        off from."""
         if self.enrich_days <= 0 or self.failures:
             return 0
         pairs = needing(limit, int(time.time() - self.enrich_days * 86400))
@@ -99,8 +100,11 @@ class Poller:
             for package, version in pairs:
                 data = self.client.project_json(package, version) or {}
                 info = data.get("info") or {}
+                summary = info.get("summary")
                 infos.append({"package": package, "version": version,
                               "requires_python": info.get("requires_python") or None,
+                              "summary": summary[:512] if isinstance(summary, str) and summary
+                              else None,
                               "yanked_reason": (info.get("yanked_reason") or None)
                               if info.get("yanked") else None})
         except Exception as exc:

@@ -82,6 +82,13 @@ def test_files_yanks_and_removals_reach_the_pages(www, db, rabbit_config, rpc):
     assert "sudo apt install libxml2" in page(www, "project/foo-bar/index.html")
     wait_for(lambda: 'href="foo-bar/"' in (page(www, "simple/index.html") or ""), 20,
              what="the root to list foo-bar")
+    with db() as s, s.begin():  # what upstream's JSON API said (the upstream service's job)
+        catalog.set_version_info(s, [{"package": "foo-bar", "version": "2.0",
+                                      "summary": "Bars <for> foos"}])
+    wait_for(lambda: "Bars &lt;for&gt; foos" in page(www, "project/foo-bar/index.html"), 20,
+             what="the summary on the project page")
+    wait_for(lambda: ["foo-bar", "Bars <for> foos", 0, 0] in json.loads(
+        page(www, "packages.json")), 20, what="the summary in packages.json")
 
     ingest(db, [["Foo.Bar", "2.0", T0 + 100, "yank release", 2000]])
     wait_for(lambda: "data-yanked" in page(www, "simple/foo-bar/index.html"), 20,

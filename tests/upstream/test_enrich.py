@@ -1,4 +1,5 @@
-"""Requires-Python and yank reasons, which the changelog lacks, come from the JSON API."""
+"""Requires-Python, yank reasons and summaries, which the changelog lacks, come from the JSON
+API."""
 
 import time
 
@@ -16,7 +17,7 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
     old = now - 90 * 86400
     events = [
         {"name": "Fresh", "version": "1.0", "timestamp": now - 600, "action": "new release",
-         "requires_python": ">=3.9"},
+         "requires_python": ">=3.9", "summary": "Fresh <wheels> & more"},
         {"name": "Fresh", "version": "1.0", "timestamp": now - 600,
          "action": "add source file fresh-1.0.tar.gz", "requires_python": ">=3.9"},
         {"name": "Fresh", "version": "1.0", "timestamp": now - 500, "action": "yank release",
@@ -47,11 +48,13 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
         fresh = store.package_state(s, "fresh")["versions"]["1.0"]
         assert fresh["requires_python"] == ">=3.9"
         assert fresh["yanked"] and fresh["yanked_reason"] == "broken <on> Pi"
+        assert store.package_state(s, "fresh")["summary"] == "Fresh <wheels> & more"
         assert store.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] is None
         events = [e for (batch,) in s.execute(text("SELECT events FROM outbox ORDER BY seq"))
                   for e in batch if e["type"] == "version_info"]
     assert events == [{"type": "version_info", "package": "fresh", "version": "1.0",
-                       "requires_python": ">=3.9", "yanked_reason": "broken <on> Pi"}]
+                       "requires_python": ">=3.9", "yanked_reason": "broken <on> Pi",
+                       "summary": "Fresh <wheels> & more"}]
 
 
 def test_json_api_failure_backs_off(db):
