@@ -37,7 +37,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from piw_services.config import with_defaults
-from piw_services.web.serve import Hit, Tree, make_event, salt_key
+from piw_services.web.serve import SIMPLE_JSON, Hit, Tree, make_event, salt_key
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class StatsRecorder(DependencyProvider):
         self.pending: dict[str, deque[dict[str, Any]]] = {
             kind: deque(maxlen=MAX_PENDING) for kind in KINDS}
         self.counts = dict.fromkeys(KINDS, 0)  # recorded since start, for status()
+        self.json_pages = 0  # simple pages served as PEP 691 JSON (uv, recent pip)
 
     def get_dependency(self, worker_ctx: Any) -> StatsRecorder:
         return self
@@ -144,12 +145,15 @@ class WebService:
         served = self.tree.serve(request)
         if served.hit is not None:
             self.recorder.record(served.hit, served.response.status_code, request.environ)
+            if served.response.mimetype == SIMPLE_JSON:
+                self.recorder.json_pages += 1
         return served.response
 
     @rpc
     def status(self) -> dict[str, Any]:
-        """Downloads and searches served since start, and those not yet sent to stats."""
-        return {**self.recorder.counts,
+        """Downloads and searches served since start (and how many simple pages went out as
+        PEP 691 JSON), and those not yet sent to stats."""
+        return {**self.recorder.counts, "json_pages": self.recorder.json_pages,
                 "unsent": {kind: len(q) for kind, q in self.recorder.pending.items()}}
 
     @timer(interval=FLUSH_INTERVAL)

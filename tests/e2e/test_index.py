@@ -73,7 +73,7 @@ def index_url(system):
 
 def test_real_clients_against_the_index(index_url, tmp_path, db, system):
     """One system, built once (a minute of real builds), checked by every client."""
-    check_pip_and_uv_install_our_wheels(index_url, tmp_path, db)
+    check_pip_and_uv_install_our_wheels(index_url, tmp_path, db, system)
     check_yanked_and_requires_python(index_url, tmp_path)
     check_pip_resolves_from_pep658_metadata_without_downloading_wheels(index_url, tmp_path,
                                                                          system)
@@ -81,7 +81,7 @@ def test_real_clients_against_the_index(index_url, tmp_path, db, system):
     check_every_page_validates_and_every_link_resolves(system.web)
 
 
-def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db):
+def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db, system):
     report = tmp_path / "report.json"
     pip("install", "--index-url", index_url, "--target", str(tmp_path / "t1"),
         "--report", str(report), "pure-pkg", "zlib-user")
@@ -105,6 +105,7 @@ def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db):
     uv = str(Path(sys.executable).parent / "uv")  # the test extra installs it
     venv = tmp_path / "uv-venv"
     subprocess.run([uv, "venv", "-q", str(venv)], check=True, env=clean_env())
+    json_pages = system.web_status()["json_pages"]
     result = subprocess.run([uv, "pip", "install", "--python", str(venv / "bin" / "python"),
                              "--index-url", index_url, "pure-pkg", "newpy", "-v"],
                             capture_output=True, text=True, env=clean_env(), timeout=300)
@@ -113,6 +114,8 @@ def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db):
                             capture_output=True, text=True, env=clean_env()).stdout
     pins = dict(line.split("==") for line in freeze.split())
     assert {canonical(k): v for k, v in pins.items()} == {"pure-pkg": "1.0", "newpy": "1.0"}
+    # uv read both projects' pages as PEP 691 JSON
+    assert system.web_status()["json_pages"] >= json_pages + 2
 
 
 def check_yanked_and_requires_python(index_url, tmp_path):
