@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from builders import protocol
+
 with warnings.catch_warnings():  # nameko's CLI module imports pkg_resources
     warnings.simplefilter("ignore")
     from nameko.cli.main import setup_yaml_parser
@@ -31,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "UPSTREAM_TIMEOUT": 60,
     "BACKOFF_MAX": 300,
     "ENRICH_DAYS": 30,
-    "BUILDER_SILENCE_LIMIT": 60,
+    "BUILDER_SILENCE_LIMIT": protocol.DEFAULT_SILENCE_LIMIT,
     "QUEUE_WINDOW": 1000,
     "FILE_COMMIT_WAIT": 3.0,
     "UPLOAD_MAX_AGE": 4 * 3600,
