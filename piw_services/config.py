@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     # download and search events (empty: a random one per process)
     "WEB_SERVER_ADDRESS": "127.0.0.1:8080",
     "STATS_SALT": "",
+    # seconds an admin call waits for file_manager and the index to apply it before answering
+    "ADMIN_WAIT": 30,
 }
 
 _parser_ready = False

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -21,6 +22,8 @@ from piw_services.db.bulk import copy_rows
 
 #: SQL for a fresh job id (a target's queued message is named by it).
 NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
+#: SQL for "an operator skipped the package of the row aliased {}" (format it with the alias).
+PACKAGE_SKIP = "SELECT 1 FROM build_package_skips s WHERE s.package = {}.package"
 
 
 # -- ordered events ---------------------------------------------------------------------------
@@ -72,15 +75,17 @@ def apply_events(session: Session, events: Iterable[Mapping[str, Any]],
         f"{logic.priority_sql('t.released', now)} "
         f"FROM {BATCH_TABLE} b JOIN build_versions t ON {match} "
         "CROSS JOIN build_abis a WHERE b.buildable AND t.buildable AND t.skip_reason IS NULL "
-        "AND a.enabled ON CONFLICT (package, version, abi) DO NOTHING",
+        f"AND a.enabled AND NOT EXISTS ({PACKAGE_SKIP.format('t')}) "
+        "ON CONFLICT (package, version, abi) DO NOTHING",
     ]))
     return cur.rowcount
 
 
 def forget_packages(session: Session, packages: list[str]) -> None:
     """Drop what build_dispatch knows of these packages: their targets (so queued jobs are
-    dropped when claimed), builds and versions."""
-    for table in ("build_targets", "builds", "build_versions"):
+    dropped when claimed), builds, versions and operators' skips (a re-created package is a
+    new life)."""
+    for table in ("build_targets", "builds", "build_versions", "build_package_skips"):
         session.execute(text(f"DELETE FROM {table} WHERE package = ANY(:p)"), {"p": packages})
 
 
@@ -133,8 +138,9 @@ def sync_abis(session: Session, abis: list[tuple[str, str]], now: float | None =
     new = [abi for abi, _ in abis if abi not in before]
     for abi in new:
         rows = session.execute(text(
-            "SELECT package, version, released, :abi FROM build_versions "
-            "WHERE buildable AND skip_reason IS NULL"), {"abi": abi}).all()
+            "SELECT package, version, released, :abi FROM build_versions bv WHERE buildable "
+            f"AND skip_reason IS NULL AND NOT EXISTS ({PACKAGE_SKIP.format('bv')})"),
+            {"abi": abi}).all()
         _insert_targets(session, rows, now)
     return new
 
@@ -222,9 +228,10 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
     if builder_abi is None:
         return False, f"unknown builder {builder_id}: say hello first"
     row = session.execute(text(
-        "SELECT t.state, t.builder_id, t.note, bv.skip_reason, t.abi, t.package, t.version "
-        "FROM build_targets t LEFT JOIN build_versions bv "
+        "SELECT t.state, t.builder_id, t.note, coalesce(ps.reason, bv.skip_reason), t.abi, "
+        "t.package, t.version FROM build_targets t LEFT JOIN build_versions bv "
         "ON bv.package = t.package AND bv.version = t.version "
+        "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.job_id = :j FOR UPDATE OF t"), {"j": msg["job_id"]}).first()
     if row is not None and row[4] != builder_abi:
         return False, f"job is for ABI {row[4]}, builder {builder_id} builds {builder_abi}"
@@ -302,6 +309,126 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
         "WHERE id = :b"), {"b": msg["builder_id"]})
     return {"build_id": build_id, "status": status, "satisfied": satisfied,
             "package": package, "version": version}
+
+
+# -- operators (called by the admin service inside its transaction) -------------------------
+@dataclass
+class Revocation:
+    """What an operator's change did to build_dispatch's state.
+
+    ``revoked_jobs``: job ids that may publish nothing more (file_manager deletes their files,
+    and refuses their commits from now on); ``queued``: (version, ABI) pairs made pending.
+    """
+
+    revoked_jobs: list[str] = field(default_factory=list)
+    builds_forgotten: int = 0
+    queued: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def skip_reason(session: Session, package: str, version: str | None = None) -> str | None:
+    """The operator's skip in force for the package (or one version of it), if any."""
+    return session.execute(text(
+        "SELECT coalesce((SELECT reason FROM build_package_skips WHERE package = :p), "
+        "(SELECT skip_reason FROM build_versions WHERE package = :p AND version = :v))"),
+        {"p": package, "v": version}).scalar()
+
+
+def revoke(session: Session, package: str, versions: list[str], abi: str | None = None, *,
+           forget_builds: bool, requeue: bool, keep_built: bool = False,
+           now: float | None = None) -> Revocation:
+    """Take back the targets of *versions* (of one ABI, or all): their jobs get new ids (made
+    pending again when *requeue*, else dropped), and every file made by their old jobs is to
+    go. With *forget_builds* the versions' build records go too. With *keep_built* built
+    targets (and their files) stay: a skip stops future builds only."""
+    now = time.time() if now is None else now
+    params = {"p": package, "v": versions, "a": abi}
+    # a pure wheel built for one ABI may settle the others: they go with the build
+    chosen = ("t.package = :p AND t.version = ANY(:v) AND (CAST(:a AS text) IS NULL OR "
+              "t.abi = :a OR t.build_id IN (SELECT build_id FROM build_targets x WHERE "
+              "x.package = :p AND x.version = t.version AND x.abi = :a))")
+    if keep_built:
+        chosen += " AND t.state <> 'built'"
+    targets = session.execute(text(
+        f"SELECT t.version, t.abi, t.job_id FROM build_targets t WHERE {chosen} "
+        "ORDER BY t.version, t.abi FOR UPDATE"), params).all()
+    jobs = {r.job_id for r in targets}
+    if not keep_built:  # files of older jobs of these versions too (nothing may outlive this)
+        jobs |= set(session.execute(text(
+            "SELECT f.job_id FROM files f WHERE f.package = :p AND f.version = ANY(:v) "
+            "AND (CAST(:a AS text) IS NULL OR f.abi = :a)"), params).scalars())
+    result = Revocation(revoked_jobs=sorted(jobs))
+    if requeue:
+        session.execute(text(
+            f"UPDATE build_targets t SET state = 'pending', job_id = {NEW_JOB_ID}, "
+            "builder_id = NULL, build_id = NULL, note = NULL, updated_at = now(), "
+            f"priority = {logic.priority_sql('bv.released', now)} FROM build_versions bv "
+            f"WHERE bv.package = t.package AND bv.version = t.version AND {chosen}"), params)
+    else:
+        session.execute(text(f"DELETE FROM build_targets t WHERE {chosen}"), params)
+        result.dropped = [(r.version, r.abi) for r in targets]
+    if forget_builds:
+        result.builds_forgotten = session.execute(text(
+            "DELETE FROM builds WHERE package = :p AND version = ANY(:v) "
+            "AND (CAST(:a AS text) IS NULL OR abi = :a)"), params).rowcount
+    session.execute(text(
+        "UPDATE builders SET job_id = NULL, job_started_at = NULL WHERE job_id = ANY(:j)"),
+        {"j": result.revoked_jobs})
+    if requeue:
+        result.queued = [(r.version, r.abi) for r in targets]
+        result.queued += add_targets(session, package, versions, now=now)
+    return result
+
+
+def add_targets(session: Session, package: str, versions: list[str],
+                now: float | None = None) -> list[tuple[str, str]]:
+    """Queue every enabled ABI that has no target yet for the buildable, unskipped
+    *versions*; returns the (version, ABI) pairs queued."""
+    now = time.time() if now is None else now
+    session.execute(text("LOCK TABLE build_abis IN SHARE MODE"))  # see apply_events
+    rows = session.execute(text(
+        "SELECT bv.package, bv.version, bv.released, a.abi FROM build_versions bv "
+        "CROSS JOIN build_abis a WHERE a.enabled AND bv.package = :p AND bv.version = ANY(:v) "
+        "AND bv.buildable AND bv.skip_reason IS NULL "
+        f"AND NOT EXISTS ({PACKAGE_SKIP.format('bv')}) AND NOT EXISTS (SELECT 1 FROM "
+        "build_targets t WHERE t.package = bv.package AND t.version = bv.version "
+        "AND t.abi = a.abi) ORDER BY bv.version, a.abi"), {"p": package, "v": versions}).all()
+    _insert_targets(session, rows, now)
+    return [(r[1], r[3]) for r in rows]
+
+
+def set_skip(session: Session, package: str, version: str | None, reason: str | None) -> None:
+    """Record (or, with reason None, clear) an operator's skip of a version or package.
+    Clearing a package's skip clears its versions' skips too."""
+    if version is None:
+        if reason is None:
+            session.execute(text("DELETE FROM build_package_skips WHERE package = :p"),
+                            {"p": package})
+            session.execute(text("UPDATE build_versions SET skip_reason = NULL "
+                                 "WHERE package = :p"), {"p": package})
+        else:
+            session.execute(text(
+                "INSERT INTO build_package_skips (package, reason) VALUES (:p, :r) "
+                "ON CONFLICT (package) DO UPDATE SET reason = excluded.reason"),
+                {"p": package, "r": reason})
+        return
+    session.execute(text("UPDATE build_versions SET skip_reason = :r "
+                         "WHERE package = :p AND version = :v"),
+                    {"p": package, "v": version, "r": reason})
+
+
+def known_versions(session: Session, package: str) -> dict[str, dict[str, Any]]:
+    """build_dispatch's view of a package's versions: buildable, skip reason, targets."""
+    versions = {r.version: {"buildable": r.buildable, "skip": r.skip_reason, "targets": {}}
+                for r in session.execute(text(
+                    "SELECT version, buildable, skip_reason FROM build_versions "
+                    "WHERE package = :p"), {"p": package})}
+    for r in session.execute(text(
+            "SELECT version, abi, state FROM build_targets WHERE package = :p"),
+            {"p": package}):
+        if r.version in versions:
+            versions[r.version]["targets"][r.abi] = r.state
+    return versions
 
 
 # -- questions ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ MASTER_SERVICES = {
     "build_dispatch": "piw_services.build_dispatch.service:BuildDispatchService",
     "index": "piw_services.index.service:IndexService",
     "web": "piw_services.web.service:WebService",
+    "admin": "piw_services.admin.service:AdminService",
 }
 
 

@@ -163,6 +163,16 @@ class BuildVersion(Base):
     skip_reason: Mapped[str | None] = mapped_column(Text)  # an operator's skip
 
 
+class BuildPackageSkip(Base):
+    """An operator's skip of a whole package: none of its versions, present or future, is
+    built (until unskipped, or the package is removed upstream: a new life starts clean)."""
+
+    __tablename__ = "build_package_skips"
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class BuildTarget(Base):
     """One (version, ABI) pair build_dispatch has decided about.
 

@@ -8,8 +8,9 @@ change to the set of served files is announced as a ``files_changed`` event for 
 Commits and removals meet on one PostgreSQL advisory lock: a commit installs holding it shared,
 a removal deletes holding it exclusively. A removal therefore sees every file whose commit
 started before it, and a commit that starts after it finds the version gone from the catalog
-(the reorderer commits the catalog change before the event exists), so no file of a removed
-version survives the race.
+(the reorderer commits the catalog change before the event exists) or its job revoked (the
+admin service gives targets new job ids before its event exists), so no file of a removed
+version or a revoked job survives the race.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.db.models import BuildTarget, File
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
-from piw_services.ordered_events import ordered_events_consumer
+from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ FILES_LOCK = 0x70697702
 FILENAME_LOCKS = 0x707766
 COMMIT_POLL = 0.1
 SWEEP_INTERVAL = 600
-#: Ordered events that can take a file of ours away.
-REMOVING = frozenset({"package_removed", "version_removed", "file_added"})
 
 
 class Store(DependencyProvider):
@@ -132,6 +131,9 @@ class FileManagerService(ordered_events_consumer("file_manager")):
             if self._version_alive(s, package, version) is False:
                 raise JobLost(f"{package} {version} has been removed upstream; "
                               f"{filename} is not published")
+            # again under the lock: an operator may have revoked the job since (its files
+            # are deleted by a removal that waits for this lock, or refused here)
+            self._job_of(s, msg)
             done = self._already_served(s, package, filename, info, upload_id)
             if done:
                 return done
@@ -260,11 +262,13 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         self._announce(self._pending)
 
     def apply_events(self, session: Session, seq: int, events: list[dict[str, Any]]) -> None:
-        """Delete our files of removed packages and versions, and any file of ours whose name
-        upstream now serves itself (pip must never see two hashes for one name)."""
+        """Delete our files of removed packages and versions, any file of ours whose name
+        upstream now serves itself (pip must never see two hashes for one name), and the
+        files of jobs an operator revoked (admin events)."""
         packages: set[str] = set()
         versions: set[tuple[str, str]] = set()
         filenames: set[str] = set()
+        jobs: set[str] = set()
         for event in events:
             kind = event.get("type")
             if kind == "package_removed":
@@ -273,7 +277,9 @@ class FileManagerService(ordered_events_consumer("file_manager")):
                 versions.add((event["package"], event["version"]))
             elif kind == "file_added":
                 filenames.add(event["filename"])
-        if not (packages or versions or filenames):
+            elif kind == ADMIN_EVENT:
+                jobs.update(event.get("revoked_jobs") or ())
+        if not (packages or versions or filenames or jobs):
             return
         conditions = []
         if packages:
@@ -285,6 +291,8 @@ class FileManagerService(ordered_events_consumer("file_manager")):
                                           vv=[v for _, v in versions]))
         if filenames:
             conditions.append(File.filename.in_(filenames))
+        if jobs:
+            conditions.append(File.job_id.in_(jobs))
         changes = self._remove(session, or_(*conditions))
         if changes:
             log.info("ordered events batch %d: removed %d files", seq,

@@ -26,6 +26,11 @@ SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",
                "built": "built", "failed": "failed"}
 
 
+#: SQL: the file (aliased f) was made by a job still current. An operator's removal or rebuild
+#: gives targets new job ids before file_manager deletes the old files: pages drop them at once.
+CURRENT_JOB = "EXISTS (SELECT 1 FROM build_targets t WHERE t.job_id = f.job_id)"
+
+
 def log_path(package: str, build_id: int) -> str:
     """Where a build's gzipped log lives in the www tree (and its URL path)."""
     return f"logs/{package}/{build_id}.log.gz"
@@ -55,8 +60,8 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
     files: dict[str, list[IndexFile]] = defaultdict(list)
     for r in session.execute(text(
             "SELECT filename, version, sha256, size, created_at, requires_python, "
-            "metadata_sha256, apt_depends, unresolved, abi FROM files WHERE package = :p "
-            "ORDER BY filename"), {"p": name}):
+            "metadata_sha256, apt_depends, unresolved, abi FROM files f WHERE package = :p "
+            f"AND {CURRENT_JOB} ORDER BY filename"), {"p": name}):
         v = live.get(r.version)
         if v is None:  # its version is going: file_manager is removing the file
             continue
@@ -101,7 +106,7 @@ def indexed_projects(session: Session) -> list[PackageSummary]:
         "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
         "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
         "FROM (SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
-        "WHERE p.created_k > p.deleted_k) n ORDER BY 1"))]
+        f"WHERE p.created_k > p.deleted_k AND {CURRENT_JOB}) n ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:

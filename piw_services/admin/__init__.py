@@ -1,0 +1,1 @@
+"""The admin service: the operators' only door (remove, skip, rebuild, add)."""

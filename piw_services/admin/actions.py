@@ -1,0 +1,267 @@
+"""The operators' actions, each one transaction: check the request against the catalog, change
+build_dispatch's state, and return what it did with the event that tells the others.
+
+Nothing is deleted here but database state that decides what may exist: jobs get new ids (a
+builder still working on an old one can publish nothing: file_manager checks the job under its
+lock), builds are forgotten, skips recorded. The event, written to the outbox in the same
+transaction by the service, makes file_manager delete the files of the revoked jobs and the
+index rewrite the pages, each exactly once and after any crash (DESIGN.md, reorderer contract
+point 3). A request that cannot be done raises :class:`AdminError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from builders import protocol
+from piw_services.build_dispatch import store as builds
+from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name
+from piw_services.ordered_events import ADMIN_EVENT
+from piw_services.reorderer.store import package_state
+
+MAX_TEXT = 500
+DEFAULT_SKIP_REASON = "skipped by an operator"
+
+
+class AdminError(Exception):
+    """A request that cannot be done; nothing was changed."""
+
+
+class UnknownPackage(AdminError):
+    pass
+
+
+class UnknownVersion(AdminError):
+    pass
+
+
+class BadRequest(AdminError):
+    pass
+
+
+@dataclass
+class Outcome:
+    action: str
+    package: str
+    version: str | None = None
+    abi: str | None = None
+    summary: str = ""
+    skip: str | None = None
+    builds_forgotten: int = 0
+    files: list[str] = field(default_factory=list)
+    jobs_revoked: int = 0
+    queued: list[list[str]] = field(default_factory=list)
+    dropped: list[list[str]] = field(default_factory=list)
+    #: job ids whose files file_manager deletes (in the event, not shown)
+    revoked_jobs: list[str] = field(default_factory=list, repr=False)
+
+    def event(self) -> dict[str, Any]:
+        return {"type": ADMIN_EVENT, "action": self.action, "package": self.package,
+                "version": self.version, "abi": self.abi, "revoked_jobs": self.revoked_jobs}
+
+    def as_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        del result["revoked_jobs"]
+        return result
+
+
+# -- checking a request --------------------------------------------------------------------------
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{what} must be a non-empty string, not {_shown(value)}")
+    if len(value) > MAX_TEXT or any(ord(c) < 32 for c in value):
+        raise BadRequest(f"{what} {_shown(value)} is not acceptable "
+                         f"(control characters, or longer than {MAX_TEXT})")
+    return value
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _live_package(session: Session, package: Any) -> dict[str, Any]:
+    """The catalog's state of a live package, or UnknownPackage."""
+    _text(package, "package")
+    if not is_valid_name(package):
+        raise UnknownPackage(f"{_shown(package)} is not a valid package name "
+                             f"(PEP 508, at most {MAX_NAME_LENGTH} characters)")
+    state = package_state(session, package)
+    if not state["alive"]:
+        raise UnknownPackage(f"unknown package {package!r}: the catalog has no live package "
+                             f"{canonical(package)!r} (never seen, or removed upstream)")
+    return state
+
+
+def _live_version(state: dict[str, Any], version: Any) -> str:
+    """The catalog's spelling of *version* of the package, or UnknownVersion."""
+    _text(version, "version")
+    versions = state["versions"]
+    if version in versions:
+        return version
+    try:
+        wanted = Version(version)
+        same = [v for v in versions if _parsed(v) == wanted]
+    except InvalidVersion:
+        same = []
+    if len(same) == 1:
+        return same[0]
+    newest = sorted(versions, key=lambda v: (_parsed(v) is not None, _parsed(v) or v))[-5:]
+    raise UnknownVersion(
+        f"{state['name']} has no live version {version!r}"
+        + (f" (newest: {', '.join(reversed(newest))})" if newest else " (it has none)"))
+
+
+def _parsed(version: str) -> Version | None:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
+
+
+def _skip_reason(skip: Any) -> str | None:
+    """``skip`` as given to remove: False/None, True (the default reason) or a reason."""
+    if skip is None or skip is False:
+        return None
+    if skip is True:
+        return DEFAULT_SKIP_REASON
+    return _text(skip, "skip reason")
+
+
+def _files_of(session: Session, package: str, jobs: list[str]) -> list[str]:
+    return list(session.execute(text(
+        "SELECT filename FROM files WHERE package = :p AND job_id = ANY(:j) ORDER BY filename"),
+        {"p": package, "j": jobs}).scalars())
+
+
+def _revoked(outcome: Outcome, session: Session, revocation: builds.Revocation) -> Outcome:
+    outcome.revoked_jobs = revocation.revoked_jobs
+    outcome.jobs_revoked = len(revocation.revoked_jobs)
+    outcome.builds_forgotten = revocation.builds_forgotten
+    outcome.files = _files_of(session, outcome.package, revocation.revoked_jobs)
+    outcome.queued = [list(q) for q in revocation.queued]
+    outcome.dropped = [list(d) for d in revocation.dropped]
+    return outcome
+
+
+def _what(package: str, version: str | None) -> str:
+    return f"{package} {version}" if version else f"every version of {package}"
+
+
+def _counts(outcome: Outcome) -> str:
+    return (f"{outcome.builds_forgotten} builds forgotten, {len(outcome.files)} files deleted, "
+            f"{len(outcome.queued)} builds queued")
+
+
+# -- the actions -------------------------------------------------------------------------------
+def remove(session: Session, package: Any, version: Any, skip: Any = False) -> Outcome:
+    """Forget every build of the version and delete its files; it is built again later, or
+    with *skip* never again."""
+    state = _live_package(session, package)
+    version = _live_version(state, version)
+    return _remove(session, state, [version], version, _skip_reason(skip), "remove")
+
+
+def remove_package(session: Session, package: Any, skip: Any = False) -> Outcome:
+    """remove() for every version; with *skip* no version, present or future, is built."""
+    state = _live_package(session, package)
+    return _remove(session, state, sorted(state["versions"]), None, _skip_reason(skip),
+                   "remove_package")
+
+
+def _remove(session: Session, state: dict[str, Any], versions: list[str], version: str | None,
+            reason: str | None, action: str) -> Outcome:
+    name = state["name"]
+    if reason is not None:
+        for v in versions if version else []:
+            builds.set_skip(session, name, v, reason)
+        if version is None:
+            builds.set_skip(session, name, None, reason)
+    outcome = _revoked(Outcome(action, name, version, skip=reason), session, builds.revoke(
+        session, name, versions, forget_builds=True, requeue=reason is None))
+    then = f"skipped: {reason}" if reason else "built again"
+    outcome.summary = f"removed {_what(name, version)} ({_counts(outcome)}); {then}"
+    return outcome
+
+
+def skip(session: Session, package: Any, version: Any = None, reason: Any = None) -> Outcome:
+    """Build the version (or the package, now and in future) no more; what is built stays."""
+    state = _live_package(session, package)
+    name = state["name"]
+    reason = _text(reason, "reason")
+    version = None if version is None else _live_version(state, version)
+    versions = [version] if version else sorted(state["versions"])
+    builds.set_skip(session, name, version, reason)
+    outcome = _revoked(Outcome("skip", name, version, skip=reason), session, builds.revoke(
+        session, name, versions, forget_builds=False, requeue=False, keep_built=True))
+    outcome.summary = (f"skipped {_what(name, version)}: {reason} "
+                       f"({len(outcome.dropped)} pending builds dropped)")
+    return outcome
+
+
+def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
+    """Undo a skip; the versions that lack builds are queued."""
+    state = _live_package(session, package)
+    name = state["name"]
+    version = None if version is None else _live_version(state, version)
+    was = builds.skip_reason(session, name, version)
+    if was is None:
+        raise BadRequest(f"{_what(name, version)} is not skipped")
+    if version is not None and builds.skip_reason(session, name) is not None:
+        raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
+    builds.set_skip(session, name, version, None)
+    versions = [version] if version else sorted(state["versions"])
+    outcome = Outcome("unskip", name, version,
+                      queued=[list(q) for q in builds.add_targets(session, name, versions)])
+    outcome.summary = f"unskipped {_what(name, version)} ({len(outcome.queued)} builds queued)"
+    return outcome
+
+
+def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None) -> Outcome:
+    """Build again: the files of the version's (or package's) builds for the ABI (or all) are
+    deleted and new jobs queued. Failed builds are how an operator retries."""
+    state = _live_package(session, package)
+    name = state["name"]
+    version = None if version is None else _live_version(state, version)
+    if abi is not None:
+        try:
+            protocol.check_abi(abi)
+        except protocol.ProtocolError as exc:
+            raise BadRequest(str(exc)) from None
+    reason = builds.skip_reason(session, name, version)
+    if reason is not None:
+        raise BadRequest(f"{_what(name, version)} is skipped ({reason}): unskip it first")
+    versions = [version] if version else sorted(state["versions"])
+    outcome = _revoked(Outcome("rebuild", name, version, abi), session, builds.revoke(
+        session, name, versions, abi, forget_builds=False, requeue=True))
+    outcome.summary = (f"rebuilding {_what(name, version)}"
+                       f"{f' for {abi}' if abi else ''} ({_counts(outcome)})")
+    return outcome
+
+
+def add(session: Session, package: Any, version: Any = None) -> Outcome:
+    """Queue the builds a live version lacks (an ABI enabled since, or a build never made)."""
+    state = _live_package(session, package)
+    name = state["name"]
+    version = None if version is None else _live_version(state, version)
+    known = builds.known_versions(session, name)
+    if version is not None:
+        mine = known.get(version)
+        if mine is None or not mine["buildable"]:
+            raise BadRequest(f"{name} {version} has no source file upstream: nothing to build"
+                             f" ({state['versions'][version]['unbuildable_reason'] or ''})")
+        reason = builds.skip_reason(session, name, version)
+        if reason is not None:
+            raise BadRequest(f"{name} {version} is skipped ({reason}): unskip it first")
+    versions = [version] if version else sorted(state["versions"])
+    outcome = Outcome("add", name, version,
+                      queued=[list(q) for q in builds.add_targets(session, name, versions)])
+    outcome.summary = (f"queued {len(outcome.queued)} builds of {_what(name, version)}"
+                       if outcome.queued else
+                       f"nothing to add: {_what(name, version)} has every build it can have")
+    return outcome

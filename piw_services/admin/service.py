@@ -1,0 +1,125 @@
+"""nameko service ``admin``: the operators' door, over RPC (``nameko shell``, piw-remove & co).
+
+Each call runs its action (piw_services/admin/actions.py) and writes the action's event to the
+outbox in one transaction, then waits up to ADMIN_WAIT seconds until build_dispatch,
+file_manager and the index have applied it, so ``piw-remove`` returns once the files and pages
+are gone. A call that gives up waiting still completes: the event is in the outbox, and each
+consumer applies it when it runs (``complete`` says which case it was). ``dry_run=True`` does
+the same work and rolls it back: what the answer says is what the real call would do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import eventlet
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from piw_services import outbox
+from piw_services.admin import actions
+from piw_services.config import with_defaults
+from piw_services.db.dependency import Database
+
+log = logging.getLogger(__name__)
+
+#: The services that act on an operator's change, and so are waited for.
+CONSUMERS = ("build_dispatch", "file_manager", "index")
+POLL = 0.2
+
+
+class AdminService:
+    name = "admin"
+
+    db = Database()
+    config = Config()
+
+    @rpc
+    def remove(self, package: str, version: str, skip: bool | str = False,
+               dry_run: bool = False) -> dict[str, Any]:
+        """Forget the version's builds and delete its files; build it again later, or with
+        ``skip`` (True, or a reason) never again."""
+        return self._run(actions.remove, dry_run, package, version, skip)
+
+    @rpc
+    def remove_package(self, package: str, skip: bool | str = False,
+                       dry_run: bool = False) -> dict[str, Any]:
+        return self._run(actions.remove_package, dry_run, package, skip)
+
+    @rpc
+    def skip(self, package: str, version: str | None = None, reason: str | None = None,
+             dry_run: bool = False) -> dict[str, Any]:
+        return self._run(actions.skip, dry_run, package, version, reason)
+
+    @rpc
+    def unskip(self, package: str, version: str | None = None,
+               dry_run: bool = False) -> dict[str, Any]:
+        return self._run(actions.unskip, dry_run, package, version)
+
+    @rpc
+    def rebuild(self, package: str, version: str | None = None, abi: str | None = None,
+                dry_run: bool = False) -> dict[str, Any]:
+        return self._run(actions.rebuild, dry_run, package, version, abi)
+
+    @rpc
+    def add(self, package: str, version: str | None = None,
+            dry_run: bool = False) -> dict[str, Any]:
+        return self._run(actions.add, dry_run, package, version)
+
+    @rpc
+    def status(self) -> dict[str, Any]:
+        """How far each consumer is behind the outbox, and the skips in force."""
+        with self.db() as s:
+            return {"outbox_seq": _outbox_seq(s), "consumers": _marks(s),
+                    "package_skips": dict(s.execute(text(
+                        "SELECT package, reason FROM build_package_skips ORDER BY 1")).all()),
+                    "version_skips": [list(r) for r in s.execute(text(
+                        "SELECT package, version, skip_reason FROM build_versions "
+                        "WHERE skip_reason IS NOT NULL ORDER BY 1, 2"))]}
+
+    def _run(self, action: Callable[..., actions.Outcome], dry_run: bool,
+             *args: Any) -> dict[str, Any]:
+        with self.db() as s:
+            outcome = action(s, *args)  # an AdminError leaves with nothing committed
+            if dry_run:
+                s.rollback()
+            else:
+                seq = outbox.write(s, [outcome.event()])[-1]
+                s.commit()
+        result = outcome.as_dict()
+        result["dry_run"] = bool(dry_run)
+        if dry_run:
+            result.update(complete=True, waiting_for=[])
+            return result
+        log.info("%s (outbox batch %d)", outcome.summary, seq)
+        waiting = self._wait(seq, outcome.package)
+        result.update(seq=seq, complete=not waiting, waiting_for=waiting)
+        return result
+
+    def _wait(self, seq: int, package: str) -> list[str]:
+        """The consumers still to apply batch *seq* (and the index to rewrite *package*'s
+        pages) after waiting up to ADMIN_WAIT seconds."""
+        deadline = time.monotonic() + float(with_defaults(self.config)["ADMIN_WAIT"])
+        while True:
+            with self.db() as s:
+                marks = _marks(s)
+                behind = [c for c in CONSUMERS if marks.get(c, 0) < seq]
+                if "index" not in behind and s.execute(text(
+                        "SELECT 1 FROM index_dirty WHERE package = :p"), {"p": package}).first():
+                    behind.append("index")
+            if not behind or time.monotonic() >= deadline:
+                return behind
+            eventlet.sleep(POLL)
+
+
+def _marks(session: Session) -> dict[str, int]:
+    return dict(session.execute(text("SELECT consumer, seq FROM consumer_marks")).all())
+
+
+def _outbox_seq(session: Session) -> int:
+    return session.execute(text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()
