@@ -37,6 +37,7 @@ from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.db.models import BuildTarget, File
+from piw_services.faults import crash_point
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
 from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
 
@@ -318,6 +319,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
             by_version[(r.package, r.version)].append(r.filename)
         for package, filenames in by_package.items():
             self.store.delete(package, filenames)
+        crash_point("file_manager.files_deleted")  # files gone, rows not: redone on restart
         s.execute(delete(File).where(File.filename.in_([r.filename for r in rows])))
         return [{"package": p, "version": v, "added": [], "removed": sorted(fns)}
                 for (p, v), fns in sorted(by_version.items())]

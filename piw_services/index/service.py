@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
+from piw_services.faults import crash_point
 from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
@@ -123,6 +124,7 @@ class IndexService(ordered_events_consumer("index")):
             tree.write(paths["simple_json"], render.simple_project_json(project))
         else:
             tree.remove(paths["simple_html"], paths["simple_json"])
+        crash_point("index.simple_pages_written")  # the package stays dirty: redone on restart
         tree.write(paths["project_html"],
                    render.project_html(project, SiteInfo(base_url=self._base_url())))
         tree.write(paths["project_json"], render.project_json(project))
