@@ -18,18 +18,8 @@ eventlet.monkey_patch()
 
 import logging.config  # noqa: E402
 
+from piw_services.cli.services import MASTER_SERVICES  # noqa: E402
 from piw_services.config import load_config  # noqa: E402
-
-#: (name, "module:Class") of every master service that exists; later services add themselves.
-MASTER_SERVICES = {
-    "reorderer": "piw_services.reorderer.service:ReordererService",
-    "upstream": "piw_services.upstream.service:UpstreamService",
-    "file_manager": "piw_services.file_manager.service:FileManagerService",
-    "build_dispatch": "piw_services.build_dispatch.service:BuildDispatchService",
-    "index": "piw_services.index.service:IndexService",
-    "web": "piw_services.web.service:WebService",
-    "admin": "piw_services.admin.service:AdminService",
-}
 
 
 def service_classes(names: list[str]) -> list[type]:

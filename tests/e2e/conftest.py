@@ -1,10 +1,13 @@
 """Fixtures for whole-system tests: an upstream with real sdists, the master, builders."""
 
 import importlib.metadata
+import subprocess
 import time
 
 import pytest
+import requests
 
+from piw_services.cli.services import MASTER_SERVICES
 from piw_services.fake_pypi.buildreqs import write_build_requirements
 from tests.conftest import BIN, wait_for
 from tests.fake_pypi.fake_pypi_helpers import write_sdist
@@ -64,14 +67,41 @@ def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
         www = tmp_path / "www"
         web = "http://" + piw_env["PIW_WEB_ADDRESS"]
 
-        def start(self, events, abis="cp311:bookworm", **env):
-            fake_pypi(events, packages=upstream_packages)
+        def start(self, events, abis="cp311:bookworm", without=(), **env):
+            """Upstream and the master; services named in *without* are left to the test
+            (``self.service(name)`` starts one in a process of its own)."""
+            self.upstream = fake_pypi(events, packages=upstream_packages)
             piw_env.update(PIW_BUILD_ABIS=abis, PIW_BUILDER_AMQP_URI=piw_env["PIW_AMQP_URI"],
                            PIW_BUILDER_INDEX_URL=piw_env["PIW_UPSTREAM"] + "/simple/",
                            PIW_HEARTBEAT_INTERVAL="1", **env)
-            processes.start("master", [str(BIN / "piw-master")])
+            only = [arg for name in MASTER_SERVICES if name not in without
+                    for arg in ("--only", name)] if without else []
+            processes.start("master", [str(BIN / "piw-master"), *only])
             wait_for(lambda: rpc.build_dispatch.status()["abis"], 60,
                      what="build_dispatch to start")
+
+        def service(self, name, **env):
+            """One master service in its own process (with extra environment, such as a
+            crash point)."""
+            saved = dict(piw_env)
+            piw_env.update(env)
+            try:
+                return processes.start(name, [str(BIN / "piw-master"), "--only", name])
+            finally:
+                piw_env.clear()
+                piw_env.update(saved)
+
+        def append(self, rows):
+            """Events upstream publishes while we run."""
+            requests.post(self.upstream + "/_control/events", json=rows,
+                          timeout=10).raise_for_status()
+
+        def audit(self):
+            """piw-audit once the system is quiet: it must find nothing."""
+            run = subprocess.run([str(BIN / "piw-audit"), "--wait", "60", "--settle", "15"],
+                                 env=piw_env, capture_output=True, text=True, timeout=120)
+            assert run.returncode == 0, run.stdout + run.stderr
+            return run.stdout
 
         def builder(self, label, **env):
             saved = dict(piw_env)
