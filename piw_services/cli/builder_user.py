@@ -11,46 +11,12 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
-from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
 from builders import protocol
 from piw_services.config import load_config
-
-
-def management_api(amqp_uri: str, port: int) -> tuple[str, tuple[str, str], str]:
-    """(API base URL, credentials, vhost) for the broker of *amqp_uri*."""
-    url = urlsplit(amqp_uri)
-    vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
-    auth = (unquote(url.username or "guest"), unquote(url.password or "guest"))
-    return f"http://{url.hostname or '127.0.0.1'}:{port}/api", auth, vhost
-
-
-def builder_uri(amqp_uri: str, name: str, password: str) -> str:
-    """The master's AMQP_URI with the builder's credentials instead."""
-    url = urlsplit(amqp_uri)
-    netloc = f"{quote(name, safe='')}:{quote(password, safe='')}@{url.hostname}"
-    return url._replace(netloc=netloc + (f":{url.port}" if url.port else "")).geturl()
-
-
-def add_user(api: str, auth: tuple[str, str], vhost: str, name: str, password: str,
-             abi: str | None) -> None:
-    """Create or update *name* with *password* and exactly the builder permissions."""
-    user = f"{api}/users/{quote(name, safe='')}"
-    requests.put(user, json={"password": password, "tags": ""}, auth=auth,
-                  timeout=10).raise_for_status()
-    requests.put(f"{api}/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
-                 json=protocol.builder_permissions(abi), auth=auth,
-                 timeout=10).raise_for_status()
-
-
-def remove_user(api: str, auth: tuple[str, str], name: str) -> bool:
-    response = requests.delete(f"{api}/users/{quote(name, safe='')}", auth=auth, timeout=10)
-    if response.status_code == 404:
-        return False
-    response.raise_for_status()
-    return True
+from piw_services.rabbit_users import add_user, management_api, remove_user, user_uri
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed RabbitMQ user {args.name}")
             return 0
         password = args.password or secrets.token_urlsafe(18)
-        add_user(api, auth, vhost, args.name, password, args.abi)
+        add_user(api, auth, vhost, args.name, password,
+                 protocol.builder_permissions(args.abi))
     except requests.RequestException as exc:
         print(f"piw-builder-user: RabbitMQ management API at {api}: {exc}", file=sys.stderr)
         return 1
     print(f"RabbitMQ user {args.name} may build for "
           f"{args.abi or 'any ABI'} on vhost {vhost}. In the builder's config:")
-    print(f"AMQP_URI: {builder_uri(config['AMQP_URI'], args.name, password)}")
+    print(f"AMQP_URI: {user_uri(config['AMQP_URI'], args.name, password)}")
     return 0
 
 

@@ -1,0 +1,83 @@
+"""RabbitMQ users with narrow permissions, made through the broker's management API.
+
+Builders and operators each connect as their own user so a leaked password reaches only what
+that role needs: a builder's permissions are ``builders.protocol.builder_permissions`` (the
+builder imports nothing of the master's), an operator's are :func:`operator_permissions` here.
+``piw-builder-user`` and ``piw-operator-user`` both use these helpers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import requests
+
+#: nameko's default RPC exchange (a topic exchange; config key ``rpc_exchange``).
+RPC_EXCHANGE = "nameko-rpc"
+#: The reply queue of nameko's standalone proxies (``ClusterRpcProxy``, ``nameko shell``):
+#: nameko.rpc.RPC_REPLY_QUEUE_TEMPLATE with the service name ``standalone_rpc_proxy`` and a
+#: uuid4, bound to the RPC exchange with the uuid as routing key.
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+STANDALONE_REPLY_QUEUE = rf"rpc\.reply-standalone_rpc_proxy-{_UUID}"
+
+
+def operator_permissions(exchange: str = RPC_EXCHANGE) -> dict[str, str]:
+    """An operator's permissions (regexes on resource names): declare and use the RPC exchange
+    and its own standalone reply queues, nothing else (no service's queue, no builder queue).
+
+    The proxy declares the exchange on connecting, which needs *configure* on it (RabbitMQ has
+    no finer grain: that would also let the holder delete the exchange, so operators only);
+    *write* on its reply queue and *read* on the exchange are what binding them needs."""
+    names = rf"^({re.escape(exchange)}|{STANDALONE_REPLY_QUEUE})$"
+    return {"configure": names, "write": names, "read": names}
+
+
+def operator_topic_permissions(exchange: str = RPC_EXCHANGE) -> dict[str, str]:
+    """What an operator may publish on the RPC exchange: calls to the admin service only
+    (routing key ``admin.<method>``); and bind reply queues by uuid only, so it cannot bind a
+    queue to other services' calls or replies."""
+    return {"exchange": exchange, "write": r"^admin\.", "read": rf"^{_UUID}$"}
+
+
+def management_api(amqp_uri: str, port: int) -> tuple[str, tuple[str, str], str]:
+    """(API base URL, credentials, vhost) for the broker of *amqp_uri*."""
+    url = urlsplit(amqp_uri)
+    vhost = unquote(url.path[1:]) if len(url.path) > 1 else "/"
+    auth = (unquote(url.username or "guest"), unquote(url.password or "guest"))
+    return f"http://{url.hostname or '127.0.0.1'}:{port}/api", auth, vhost
+
+
+def user_uri(amqp_uri: str, name: str, password: str) -> str:
+    """The master's AMQP_URI with another user's credentials instead."""
+    url = urlsplit(amqp_uri)
+    netloc = f"{quote(name, safe='')}:{quote(password, safe='')}@{url.hostname}"
+    return url._replace(netloc=netloc + (f":{url.port}" if url.port else "")).geturl()
+
+
+def add_user(api: str, auth: tuple[str, str], vhost: str, name: str, password: str,
+             permissions: dict[str, str], topic: dict[str, Any] | None = None) -> None:
+    """Create or update *name* with *password* and exactly *permissions* on *vhost* (and the
+    *topic* permission of one exchange, if given; any other topic permission is removed)."""
+    user = quote(name, safe="")
+    where = f"{quote(vhost, safe='')}/{user}"
+    requests.put(f"{api}/users/{user}", json={"password": password, "tags": ""}, auth=auth,
+                 timeout=10).raise_for_status()
+    requests.put(f"{api}/permissions/{where}", json=permissions, auth=auth,
+                 timeout=10).raise_for_status()
+    response = requests.delete(f"{api}/topic-permissions/{where}", auth=auth, timeout=10)
+    if response.status_code != 404:
+        response.raise_for_status()
+    if topic:
+        requests.put(f"{api}/topic-permissions/{where}", json=topic, auth=auth,
+                     timeout=10).raise_for_status()
+
+
+def remove_user(api: str, auth: tuple[str, str], name: str) -> bool:
+    """Delete *name* (its permissions go with it); False when there is no such user."""
+    response = requests.delete(f"{api}/users/{quote(name, safe='')}", auth=auth, timeout=10)
+    if response.status_code == 404:
+        return False
+    response.raise_for_status()
+    return True
