@@ -39,34 +39,34 @@ class AdminService:
     db = Database()
     config = Config()
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def remove(self, package: str, version: str, skip: bool | str = False,
                dry_run: bool = False) -> dict[str, Any]:
         """Forget the version's builds and delete its files; build it again later, or with
         ``skip`` (True, or a reason) never again."""
         return self._run(actions.remove, dry_run, package, version, skip)
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def remove_package(self, package: str, skip: bool | str = False,
                        dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.remove_package, dry_run, package, skip)
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def skip(self, package: str, version: str | None = None, reason: str | None = None,
              dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.skip, dry_run, package, version, reason)
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def unskip(self, package: str, version: str | None = None,
                dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.unskip, dry_run, package, version)
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def rebuild(self, package: str, version: str | None = None, abi: str | None = None,
                 dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.rebuild, dry_run, package, version, abi)
 
-    @rpc
+    @rpc(expected_exceptions=actions.AdminError)
     def add(self, package: str, version: str | None = None,
             dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.add, dry_run, package, version)

@@ -47,6 +47,7 @@ class Pages(DependencyProvider):
         self.tree = Tree(with_defaults(self.container.config)["WWW"])
         self.root_written = 0.0
         self.rendered = 0  # package renders since start (one per flush, however many events)
+        self.root_checked = False
 
     def get_dependency(self, worker_ctx: Any) -> Pages:
         return self
@@ -85,6 +86,12 @@ class IndexService(ordered_events_consumer("index")):
     # -- writing ------------------------------------------------------------------------------
     @timer(interval=1)
     def tick(self) -> None:
+        if not self.pages.root_checked:
+            # a crash may have removed a project's simple page before its transaction (and
+            # the root's mark) committed: the root is rewritten once from the database
+            with self.db() as s, s.begin():
+                dirty.mark(s, [dirty.ROOT])
+            self.pages.root_checked = True
         self._flush()
 
     def _flush(self) -> int:
