@@ -66,6 +66,7 @@ def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
     class System:
         www = tmp_path / "www"
         web = "http://" + piw_env["PIW_WEB_ADDRESS"]
+        env = piw_env  # what every process of the system runs with
 
         def start(self, events, abis="cp311:bookworm", without=(), **env):
             """Upstream and the master; services named in *without* are left to the test
