@@ -20,7 +20,9 @@ Rules (the ones the system keeps):
   ``job_id`` (removals and rebuilds give targets new job ids; a pure wheel that satisfied
   several ABIs keeps the job id of the target that built it);
 - a file is *servable* when its version is alive and it is current: exactly these must be
-  on the package's simple pages, and the packages with any must be on the root pages.
+  on the package's simple pages, and the packages with any must be on the root pages;
+- a build target (a queued or running job, or a record of one) exists only for a version
+  build_dispatch knows alive, and a target not yet built only for one no operator skipped.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class Snapshot:
     project_pages: dict[str, list[str]] = field(default_factory=dict)
     root_pages: dict[str, Page] = field(default_factory=dict)
     hashes: dict[tuple[str, str], str] | None = None
+    #: (package, version, abi, state, why) of build targets that should not exist
+    stray_targets: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     @property
     def packages(self) -> set[str]:
@@ -345,8 +349,16 @@ def compare(snap: Snapshot) -> list[Disagreement]:
              + check_catalog(snap.rows, snap.alive_versions, snap.targets)
              + check_pages(snap.rows, snap.disk, served, snap.alive_packages,
                            snap.simple_pages, snap.project_pages)
-             + check_root(served, snap.root_pages))
+             + check_root(served, snap.root_pages)
+             + check_targets(snap.stray_targets))
     return sorted(set(found))
+
+
+def check_targets(stray: Iterable[tuple[str, str, str, str, str]]) -> list[Disagreement]:
+    """Targets (jobs) of versions that are gone or skipped: their builders would build for
+    nothing, and their files would be published for a version nobody serves."""
+    return [Disagreement("stray_target", package, f"{version} {abi} is {state}: {why}")
+            for package, version, abi, state, why in stray]
 
 
 # -- page parsing (pure) -------------------------------------------------------------------
@@ -524,6 +536,24 @@ def gather_catalog(session: Session, packages: Iterable[str]
     return packages_alive, versions, targets
 
 
+def gather_stray_targets(session: Session) -> list[tuple[str, str, str, str, str]]:
+    alive = ("v.created_k > greatest(v.deleted_k, p.deleted_k) AND p.created_k > p.deleted_k")
+    return [tuple(r) for r in session.execute(text(
+        "SELECT t.package, t.version, t.abi, t.state, CASE WHEN bv.package IS NULL "
+        "THEN 'build_dispatch does not know the version' ELSE 'the version is not alive' END "
+        "FROM build_targets t LEFT JOIN build_versions bv "
+        "ON bv.package = t.package AND bv.version = t.version "
+        "LEFT JOIN versions v ON v.package = t.package AND v.version = t.version "
+        "LEFT JOIN packages p ON p.name = t.package "
+        f"WHERE bv.package IS NULL OR v.package IS NULL OR p.name IS NULL OR NOT ({alive}) "
+        "UNION ALL SELECT t.package, t.version, t.abi, t.state, 'an operator skipped it: ' "
+        "|| coalesce(ps.reason, bv.skip_reason) FROM build_targets t "
+        "JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
+        "LEFT JOIN build_package_skips ps ON ps.package = t.package "
+        "WHERE t.state <> 'built' AND coalesce(ps.reason, bv.skip_reason) IS NOT NULL "
+        "ORDER BY 1, 2, 3"))]
+
+
 def gather_disk(www: Path) -> tuple[dict[str, dict[str, Entry]], dict[str, dict[str, Page]],
                                     dict[str, list[str]], dict[str, Page]]:
     """(package directories' entries, simple pages, project pages, root pages) of *www*."""
@@ -576,7 +606,8 @@ def gather(session: Session, www: Path, hashes: bool = False) -> Snapshot:
     alive_packages, alive_versions, targets = gather_catalog(session, names)
     snap = Snapshot(rows=rows, disk=disk, alive_packages=alive_packages,
                     alive_versions=alive_versions, targets=targets, simple_pages=pages,
-                    project_pages=projects, root_pages=root)
+                    project_pages=projects, root_pages=root,
+                    stray_targets=gather_stray_targets(session))
     if hashes:
         snap.hashes = gather_hashes(Path(www), rows, disk)
     return snap

@@ -43,9 +43,12 @@ def sql(db, statement, **params):
         return s.execute(text(statement), params)
 
 
-def add_target(db, package, version, abi, job_id):
+def add_target(db, package, version, abi, job_id, state="built"):
+    """A target as build_dispatch keeps it, with its own view of the version."""
+    sql(db, "INSERT INTO build_versions (package, version, buildable, released) "
+            "VALUES (:p, :v, true, 0) ON CONFLICT DO NOTHING", p=package, v=version)
     sql(db, "INSERT INTO build_targets (package, version, abi, state, job_id, priority) "
-            "VALUES (:p, :v, :a, 'built', :j, 5)", p=package, v=version, a=abi, j=job_id)
+            "VALUES (:p, :v, :a, :s, :j, 5)", p=package, v=version, a=abi, j=job_id, s=state)
 
 
 def add_file(db, www, package, version, filename, job_id, link=None):
@@ -148,9 +151,24 @@ def test_removals_done_right_stay_clean(db, www):
             (www / "simple" / package / name).unlink()
             (www / "simple" / package / (name + ".metadata")).unlink()
         sql(db, "DELETE FROM files WHERE filename = ANY(:f)", f=filenames)
+    for table in ("build_targets", "build_versions"):  # build_dispatch's part
+        sql(db, f"DELETE FROM {table} WHERE package = 'bar' OR (package = 'foo' "
+                "AND version = '2.0')")
     render_pages(db, www)
     (www / "simple" / "bar").rmdir()  # file_manager's last step, once the pages went
     assert run_audit(db, www) == []
+
+
+def test_jobs_of_removed_or_skipped_versions(db, www):
+    add_target(db, "foo", "2.0", "cp312", "j-foo2-312", state="queued")
+    sql(db, "UPDATE build_versions SET skip_reason = 'no' WHERE version = '2.0'")
+    sql(db, "INSERT INTO build_targets (package, version, abi, state, job_id, priority) "
+            "VALUES ('gone', '1.0', 'cp311', 'pending', 'j-gone', 5)")
+    found = run_audit(db, www)
+    assert [(d.kind, d.package, d.detail) for d in found] == [
+        ("stray_target", "foo", "2.0 cp312 is queued: an operator skipped it: no"),
+        ("stray_target", "gone", "1.0 cp311 is pending: build_dispatch does not know the "
+                                 "version")]
 
 
 def test_missing_files_and_metadata(db, www):
@@ -198,10 +216,11 @@ def test_a_row_deleted_before_its_file(db, www):
 
 def test_a_removed_release_whose_files_stayed(db, www):
     ingest(db, ("foo", "2.0", "remove release"), serial=5000)
-    found = run_audit(db, www)
-    assert kinds(found) == ["dead_version_file", "dead_version_file"]
+    found = run_audit(db, www)  # and build_dispatch has not dropped its target either
+    assert kinds(found) == ["dead_version_file", "dead_version_file", "stray_target"]
     render_pages(db, www)  # the index did its part: the pages no longer list them
-    assert kinds(run_audit(db, www)) == ["dead_version_file", "dead_version_file"]
+    assert kinds(run_audit(db, www)) == ["dead_version_file", "dead_version_file",
+                                         "stray_target"]
 
 
 def test_a_removed_project_whose_pages_stayed(db, www):
@@ -216,8 +235,9 @@ def test_a_removed_project_whose_pages_stayed(db, www):
         ("stale_page", "project/bar/index.html exists but the package is not alive"),
         ("stale_page", "project/bar/json/index.json exists but the package is not alive"),
         ("stale_page", "simple/bar/index.html exists but the package is not alive"),
-        ("stale_page", "simple/bar/index.json exists but the package is not alive")]
-    assert len(found) == 6
+        ("stale_page", "simple/bar/index.json exists but the package is not alive"),
+        ("stray_target", "1.0 cp311 is built: the version is not alive")]
+    assert len(found) == 7
 
 
 def test_a_quarantined_package_is_not_alive(db, www):
