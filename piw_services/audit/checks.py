@@ -45,6 +45,8 @@ SIMPLE = "simple"
 PROJECT = "project"
 METADATA = ".metadata"
 PAGES = ("index.html", "index.json")
+#: SQL: the package (aliased p) is quarantined in its current life (the reorderer's rule)
+QUARANTINED = "p.quarantined AND p.quarantine_k > p.deleted_k"
 #: the package name root-page disagreements are filed under (as in ``index_dirty``)
 ROOT = ":root"
 #: how many same-directory symlinks are followed to reach a file
@@ -128,6 +130,8 @@ class Snapshot:
     alive_packages: set[str] = field(default_factory=set)
     alive_versions: set[tuple[str, str]] = field(default_factory=set)
     targets: set[tuple[str, str, str]] = field(default_factory=set)
+    #: live versions of quarantined packages: their files stay, on no page
+    withheld: set[tuple[str, str]] = field(default_factory=set)
     simple_pages: dict[str, dict[str, Page]] = field(default_factory=dict)
     project_pages: dict[str, list[str]] = field(default_factory=dict)
     root_pages: dict[str, Page] = field(default_factory=dict)
@@ -237,13 +241,15 @@ def check_orphans(rows: Iterable[FileRow], disk: Mapping[str, Listing]) -> list[
 
 
 def check_catalog(rows: Iterable[FileRow], alive_versions: set[tuple[str, str]],
-                  targets: set[tuple[str, str, str]]) -> list[Disagreement]:
+                  targets: set[tuple[str, str, str]],
+                  withheld: set[tuple[str, str]] = frozenset()) -> list[Disagreement]:
     """``dead_version_file`` (its version is not alive) and ``revoked_file`` (no current
-    target has its job id); a dead version's file is reported as that alone."""
+    target has its job id); a dead version's file is reported as that alone. Files of a
+    quarantined package's live versions are *withheld*: kept, but on no page."""
     found = []
     for row in rows:
         p, v = row.package, row.version
-        if (p, v) not in alive_versions:
+        if (p, v) not in alive_versions and (p, v) not in withheld:
             found.append(Disagreement("dead_version_file", p, f"{row.filename}: version "
                                                               f"{v} is not alive"))
         elif (p, v, row.job_id) not in targets:
@@ -346,7 +352,7 @@ def compare(snap: Snapshot) -> list[Disagreement]:
     served = servable(snap.rows, snap.alive_versions, snap.targets)
     found = (check_files(snap.rows, snap.disk, snap.hashes)
              + check_orphans(snap.rows, snap.disk)
-             + check_catalog(snap.rows, snap.alive_versions, snap.targets)
+             + check_catalog(snap.rows, snap.alive_versions, snap.targets, snap.withheld)
              + check_pages(snap.rows, snap.disk, served, snap.alive_packages,
                            snap.simple_pages, snap.project_pages)
              + check_root(served, snap.root_pages)
@@ -519,8 +525,7 @@ def gather_catalog(session: Session, packages: Iterable[str]
                    ) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str, str]]]:
     """(alive packages among *packages*, alive versions of files rows, current targets of
     files rows): the rules of the module docstring, in SQL, for only what the audit needs."""
-    alive_pkg = ("p.created_k > p.deleted_k "
-                 "AND NOT (p.quarantined AND p.quarantine_k > p.deleted_k)")
+    alive_pkg = f"p.created_k > p.deleted_k AND NOT ({QUARANTINED})"
     packages_alive = set(session.execute(text(
         f"SELECT p.name FROM packages p WHERE p.name = ANY(:names) AND {alive_pkg}"),
         {"names": sorted(packages)}).scalars())
@@ -552,6 +557,14 @@ def gather_stray_targets(session: Session) -> list[tuple[str, str, str, str, str
         "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.state <> 'built' AND coalesce(ps.reason, bv.skip_reason) IS NOT NULL "
         "ORDER BY 1, 2, 3"))]
+
+
+def gather_withheld(session: Session) -> set[tuple[str, str]]:
+    return {(p, v) for p, v in session.execute(text(
+        "SELECT DISTINCT f.package, f.version FROM files f "
+        "JOIN packages p ON p.name = f.package "
+        "JOIN versions v ON v.package = f.package AND v.version = f.version "
+        f"WHERE v.created_k > greatest(v.deleted_k, p.deleted_k) AND {QUARANTINED}"))}
 
 
 def gather_disk(www: Path) -> tuple[dict[str, dict[str, Entry]], dict[str, dict[str, Page]],
@@ -607,7 +620,8 @@ def gather(session: Session, www: Path, hashes: bool = False) -> Snapshot:
     snap = Snapshot(rows=rows, disk=disk, alive_packages=alive_packages,
                     alive_versions=alive_versions, targets=targets, simple_pages=pages,
                     project_pages=projects, root_pages=root,
-                    stray_targets=gather_stray_targets(session))
+                    stray_targets=gather_stray_targets(session),
+                    withheld=gather_withheld(session))
     if hashes:
         snap.hashes = gather_hashes(Path(www), rows, disk)
     return snap

@@ -100,13 +100,15 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
 
 
 def indexed_projects(session: Session) -> list[PackageSummary]:
-    """Projects with at least one file we serve (the root simple index lists these), with
+    """Projects with at least one file we serve (the root simple index lists these; not a
+    quarantined one, whose pages are gone and whose files are withheld), with
     the summary of their newest release that has one."""
     return [PackageSummary(name=name, summary=summary) for name, summary in session.execute(text(
         "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
         "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
         "FROM (SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
-        f"WHERE p.created_k > p.deleted_k AND {CURRENT_JOB}) n ORDER BY 1"))]
+        "WHERE p.created_k > p.deleted_k AND NOT (p.quarantined AND p.quarantine_k > "
+        f"p.deleted_k) AND {CURRENT_JOB}) n ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:
