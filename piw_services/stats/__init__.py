@@ -1,0 +1,1 @@
+"""The stats service: downloads, searches, builder and master health, and their pages."""
