@@ -44,6 +44,7 @@ _RC = {
 }
 _PROLOGUE = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+_ID = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
 _SIZE = re.compile(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"')
 
 
@@ -60,6 +61,9 @@ def _svg(fig: Figure, name: str, title: str) -> str:
     with matplotlib.rc_context({**_RC, "svg.hashsalt": f"piw-{name}"}):
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches=None)
     svg = _METADATA.sub("", _PROLOGUE.sub("", buf.getvalue(), count=1), count=1)
+    # matplotlib's ids (figure_1, axes_1, clip paths) repeat from chart to chart: one page
+    # holds many charts and ids must be unique in it, so each chart's get its name as prefix.
+    svg = _ID.sub(lambda m: f"{m[1]}{name}-{m[2]}", svg)
     svg = _SIZE.sub(r'<svg\1 class="chart" width="100%" role="img"', svg, count=1)
     return svg.replace(">", f"><title>{_xml(title)}</title>", 1).strip() + "\n"
 
