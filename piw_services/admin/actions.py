@@ -23,6 +23,7 @@ from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name
 from piw_services.ordered_events import ADMIN_EVENT
 from piw_services.reorderer.store import package_state
+from piw_services.stats import store as stats
 
 MAX_TEXT = 500
 DEFAULT_SKIP_REASON = "skipped by an operator"
@@ -55,6 +56,7 @@ class Outcome:
     builds_forgotten: int = 0
     files: list[str] = field(default_factory=list)
     jobs_revoked: int = 0
+    downloads_deleted: int = 0
     queued: list[list[str]] = field(default_factory=list)
     dropped: list[list[str]] = field(default_factory=list)
     #: job ids whose files file_manager deletes (in the event, not shown)
@@ -184,6 +186,8 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
             builds.set_skip(session, name, None, reason)
     outcome = _revoked(Outcome(action, name, version, skip=reason), session, builds.revoke(
         session, name, versions, forget_builds=True, requeue=reason is None))
+    for v in versions:  # a removal deletes the version's logged downloads too (DESIGN.md)
+        outcome.downloads_deleted += stats.delete_downloads(session, name, v)
     then = f"skipped: {reason}" if reason else "built again"
     outcome.summary = f"removed {_what(name, version)} ({_counts(outcome)}); {then}"
     return outcome

@@ -5,12 +5,13 @@ Order keys (``*_k``) are (timestamp, serial) packed into one bigint: see reorder
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     Index,
@@ -21,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON
+from sqlalchemy.dialects.postgresql import JSON, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -273,3 +274,116 @@ class IndexDirty(Base):
     __tablename__ = "index_dirty"
     package: Mapped[str] = mapped_column(Text, primary_key=True)
     since: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# -- stats -------------------------------------------------------------------------------------
+# No foreign keys and nothing removed with a package: history outlives what it counted. Only an
+# operator's removal of a version deletes that version's downloads (stats.store.delete_downloads).
+def _agent_columns() -> dict[str, Mapped[str | None]]:
+    """useragent.FIELDS as nullable text columns (the raw rows keep what the agent said)."""
+    from piw_services.web.useragent import FIELDS
+
+    return {name: mapped_column(Text) for name in FIELDS}
+
+
+class Download(Base):
+    """One wheel served (raw, kept); ``key`` is a hash of the event, so a redelivered batch
+    inserts nothing twice."""
+
+    __tablename__ = "downloads"
+    __table_args__ = (Index("downloads_version", "package", "version"),)
+    key: Mapped[str] = mapped_column(UUID(as_uuid=False), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    package: Mapped[str] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    client: Mapped[str | None] = mapped_column(Text)
+    locals().update(_agent_columns())
+
+
+class Search(Base):
+    """One look at /simple/<package>/ (raw, kept), keyed like downloads."""
+
+    __tablename__ = "searches"
+    key: Mapped[str] = mapped_column(UUID(as_uuid=False), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    package: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    client: Mapped[str | None] = mapped_column(Text)
+    locals().update(_agent_columns())
+
+
+class DownloadsDaily(Base):
+    __tablename__ = "downloads_daily"
+    __table_args__ = (Index("downloads_daily_package", "package", "day"),)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class DownloadsMonthly(Base):
+    __tablename__ = "downloads_monthly"
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # its first day
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class DownloadDimsDaily(Base):
+    """Downloads per day per value of a dimension (python, distro, arch, installer)."""
+
+    __tablename__ = "download_dims_daily"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class DownloadDimsMonthly(Base):
+    __tablename__ = "download_dims_monthly"
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class SearchesDaily(Base):
+    """Searches per package per day; ``unserved``: those when we had no file for it."""
+
+    __tablename__ = "searches_daily"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    unserved: Mapped[int] = mapped_column(BigInteger)
+
+
+class BuilderReading(Base):
+    """A builder's heartbeat numbers (pruned after STATS_READINGS_DAYS)."""
+
+    __tablename__ = "builder_readings"
+    __table_args__ = (Index("builder_readings_at", "builder_id", "at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    builder_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    temperature: Mapped[float | None] = mapped_column(Float)
+    load1: Mapped[float | None] = mapped_column(Float)
+    memory_used: Mapped[float | None] = mapped_column(Float)
+    swap_used: Mapped[float | None] = mapped_column(Float)
+    disk_used: Mapped[float | None] = mapped_column(Float)
+    job: Mapped[str | None] = mapped_column(Text)
+
+
+class MasterReading(Base):
+    """The master host sampled by the stats service (pruned like builder_readings)."""
+
+    __tablename__ = "master_readings"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                         index=True)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    load1: Mapped[float | None] = mapped_column(Float)
+    memory_used: Mapped[float | None] = mapped_column(Float)
+    swap_used: Mapped[float | None] = mapped_column(Float)
+    disk_used: Mapped[float | None] = mapped_column(Float)
+    queues: Mapped[dict] = mapped_column(JSON)  # {abi: jobs waiting}
+    behind_upstream: Mapped[int | None] = mapped_column(BigInteger)
