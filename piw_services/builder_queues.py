@@ -28,16 +28,17 @@ log = logging.getLogger(__name__)
 EXCHANGE = Exchange(protocol.EXCHANGE, type="direct", durable=True)
 
 
-def queue(name: str) -> Queue:
-    """A durable queue behind the builders' exchange, bound by its own name."""
-    return Queue(name, exchange=EXCHANGE, routing_key=name, durable=True)
+def queue(name: str, routing_key: str | None = None) -> Queue:
+    """A durable queue behind the builders' exchange, bound by its own name, or by
+    *routing_key* when a second service wants its own copy of those messages."""
+    return Queue(name, exchange=EXCHANGE, routing_key=routing_key or name, durable=True)
 
 
 class BuilderQueue(Consumer):
     """Entrypoint: consume one builder-facing queue, answer on ``reply_to``."""
 
-    def __init__(self, name: str, **kwargs: Any) -> None:
-        super().__init__(queue(name), **kwargs)
+    def __init__(self, name: str, routing_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(queue(name, routing_key), **kwargs)
 
     def handle_message(self, body: Any, message: Any) -> None:
         handle_result = partial(self.handle_result, message)

@@ -43,6 +43,12 @@ DEFAULTS: dict[str, Any] = {
     # download and search events (empty: a random one per process)
     "WEB_SERVER_ADDRESS": "127.0.0.1:8080",
     "STATS_SALT": "",
+    # stats: seconds between samples of the master host, between writes of the stats and
+    # status pages, between asking the index to refresh download counts; days readings are kept
+    "STATS_SAMPLE_INTERVAL": 30,
+    "STATS_PAGE_INTERVAL": 60,
+    "STATS_INDEX_INTERVAL": 3600,
+    "STATS_READINGS_DAYS": 7,
     # seconds an admin call waits for file_manager and the index to apply it before answering
     "ADMIN_WAIT": 30,
 }

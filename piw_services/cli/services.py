@@ -10,4 +10,5 @@ MASTER_SERVICES = {
     "index": "piw_services.index.service:IndexService",
     "web": "piw_services.web.service:WebService",
     "admin": "piw_services.admin.service:AdminService",
+    "stats": "piw_services.stats.service:StatsService",
 }

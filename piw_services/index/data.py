@@ -20,11 +20,15 @@ from piw_services.index.model import (
     VersionInfo,
 )
 from piw_services.reorderer.store import package_state
+from piw_services.stats.store import downloads_by_package, package_downloads
 
 #: build_targets states as the project page names them
 SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",
                "built": "built", "failed": "failed"}
 
+
+#: The "last N days" of the download counts on project pages and packages.json.
+DOWNLOAD_DAYS = 30
 
 #: SQL: the file (aliased f) was made by a job still current. An operator's removal or rebuild
 #: gives targets new job ids before file_manager deletes the old files: pages drop them at once.
@@ -95,15 +99,20 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             prerelease=_prerelease(ver), yanked=v["yanked"], yanked_reason=v["yanked_reason"],
             skip=skips.get(ver) or v["unbuildable_reason"],
             builds=tuple(builds.get(ver, ())), files=tuple(files.get(ver, ()))))
+    downloads = package_downloads(session, name, DOWNLOAD_DAYS)
     return Project(name=name, display_name=state["display_name"], summary=state["summary"],
-                   versions=tuple(versions)), logs
+                   versions=tuple(versions), downloads_30d=downloads["window"],
+                   downloads_all=downloads["all"],
+                   downloads_per_day=tuple(downloads["per_day"])), logs
 
 
 def indexed_projects(session: Session) -> list[PackageSummary]:
     """Projects with at least one file we serve (the root simple index lists these; not a
     quarantined one, whose pages are gone and whose files are withheld), with
-    the summary of their newest release that has one."""
-    return [PackageSummary(name=name, summary=summary) for name, summary in session.execute(text(
+    the summary of their newest release that has one and their downloads."""
+    downloads = downloads_by_package(session, DOWNLOAD_DAYS)
+    return [PackageSummary(name, summary, *downloads.get(name, (0, 0)))
+            for name, summary in session.execute(text(
         "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
         "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
         "FROM (SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "

@@ -4,7 +4,7 @@ renderers (piw_services.index.render) turn it into HTML and JSON without touchin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Project:
     versions: tuple[VersionInfo, ...] = ()
     downloads_30d: int = 0
     downloads_all: int = 0
+    downloads_per_day: tuple[tuple[date, int], ...] = ()  # the last 30 days, oldest first
 
     @property
     def files(self) -> tuple[IndexFile, ...]:

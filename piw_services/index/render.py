@@ -273,7 +273,8 @@ def project_json(project: Project) -> str:
         "name": project.name,
         "display_name": project.display_name,
         "summary": project.summary,
-        "downloads": {"30d": project.downloads_30d, "all": project.downloads_all},
+        "downloads": {"30d": project.downloads_30d, "all": project.downloads_all,
+                      "per_day": [[d.isoformat(), n] for d, n in project.downloads_per_day]},
         "versions": [_version_json(project.name, v) for v in project.versions],
     })
 

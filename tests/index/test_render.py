@@ -54,6 +54,7 @@ def project():
         summary=HOSTILE_SUMMARY,
         downloads_30d=12345,
         downloads_all=9876543,
+        downloads_per_day=((datetime(2026, 11, 22).date(), 5), (datetime(2026, 11, 23).date(), 7)),
         versions=(
             VersionInfo(
                 "2.0rc1", T0, prerelease=True,
@@ -438,7 +439,8 @@ def test_project_json(project):
     assert set(data) == {"name", "display_name", "summary", "downloads", "versions"}
     assert data["name"] == "foo-bar-baz" and data["display_name"] == "Foo.Bar_baz"
     assert data["summary"] == HOSTILE_SUMMARY
-    assert data["downloads"] == {"30d": 12345, "all": 9876543}
+    assert data["downloads"] == {"30d": 12345, "all": 9876543,
+                                 "per_day": [["2026-11-22", 5], ["2026-11-23", 7]]}
     assert [v["version"] for v in data["versions"]] == ["2.0rc1", "1.10", "1.9", "1.2"]
     rc, v110, v19, v12 = data["versions"]
     assert rc["prerelease"] is True and rc["released"] == "2026-11-23T15:04:05.123456Z"

@@ -1,6 +1,7 @@
 """The stats store on a real PostgreSQL: events made by the web service's own make_event from
 real User-Agent headers, ingested, reported; heartbeats, pruning, an operator's removal."""
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -177,3 +178,24 @@ def test_status_shows_builders_their_readings_queues_and_prunes(db):
     json = store.as_json(status)
     assert json["builders"][0]["readings"][0]["at"].startswith(
         str((datetime.now(UTC) - timedelta(hours=1)).year))
+
+
+def test_the_index_shows_a_packages_downloads(db):
+    from piw_services.index import data, render
+
+    with db() as s, s.begin():
+        dispatch.sync_abis(s, [("cp311", "bookworm")])
+        feed(s, release_rows("foo", "1.0"))
+        build(s, "foo", "1.0", "cp311")
+    old = time.time() - 60 * 86400
+    ingest(db, "downloads", [download("foo", "foo-1.0-py3-none-any.whl"),
+                             download("foo", "foo-1.0-py3-none-any.whl", when=old)])
+    with db() as s:
+        assert [(p.name, p.downloads_30d, p.downloads_all)
+                for p in data.indexed_projects(s)] == [("foo", 1, 2)]
+        project, _ = data.load_project(s, "foo")
+    downloads = json.loads(render.project_json(project))["downloads"]
+    assert (downloads["30d"], downloads["all"], len(downloads["per_day"])) == (1, 2, 30)
+    assert downloads["per_day"][-1] == [datetime.now(UTC).date().isoformat(), 1]
+    assert "Downloads: 1 in the last 30 days, 2 in all" in render.project_html(
+        project, data.site_info(s, ""))
