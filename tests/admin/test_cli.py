@@ -162,8 +162,11 @@ def master(db, processes, piw_env, fake_pypi, rpc):
         piw_env.update(env)
         cmd = [str(BIN / "piw-master")] + [a for name in only for a in ("--only", name)]
         processes.start("master", cmd)
-        wait_for(lambda: {t["version"] for t in rpc.build_dispatch.version_status("foo")}
-                 == {"1.0", "2.0"}, 90, what="foo's build targets")
+        # steady: both targets made and sent to the job queue (no builder takes them), so
+        # nothing changes the build state under a test but the test itself
+        wait_for(lambda: sorted((t["version"], t["state"]) for t in
+                                rpc.build_dispatch.version_status("foo"))
+                 == [("1.0", "queued"), ("2.0", "queued")], 90, what="foo's queued jobs")
         wait_for(lambda: rpc.admin.status(), 30, what="the admin service")
 
     return start
