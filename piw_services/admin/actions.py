@@ -119,6 +119,15 @@ def _live_version(state: dict[str, Any], version: Any) -> str:
         + (f" (newest: {', '.join(reversed(newest))})" if newest else " (it has none)"))
 
 
+def _request(session: Session, package: Any, version: Any
+             ) -> tuple[dict[str, Any], str, str | None, list[str]]:
+    """(catalog state, canonical name, version or None, the versions it covers) of a request
+    for a live package and, unless *version* is None, one live version of it."""
+    state = _live_package(session, package)
+    version = None if version is None else _live_version(state, version)
+    return state, state["name"], version, [version] if version else sorted(state["versions"])
+
+
 def _parsed(version: str) -> Version | None:
     try:
         return Version(version)
@@ -195,11 +204,8 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
 
 def skip(session: Session, package: Any, version: Any = None, reason: Any = None) -> Outcome:
     """Build the version (or the package, now and in future) no more; what is built stays."""
-    state = _live_package(session, package)
-    name = state["name"]
+    _, name, version, versions = _request(session, package, version)
     reason = _text(reason, "reason")
-    version = None if version is None else _live_version(state, version)
-    versions = [version] if version else sorted(state["versions"])
     builds.set_skip(session, name, version, reason)
     outcome = _revoked(Outcome("skip", name, version, skip=reason), session, builds.revoke(
         session, name, versions, forget_builds=False, requeue=False, keep_built=True))
@@ -210,16 +216,13 @@ def skip(session: Session, package: Any, version: Any = None, reason: Any = None
 
 def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
     """Undo a skip; the versions that lack builds are queued."""
-    state = _live_package(session, package)
-    name = state["name"]
-    version = None if version is None else _live_version(state, version)
+    _, name, version, versions = _request(session, package, version)
     was = builds.skip_reason(session, name, version)
     if was is None:
         raise BadRequest(f"{_what(name, version)} is not skipped")
     if version is not None and builds.skip_reason(session, name) is not None:
         raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
     builds.set_skip(session, name, version, None)
-    versions = [version] if version else sorted(state["versions"])
     outcome = Outcome("unskip", name, version,
                       queued=[list(q) for q in builds.add_targets(session, name, versions)])
     outcome.summary = f"unskipped {_what(name, version)} ({len(outcome.queued)} builds queued)"
@@ -229,9 +232,7 @@ def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
 def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None) -> Outcome:
     """Build again: the files of the version's (or package's) builds for the ABI (or all) are
     deleted and new jobs queued. Failed builds are how an operator retries."""
-    state = _live_package(session, package)
-    name = state["name"]
-    version = None if version is None else _live_version(state, version)
+    _, name, version, versions = _request(session, package, version)
     if abi is not None:
         try:
             protocol.check_abi(abi)
@@ -240,7 +241,6 @@ def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None
     reason = builds.skip_reason(session, name, version)
     if reason is not None:
         raise BadRequest(f"{_what(name, version)} is skipped ({reason}): unskip it first")
-    versions = [version] if version else sorted(state["versions"])
     outcome = _revoked(Outcome("rebuild", name, version, abi), session, builds.revoke(
         session, name, versions, abi, forget_builds=False, requeue=True))
     outcome.summary = (f"rebuilding {_what(name, version)}"
@@ -250,9 +250,7 @@ def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None
 
 def add(session: Session, package: Any, version: Any = None) -> Outcome:
     """Queue the builds a live version lacks (an ABI enabled since, or a build never made)."""
-    state = _live_package(session, package)
-    name = state["name"]
-    version = None if version is None else _live_version(state, version)
+    state, name, version, versions = _request(session, package, version)
     known = builds.known_versions(session, name)
     if version is not None:
         mine = known.get(version)
@@ -262,7 +260,6 @@ def add(session: Session, package: Any, version: Any = None) -> Outcome:
         reason = builds.skip_reason(session, name, version)
         if reason is not None:
             raise BadRequest(f"{name} {version} is skipped ({reason}): unskip it first")
-    versions = [version] if version else sorted(state["versions"])
     outcome = Outcome("add", name, version,
                       queued=[list(q) for q in builds.add_targets(session, name, versions)])
     outcome.summary = (f"queued {len(outcome.queued)} builds of {_what(name, version)}"
