@@ -71,7 +71,7 @@ def index_url(system):
     return url
 
 
-def test_real_clients_against_the_index(index_url, tmp_path, db, system):
+def test_real_clients_against_the_index(index_url, tmp_path, db, system, rpc):
     """One system, built once (a minute of real builds), checked by every client."""
     check_pip_and_uv_install_our_wheels(index_url, tmp_path, db, system)
     check_yanked_and_requires_python(index_url, tmp_path)
@@ -79,6 +79,7 @@ def test_real_clients_against_the_index(index_url, tmp_path, db, system):
                                                                          system)
     check_pages_are_consistent_with_the_store(index_url)
     check_every_page_validates_and_every_link_resolves(system.web)
+    check_the_stats_count_what_pip_and_uv_downloaded(system, rpc)
 
 
 def check_pip_and_uv_install_our_wheels(index_url, tmp_path, db, system):
@@ -140,6 +141,15 @@ def check_pip_resolves_from_pep658_metadata_without_downloading_wheels(index_url
     assert [i["metadata"]["name"] for i in json.loads(report.read_text())["install"]] == [
         "zlib-user"]
     assert downloads(system) == before  # metadata only: no wheel was fetched
+
+
+def check_the_stats_count_what_pip_and_uv_downloaded(system, rpc):
+    served = downloads(system)
+    report = wait_for(lambda: (r := rpc.stats.report())["downloads_total"] == served and r,
+                      30, what=f"the stats to count the {served} wheels served")
+    installers = {c["label"]: c["count"] for c in report["installers"]}
+    assert installers["pip"] >= 2 and installers["uv"] >= 2, installers
+    assert {c["label"] for c in report["top_packages"]} >= {"pure-pkg", "zlib-user", "newpy"}
 
 
 def downloads(system):
