@@ -29,7 +29,7 @@ import re
 import stat
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
@@ -382,7 +382,14 @@ class Tree:
 
     def respond(self, request: Request) -> Response:
         """The response to a GET or HEAD *request*."""
-        environ = request.environ
+        resolved = self.resolve(request.environ)
+        if isinstance(resolved, Response):
+            return resolved
+        return resolved.response(request.environ)
+
+    def resolve(self, environ: dict[str, Any]) -> Target | Response:
+        """What a GET or HEAD answers: the file to send, or a finished response (redirect,
+        404, 406, 414). The file is not read yet, so a server can send it its own way."""
         raw = raw_path(environ)
         if len(raw) > MAX_PATH:
             return plain(414, "414 URI Too Long")
@@ -416,11 +423,11 @@ class Tree:
             if moved or not slash:
                 return redirect(parts, True, environ)
             if simple_page:
-                return self.simple_index(request, parts)
+                return self.simple_index(environ, parts)
             for index in DIR_INDEXES:
                 found = self.open([*parts, index])
                 if found is not None and found[0] is not None:
-                    return self.file(environ, found, index, CACHE_PAGES)
+                    return Target(found[0], found[1], content_type_of(index), CACHE_PAGES)
             return not_found()
 
         if slash or moved:
@@ -430,30 +437,52 @@ class Tree:
             return redirect(parts, False, environ)
         filename = parts[-1]
         cache = CACHE_PAGES if filename.endswith(PAGE_SUFFIXES) else CACHE_FILES
-        return self.file(environ, found, filename, cache)
+        return Target(fd, st, content_type_of(filename), cache)
 
-    def file(self, environ: dict[str, Any], found: tuple[int | None, os.stat_result],
-             filename: str, cache: str, content_type: str | None = None,
-             headers: Headers | None = None) -> Response:
-        fd, st = found
-        assert fd is not None
-        headers = Headers(headers or {})
-        headers["Cache-Control"] = cache
-        return file_response(environ, fd, st, content_type or content_type_of(filename), headers)
-
-    def simple_index(self, request: Request, parts: list[str]) -> Response:
+    def simple_index(self, environ: dict[str, Any], parts: list[str]) -> Target | Response:
         """``/simple/`` or ``/simple/<name>/``, in the representation the client accepts."""
-        vary = Headers({"Vary": "Accept"})
-        fmt = request.args.get("format")
-        choice = negotiate(fmt if fmt is not None else request.headers.get("Accept"))
+        fmt = format_query(environ.get("QUERY_STRING"))
+        choice = negotiate(fmt if fmt is not None else environ.get("HTTP_ACCEPT"))
         if choice is None:
             offered = ", ".join(NAMES)
-            return plain(406, f"406 Not Acceptable: this page is served as {offered}", vary)
+            return plain(406, f"406 Not Acceptable: this page is served as {offered}",
+                         Headers({"Vary": "Accept"}))
         index, content_type = VARIANTS[choice]
         found = self.open([*parts, index])
         if found is None or found[0] is None:
-            return not_found(vary)
-        return self.file(request.environ, found, index, CACHE_PAGES, content_type, vary)
+            return not_found(Headers({"Vary": "Accept"}))
+        return Target(found[0], found[1], content_type, CACHE_PAGES, vary=True)
+
+
+def format_query(query: str | None) -> str | None:
+    """The first ``format`` parameter of a query string (PEP 691), or None."""
+    if not query or "format" not in query:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "format":
+            return value
+    return None
+
+
+@dataclass
+class Target:
+    """An open file (descriptor *fd*, which the target owns) to answer a GET or HEAD with."""
+
+    fd: int
+    st: os.stat_result
+    content_type: str
+    cache: str
+    vary: bool = False
+
+    def headers(self) -> Headers:
+        headers = Headers({"Cache-Control": self.cache})
+        if self.vary:
+            headers["Vary"] = "Accept"
+        return headers
+
+    def response(self, environ: dict[str, Any]) -> Response:
+        """The full werkzeug response: conditional requests and ranges included."""
+        return file_response(environ, self.fd, self.st, self.content_type, self.headers())
 
 
 # -- stats events -----------------------------------------------------------------------------

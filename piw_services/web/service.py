@@ -1,8 +1,11 @@
 """nameko service ``web``: serves the www tree over HTTP to pip, uv and browsers (the request
 logic is in serve.py), and reports downloads and searches to the stats service.
 
-Routes: ``GET``/``HEAD`` on ``/`` and ``/<path>`` (anything else is 405), bound to the
-``WEB_SERVER_ADDRESS`` setting (nameko's own key, ``[host:]port``).
+HTTP: ``GET``/``HEAD`` on any path (anything else is 405), bound to the ``WEB_SERVER_ADDRESS``
+setting (nameko's own key, ``[host:]port``). Not nameko's ``@http``: the :class:`TreeServer`
+dependency runs eventlet's WSGI server with app.py's application from the container's
+``start()``, so a request costs no nameko worker (bench/serve: about twice the requests a
+second). The service's RPC and timer entrypoints work as in any service.
 
 Events, each a list of dicts gathered in memory and sent about once a second by a timer:
 
@@ -28,15 +31,15 @@ import time
 from collections import deque
 from typing import Any
 
+from nameko.constants import WEB_SERVER_CONFIG_KEY
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
-from nameko.web.handlers import HttpRequestHandler
-from werkzeug.routing import Rule
-from werkzeug.wrappers import Request, Response
+from nameko.web.server import parse_address
 
 from piw_services.config import with_defaults
+from piw_services.web.app import HttpServer, TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, Tree, make_event, salt_key
 
 log = logging.getLogger(__name__)
@@ -50,23 +53,34 @@ MAX_PENDING = 200_000
 MAX_BATCH = 5000
 
 
-class TreeHttp(HttpRequestHandler):
-    """nameko's @http, without werkzeug's slash merging and redirects: the tree's own rules
-    decide what ``//x`` or a missing trailing slash means (serve.py)."""
+class TreeServer(DependencyProvider):
+    """Serves the www tree (``WWW``) over HTTP on ``WEB_SERVER_ADDRESS`` from ``start()`` to
+    ``stop()``, reporting hits to the :class:`StatsRecorder` named *recorder*; injects the
+    :class:`~piw_services.web.serve.Tree`."""
 
-    def get_url_rule(self) -> Rule:
-        return Rule(self.url, methods=self.method.split(","), merge_slashes=False,
-                    strict_slashes=False)
-
-
-http = TreeHttp.decorator
-
-
-class WwwTree(DependencyProvider):
-    """Injects the :class:`~piw_services.web.serve.Tree` on the configured WWW root."""
+    def __init__(self, recorder: str = "recorder") -> None:
+        self.recorder_name = recorder
 
     def setup(self) -> None:
-        self.tree = Tree(with_defaults(self.container.config)["WWW"])
+        config = with_defaults(self.container.config)
+        self.tree = Tree(config["WWW"])
+        bind = parse_address(config.get(WEB_SERVER_CONFIG_KEY, "0.0.0.0:8000"))
+        self.address = (bind.address, bind.port)
+        self.server: HttpServer | None = None
+
+    def start(self) -> None:
+        recorder = next(dep for dep in self.container.dependencies
+                        if dep.attr_name == self.recorder_name)
+        app = TreeApp(self.tree, recorder.served)
+        self.server = HttpServer(app, self.address, self.container.spawn_managed_thread)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def kill(self) -> None:
+        self.stop()
 
     def get_dependency(self, worker_ctx: Any) -> Tree:
         return self.tree
@@ -90,6 +104,12 @@ class StatsRecorder(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> StatsRecorder:
         return self
+
+    def served(self, hit: Hit, status: int, environ: dict[str, Any], content_type: str) -> None:
+        """What the HTTP server reports for each download and search."""
+        self.record(hit, status, environ)
+        if content_type.startswith(SIMPLE_JSON):
+            self.json_pages += 1
 
     def record(self, hit: Hit, status: int, environ: dict[str, Any]) -> None:
         self.pending[hit.kind].append(make_event(hit, status, environ, self.key, time.time()))
@@ -128,26 +148,9 @@ class StatsRecorder(DependencyProvider):
 class WebService:
     name = SERVICE
 
-    tree = WwwTree()
     recorder = StatsRecorder()
+    tree = TreeServer(recorder="recorder")
     dispatch = EventDispatcher()
-
-    @http("GET,HEAD", "/")
-    def home(self, request: Request) -> Response:
-        return self.serve(request)
-
-    @http("GET,HEAD", "/<path:path>")
-    def files(self, request: Request, path: str) -> Response:
-        # *path* is werkzeug's decoded reading; serve.py works from the raw one.
-        return self.serve(request)
-
-    def serve(self, request: Request) -> Response:
-        served = self.tree.serve(request)
-        if served.hit is not None:
-            self.recorder.record(served.hit, served.response.status_code, request.environ)
-            if served.response.mimetype == SIMPLE_JSON:
-                self.recorder.json_pages += 1
-        return served.response
 
     @rpc
     def status(self) -> dict[str, Any]:

@@ -1,0 +1,236 @@
+"""The HTTP side of the web service: a lean WSGI application on eventlet's WSGI server, with no
+nameko worker per request (a worker, its context and dependency injection cost more than
+serving a page does; service.py owns the server and sends the events).
+
+The common request, a plain GET or HEAD of a file (no Range, no conditional header), is
+answered without werkzeug: the response head is built once per file version (device, inode,
+mtime, size) and small bodies are kept in memory under the same key, so a page hit is a path
+check, open, fstat and close. Everything else (redirects, 404, 406, 304, ranges) is
+serve.py's werkzeug response. Bodies above serve.CHUNK go out with sendfile(2) on the
+connection's socket, which :class:`Protocol` hands to the application.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import eventlet
+from eventlet import wsgi
+from eventlet.hubs import trampoline
+from werkzeug.http import http_date
+from werkzeug.wsgi import wrap_file
+
+from piw_services.web.serve import CHUNK, Hit, Target, Tree, classify, etag_of, plain, raw_path
+
+log = logging.getLogger(__name__)
+
+#: Request headers that need werkzeug's conditional and range handling.
+SLOW_HEADERS = ("HTTP_RANGE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH",
+                "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE")
+ALLOW = "GET, HEAD"
+#: Bounds of the response cache: both maps are emptied when one is full (stale versions of
+#: replaced files go with them; the next hits rebuild what is current).
+CACHE_BYTES = 32 * 1024 * 1024
+CACHE_HEADS = 4096
+#: Pending connections the kernel queues for accept().
+BACKLOG = 1024
+#: Where the environ carries the connection's socket (for sendfile).
+SOCKET_KEY = "piw.socket"
+
+StartResponse = Callable[..., Callable[[bytes], Any]]
+#: Called for every request the stats count: (hit, status, environ, Content-Type).
+OnHit = Callable[[Hit, int, dict[str, Any], str], None]
+CacheKey = tuple[int, int, int, int, str, str, bool]
+
+
+def send_file(sock: Any, fd: int, size: int) -> None:
+    """Send *size* bytes of *fd* on the green socket *sock* (non-blocking underneath) with
+    sendfile(2), waiting in the hub whenever the socket is full."""
+    out = sock.fileno()
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.sendfile(out, fd, offset, size - offset)
+        except BlockingIOError:
+            trampoline(out, write=True, timeout=sock.gettimeout())
+            continue
+        if not sent:  # the file shrank: the promised Content-Length cannot be kept
+            raise ConnectionAbortedError("file ended early")
+        offset += sent
+
+
+class TreeApp:
+    """WSGI application serving *tree*; *on_hit* hears of every download and search."""
+
+    def __init__(self, tree: Tree, on_hit: OnHit | None = None) -> None:
+        self.tree = tree
+        self.on_hit = on_hit
+        self.heads: dict[CacheKey, list[tuple[str, str]]] = {}
+        self.bodies: dict[CacheKey, bytes] = {}
+        self.cached_bytes = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method != "GET" and method != "HEAD":
+            response = plain(405, "405 Method Not Allowed")
+            response.headers["Allow"] = ALLOW
+            return response(environ, start_response)
+        try:
+            resolved = self.tree.resolve(environ)
+            if isinstance(resolved, Target) and any(key in environ for key in SLOW_HEADERS):
+                resolved = resolved.response(environ)
+            if isinstance(resolved, Target):
+                self.count(method, environ, 200, resolved.content_type)
+            else:
+                self.count(method, environ, resolved.status_code, resolved.content_type or "")
+        except Exception:
+            log.exception("cannot answer %s %r", method, environ.get("RAW_PATH_INFO"))
+            resolved = plain(500, "500 Internal Server Error")
+        if isinstance(resolved, Target):
+            return self.send(method, environ, start_response, resolved)
+        return resolved(environ, start_response)
+
+    def count(self, method: str, environ: dict[str, Any], status: int,
+              content_type: str) -> None:
+        if self.on_hit is None:
+            return
+        hit = classify(method, raw_path(environ), status)
+        if hit is not None:
+            self.on_hit(hit, status, environ, content_type)
+
+    def send(self, method: str, environ: dict[str, Any], start_response: StartResponse,
+             target: Target) -> Iterable[bytes]:
+        """A 200 for *target* (whose descriptor it closes), head and small bodies cached."""
+        st = target.st
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, target.content_type,
+               target.cache, target.vary)
+        head = self.heads.get(key)
+        if head is None:
+            head = self.remember_head(key, target)
+        size = st.st_size
+        if method == "HEAD":
+            os.close(target.fd)
+            start_response("200 OK", head)
+            return []
+        if size <= CHUNK:
+            body = self.bodies.get(key)
+            if body is None:
+                try:
+                    body = os.read(target.fd, size)
+                finally:
+                    os.close(target.fd)
+                if len(body) == size:
+                    self.remember_body(key, body)
+            else:
+                os.close(target.fd)
+            start_response("200 OK", head)
+            return [body]
+        sock = environ.get(SOCKET_KEY)
+        if sock is None:
+            start_response("200 OK", head)
+            return wrap_file(environ, os.fdopen(target.fd, "rb", buffering=0),
+                             buffer_size=CHUNK)
+        try:
+            write = start_response("200 OK", head)
+            write(b"")  # the head, flushed: the body goes straight to the socket
+            send_file(sock, target.fd, size)
+        finally:
+            os.close(target.fd)
+        return []
+
+    def remember_head(self, key: CacheKey, target: Target) -> list[tuple[str, str]]:
+        st = target.st
+        head = [("Content-Type", target.content_type), ("Content-Length", str(st.st_size)),
+                ("Cache-Control", target.cache)]
+        if target.vary:
+            head.append(("Vary", "Accept"))
+        head += [("X-Content-Type-Options", "nosniff"), ("ETag", f'"{etag_of(st)}"'),
+                 ("Last-Modified", http_date(st.st_mtime)), ("Accept-Ranges", "bytes")]
+        if len(self.heads) >= CACHE_HEADS:
+            self.forget()
+        self.heads[key] = head
+        return head
+
+    def remember_body(self, key: CacheKey, body: bytes) -> None:
+        if self.cached_bytes + len(body) > CACHE_BYTES:
+            self.forget()
+        self.bodies[key] = body
+        self.cached_bytes += len(body)
+
+    def forget(self) -> None:
+        self.heads.clear()
+        self.bodies.clear()
+        self.cached_bytes = 0
+
+
+class Protocol(wsgi.HttpProtocol):
+    """eventlet's HTTP/1.1 protocol, handing the connection to the application for
+    sendfile."""
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[SOCKET_KEY] = self.connection
+        return environ
+
+
+#: accept() errors that pass (the client gave up, or the process is briefly out of files).
+ACCEPT_RETRY = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE,
+                          errno.ENOBUFS, errno.ENOMEM, errno.EINTR, errno.EAGAIN})
+
+
+class HttpServer:
+    """eventlet's WSGI server for a :class:`TreeApp` on *address*; *spawn* runs a green
+    thread (the nameko container's, so stopping the service ends its connections)."""
+
+    def __init__(self, app: TreeApp, address: tuple[str, int],
+                 spawn: Callable[[Callable[[], None]], Any] = eventlet.spawn) -> None:
+        self.app = app
+        self.address = address
+        self.spawn = spawn
+        self.sock: Any = None
+        self.thread: Any = None
+
+    def start(self) -> None:
+        self.sock = eventlet.listen(self.address, backlog=BACKLOG)
+        self.sock.settimeout(None)
+        # log_output=False: no access log line formatted per request (stats has the events)
+        self.server = wsgi.Server(self.sock, self.sock.getsockname(), self.app,
+                                  protocol=Protocol, log_output=False, debug=False,
+                                  keepalive=True, socket_timeout=None)
+        self.thread = self.spawn(self.accept)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, address = self.sock.accept()
+            except OSError as exc:
+                if exc.errno not in ACCEPT_RETRY:
+                    raise
+                log.warning("accept: %s", exc)
+                eventlet.sleep(0.05)
+                continue
+            self.spawn(lambda c=conn, a=address: self.connection(c, a))
+
+    def connection(self, conn: Any, address: Any) -> None:
+        try:
+            self.server.process_request([address, conn, wsgi.STATE_IDLE])
+        except OSError:  # the client went away mid-request
+            conn.close()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.kill()
+            self.thread = None
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
