@@ -38,7 +38,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from piw_services.names import canonical, is_valid_name
-from piw_services.web.useragent import parse_user_agent
+from piw_services.web.useragent import cached_fields
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
@@ -520,5 +520,5 @@ def make_event(hit: Hit, status: int, environ: dict[str, Any], key: bytes,
         event["filename"] = hit.filename
     event["status"] = status
     event["client"] = client_hash(client_address(environ), key)
-    event.update(parse_user_agent(environ.get("HTTP_USER_AGENT")))
+    event.update(cached_fields(environ.get("HTTP_USER_AGENT")))
     return event

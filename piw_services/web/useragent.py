@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 #: The fields every parsed agent has (None when unknown), in the order the stats store them.
@@ -87,3 +90,11 @@ def parse_user_agent(header: str | None) -> dict[str, str | None]:
                 arch=_get(data, "cpu"),
             )
     return fields
+
+
+@lru_cache(maxsize=1024)
+def cached_fields(header: str | None) -> Mapping[str, str | None]:
+    """:func:`parse_user_agent`, read-only and remembered: a busy index sees the same few
+    hundred headers over and over, and a pip header's JSON costs more than the rest of an
+    event."""
+    return MappingProxyType(parse_user_agent(header))

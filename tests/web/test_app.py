@@ -1,0 +1,123 @@
+"""app.py, the lean HTTP path: its fast answers must be the werkzeug answers (serve.py) byte for
+byte, its cache must never serve a replaced file, and the service's counters must still see
+every hit."""
+
+import os
+
+import pytest
+from nameko.testing.services import entrypoint_hook
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from piw_services.web import app as app_module
+from piw_services.web.app import TreeApp
+from piw_services.web.serve import SIMPLE_JSON, Hit, Tree
+from tests.web.conftest import SERVED, WHEEL
+
+
+def environ_for(path, method="GET", **headers):
+    environ = EnvironBuilder(path=path, method=method, headers=headers).get_environ()
+    environ["RAW_PATH_INFO"] = path.partition("?")[0]
+    return environ
+
+
+def call(app, environ):
+    """(status, headers without Date, body) of one WSGI call."""
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started["status"], started["headers"] = status, headers
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    headers = {k.lower(): v for k, v in started["headers"] if k.lower() != "date"}
+    return started["status"], headers, body
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("path, headers", [
+    *[(path, {}) for path, _, _ in SERVED],
+    ("/simple/foo-bar/", {"Accept": SIMPLE_JSON}),
+    ("/simple/", {"Accept": "text/html"}),
+    ("/empty.txt", {}),
+])
+def test_fast_answers_are_werkzeugs(www, method, path, headers):
+    tree = Tree(www)
+    fast = TreeApp(tree)
+    for _ in range(2):  # built, then from the cache
+        got = call(fast, environ_for(path, method, **headers))
+        want = call(lambda e, s: tree.respond(Request(e))(e, s),
+                    environ_for(path, method, **headers))
+        assert got == want
+
+
+def test_cache_follows_replaced_files(www):
+    app = TreeApp(Tree(www))
+    page = www / "simple/foo-bar/index.html"
+    first = call(app, environ_for("/simple/foo-bar/"))
+    tmp = page.with_name(".new")
+    tmp.write_text("<html>rebuilt</html>")
+    os.replace(tmp, page)
+    second = call(app, environ_for("/simple/foo-bar/"))
+    assert second[2] == b"<html>rebuilt</html>"
+    assert second[1]["etag"] != first[1]["etag"]
+
+
+def test_cache_is_bounded(www, monkeypatch):
+    monkeypatch.setattr(app_module, "CACHE_BYTES", 40)
+    app = TreeApp(Tree(www))
+    for path in ("/", "/simple/", "/simple/foo-bar/", "/packages.json"):
+        assert call(app, environ_for(path))[0] == "200 OK"
+        assert app.cached_bytes <= 40
+
+
+def test_hits_are_reported_with_their_type(www):
+    hits = []
+    app = TreeApp(Tree(www), lambda *args: hits.append(args))
+    call(app, environ_for(f"/simple/foo-bar/{WHEEL}"))
+    call(app, environ_for("/simple/foo-bar/", Accept=SIMPLE_JSON))
+    call(app, environ_for("/simple/nope/"))
+    call(app, environ_for("/simple/foo-bar/", "HEAD"))
+    call(app, environ_for("/simple/"))
+    assert [(hit, status, content_type) for hit, status, _, content_type in hits] == [
+        (Hit("downloads", "foo-bar", WHEEL), 200, "application/octet-stream"),
+        (Hit("searches", "foo-bar"), 200, SIMPLE_JSON),
+        (Hit("searches", "nope"), 404, "text/plain; charset=utf-8"),
+    ]
+
+
+def test_failure_is_a_500_not_a_dead_server(www, caplog):
+    tree = Tree(www)
+    app = TreeApp(tree)
+
+    def broken(environ):
+        raise RuntimeError("boom")
+
+    tree.resolve = broken
+    status, _, body = call(app, environ_for("/simple/"))
+    assert status.startswith("500") and b"boom" not in body
+    assert "boom" in caplog.text
+
+
+def test_status_counts_what_the_server_served(web_container, session):
+    assert session.get("/simple/foo-bar/", headers={"Accept": SIMPLE_JSON}).ok
+    assert session.get("/simple/foo-bar/").ok
+    assert session.get(f"/simple/foo-bar/{WHEEL}").ok
+    with entrypoint_hook(web_container, "status") as status:
+        counts = status()
+    assert counts["searches"] == 2 and counts["downloads"] == 1
+    assert counts["json_pages"] == 1
+
+
+def test_replaced_page_over_http(session, www):
+    assert session.get("/simple/foo-bar/").text == "<html>foo-bar simple html</html>"
+    page = www / "simple/foo-bar/index.html"
+    tmp = page.with_name(".new")
+    tmp.write_text("<html>new</html>")
+    os.replace(tmp, page)
+    assert session.get("/simple/foo-bar/").text == "<html>new</html>"
