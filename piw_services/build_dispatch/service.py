@@ -106,7 +106,10 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
             if new:
                 log.info("now building for %s", ", ".join(new))
         with self.db() as s:
-            self.jobs.declare(store.enabled_abis(s))
+            enabled = store.enabled_abis(s)
+        # not inside the session: a transaction held across a broker call that hangs (the
+        # broker gone) would block every writer of build_abis
+        self.jobs.declare(enabled)
         self.jobs.abis_synced = True
 
     def _silence_limit(self) -> float:
