@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,22 @@ from builders import protocol
 
 with warnings.catch_warnings():  # nameko's CLI module imports pkg_resources
     warnings.simplefilter("ignore")
-    from nameko.cli.main import setup_yaml_parser
+    from nameko.cli.main import IMPLICIT_ENV_VAR_MATCHER, env_var_constructor
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml's safe loader with nameko's ``${ENV:default}`` tags, on copies of its tables:
+    nameko's own ``setup_yaml_parser`` changes ``yaml.SafeLoader`` for the whole process,
+    which would also rewrite the builder's YAML (builders/config.py) read in the same one."""
+
+    yaml_constructors = dict(yaml.SafeLoader.yaml_constructors)
+    yaml_implicit_resolvers = {k: list(v)
+                               for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+ConfigLoader.add_constructor("!env_var", env_var_constructor)
+ConfigLoader.add_constructor("!raw_env_var", partial(env_var_constructor, raw=True))
+ConfigLoader.add_implicit_resolver("!env_var", IMPLICIT_ENV_VAR_MATCHER, None)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_CONFIG = CONFIG_DIR / "master.yaml"
@@ -53,21 +69,14 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_WAIT": 30,
 }
 
-_parser_ready = False
-
-
 def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Read a config file (default ``config/master.yaml``), applying env substitution."""
-    global _parser_ready
-    if not _parser_ready:
-        setup_yaml_parser()
-        _parser_ready = True
     path = Path(path or os.environ.get("PIW_CONFIG") or DEFAULT_CONFIG)
     try:
         text = path.read_text()
     except OSError as exc:
         raise SystemExit(f"cannot read config file {path}: {exc.strerror}") from exc
-    data = yaml.safe_load(text) or {}
+    data = yaml.load(text, Loader=ConfigLoader) or {}
     if not isinstance(data, dict):
         raise SystemExit(f"config file {path} must hold a mapping, not {type(data).__name__}")
     return with_defaults(data)

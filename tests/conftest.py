@@ -52,6 +52,12 @@ def db_engine(db_url):
 
 def reset_db(engine):
     with engine.begin() as conn:
+        # a service container killed at a test's teardown can leave its connection idle in
+        # a transaction (its greenlet died mid-query), holding locks TRUNCATE would wait on
+        # forever; no transaction of an earlier test may outlive it
+        conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"))
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         conn.execute(text("UPDATE upstream_state SET last_serial = 0, max_ts = 0"))
 
