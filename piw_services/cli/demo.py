@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     env["PIW_DB_URL"] = os.environ["PIW_DB_URL"]
     children: list[subprocess.Popen] = []
 
+    stopping: list[bool] = []
+
     def stop(*_: Any) -> None:
+        if stopping:  # another Ctrl-C while stopping: the children already have their SIGTERM
+            return
+        stopping.append(True)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -108,27 +113,33 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 child.wait(20)
             except subprocess.TimeoutExpired:
+                print(f"[piw] {Path(child.args[0]).name} did not stop in 20s: killed", flush=True)
                 child.kill()
         print("[piw] stopped", flush=True)
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Each child runs in a process group of its own, so Ctrl-C (SIGINT to the terminal's
+    # group) reaches only this process, which stops each child once: piw-master (nameko's
+    # runner) given SIGINT and SIGTERM together stops twice, fails, and hangs until killed.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    own_group = {"process_group": 0, "stdin": subprocess.DEVNULL}
     log = open(workdir / "services.log", "ab")
     print(f"[piw] upstream: piw-fake-pypi on port {args.port} with {last} events", flush=True)
     children.append(subprocess.Popen(
         [str(BIN / "piw-fake-pypi"), "--events", str(events_path), "--port", str(args.port),
-         "--packages", str(workdir / "packages")], env=env, stdout=log, stderr=log))
+         "--packages", str(workdir / "packages")], env=env, stdout=log, stderr=log, **own_group))
     cmd = [str(BIN / "piw-master")] + (["-c", args.config] if args.config else [])
     print("[piw] starting the master services (logs in var/demo/services.log)", flush=True)
-    children.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+    children.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log, **own_group))
     print("[piw] starting a local builder (log in var/demo/builder.log)", flush=True)
     builder_env = dict(env, PIW_BUILDER_AMQP_URI=config["AMQP_URI"],
                        PIW_BUILDER_INDEX_URL=f"{upstream}/simple/",
                        PIW_BUILDER_WORK_DIR=str((workdir / "builds").resolve()))
     builder_log = open(workdir / "builder.log", "ab")
     children.append(subprocess.Popen([str(BIN / "piw-builder"), "--label", "demo-builder"],
-                                     env=builder_env, stdout=builder_log, stderr=builder_log))
+                                     env=builder_env, stdout=builder_log, stderr=builder_log,
+                                     **own_group))
 
     import warnings
 
