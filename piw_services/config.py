@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     # status pages, between asking the index to refresh download counts; days readings are kept
     "STATS_SAMPLE_INTERVAL": 30,
     "STATS_PAGE_INTERVAL": 60,
-    "STATS_INDEX_INTERVAL": 3600,
+    "STATS_INDEX_INTERVAL": 300,
     "STATS_READINGS_DAYS": 7,
     # seconds an admin call waits for file_manager and the index to apply it before answering
     "ADMIN_WAIT": 30,

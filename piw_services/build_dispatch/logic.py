@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -83,6 +84,22 @@ def priority_sql(released: str, now: float) -> str:
     cases = " ".join(f"WHEN {int(now)} - {released} < {age} THEN {value}"
                      for age, value in PRIORITY_BANDS)
     return f"CASE {cases} ELSE {HISTORY_PRIORITY} END"
+
+
+def python_excluded(requires_python: str | None, abi: str) -> str | None:
+    """Why a version's Requires-Python rules out the ABI's Python (None when it does not, or
+    cannot be read: then the build decides, as pip would)."""
+    if not requires_python:
+        return None
+    try:
+        spec = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return None
+    major, minor = abi_python(abi)
+    python = f"{major}.{minor}"
+    if spec.contains(python, prereleases=True):
+        return None
+    return f"Requires-Python {requires_python} excludes Python {python}"
 
 
 def abi_python(abi: str) -> tuple[int, int]:

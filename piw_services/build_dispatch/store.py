@@ -229,12 +229,20 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
         return False, f"unknown builder {builder_id}: say hello first"
     row = session.execute(text(
         "SELECT t.state, t.builder_id, t.note, coalesce(ps.reason, bv.skip_reason), t.abi, "
-        "t.package, t.version FROM build_targets t LEFT JOIN build_versions bv "
-        "ON bv.package = t.package AND bv.version = t.version "
+        "t.package, t.version, v.requires_python FROM build_targets t "
+        "LEFT JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
+        "LEFT JOIN versions v ON v.package = t.package AND v.version = t.version "
         "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.job_id = :j FOR UPDATE OF t"), {"j": msg["job_id"]}).first()
     if row is not None and row[4] != builder_abi:
         return False, f"job is for ABI {row[4]}, builder {builder_id} builds {builder_abi}"
+    excluded = row is not None and row[0] in ("pending", "queued", "building") and \
+        logic.python_excluded(row[7], row[4])
+    if excluded:  # known since the job was queued (upstream's JSON API): nothing to build
+        session.execute(text(
+            "UPDATE build_targets SET state = 'skipped', note = :n, builder_id = NULL, "
+            "updated_at = now() WHERE job_id = :j"), {"n": excluded, "j": msg["job_id"]})
+        return False, excluded
     build, reason = logic.claim_decision(
         row[0] if row else None, row[1] if row else None, builder_id, msg["redelivered"],
         row[3] if row else None, row[2] if row else None)

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PIW_UPSTREAM=upstream, PIW_WWW=str(www),
                PIW_WEB_ADDRESS=f"127.0.0.1:{args.web_port}",
                PIW_POLL_INTERVAL=os.environ.get("PIW_POLL_INTERVAL", "2"))
+    # a demo shows its downloads within seconds, not minutes
+    for key in ("PIW_STATS_PAGE_INTERVAL", "PIW_STATS_INDEX_INTERVAL"):
+        env.setdefault(key, "10")
     config = load_config(args.config)
     env["PIW_DB_URL"] = os.environ["PIW_DB_URL"]
     children: list[subprocess.Popen] = []
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[piw] upstream serial {s['last_serial']}/{last}  held {s['held']}  "
                   f"packages {s['packages']}  event batches {s['outbox_seq']}  "
                   f"malformed rows {s['malformed']}  builds: {builds['built']} built, "
-                  f"{builds['failed']} failed, {builds['pending']} to do"
+                  f"{builds['failed']} failed, {builds['skipped']} skipped, "
+                  f"{builds['pending']} to do"
                   + (f"  upstream error: {u['last_error']}" if u["last_error"] else ""),
                   flush=True)
             if (not caught_up and s["last_serial"] >= last and s["held"] == 0
@@ -186,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_counts(status: dict[str, Any]) -> dict[str, int]:
-    """build_dispatch's target counts, summed over ABIs, as built / failed / pending."""
-    counts = {"built": 0, "failed": 0, "pending": 0}
+    """build_dispatch's target counts, summed over ABIs, as built / failed / skipped /
+    pending."""
+    counts = {"built": 0, "failed": 0, "skipped": 0, "pending": 0}
     for states in status["targets"].values():
         for state, n in states.items():
             counts[state if state in counts else "pending"] += n

@@ -24,7 +24,7 @@ from piw_services.stats.store import downloads_by_package, package_downloads
 
 #: build_targets states as the project page names them
 SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",
-               "built": "built", "failed": "failed"}
+               "built": "built", "failed": "failed", "skipped": "skipped"}
 
 
 #: The "last N days" of the download counts on project pages and packages.json.

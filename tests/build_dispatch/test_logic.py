@@ -1,6 +1,7 @@
 """build_dispatch's pure decisions: batch folding (against a one-event-at-a-time model), job
 priority, pure-wheel tag logic and claims."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -108,3 +109,15 @@ def test_claims():
     built = decide("built", 2, 1, True, None, "pure wheel built for cp311")
     assert built == (False, "already built (pure wheel built for cp311)")
     assert decide("failed", 2, 1, True, None, None)[0] is False
+
+
+@pytest.mark.parametrize(("spec", "abi", "excluded"), [
+    (None, "cp311", False), ("", "cp311", False), (">=3.8", "cp311", False),
+    (">=3.99", "cp311", True), ("<3.11", "cp311", True), ("~=3.12.0", "cp313", True),
+    ("==3.11.*", "cp311", False), ("not a specifier", "cp311", False),
+])
+def test_requires_python_excludes_the_abis_python(spec, abi, excluded):
+    reason = logic.python_excluded(spec, abi)
+    assert bool(reason) is excluded
+    if excluded:
+        assert spec in reason and abi[2] + "." + abi[3:] in reason

@@ -231,3 +231,15 @@ def test_an_abi_enabled_while_a_batch_is_applied_still_gets_its_versions(db):
     sync.wait()
     with db() as s:
         assert [t[2] for t in targets(s)] == ["cp311", "cp313"]
+
+
+def test_a_job_whose_requires_python_excludes_its_abi_is_skipped_at_claim(session):
+    store.apply_events(session, [added("newpy", "2.0")], now=NOW)
+    session.execute(text(  # what upstream's JSON API told the catalog meanwhile
+        "INSERT INTO versions (package, version, created_k, deleted_k, release_k, yank_k, "
+        "yanked, requires_python) VALUES ('newpy', '2.0', 1, 0, 1, 0, false, '>=3.99')"))
+    b = hello(session)
+    job = job_of(session, "newpy", "2.0", "cp311")
+    build, reason = store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
+    assert not build and reason == "Requires-Python >=3.99 excludes Python 3.11"
+    assert ("newpy", "2.0", "cp311", "skipped", reason) in targets(session, "newpy")
