@@ -266,6 +266,27 @@ class File(Base):
         DateTime(timezone=True), server_default=func.now())
 
 
+# -- target images -----------------------------------------------------------------------------
+class ImagePackage(Base):
+    """An apt package preinstalled on a distro's target image (Raspberry Pi OS Lite): the index
+    leaves it out of the apt dependencies it shows, so users are not told to install it."""
+
+    __tablename__ = "image_packages"
+    distro: Mapped[str] = mapped_column(Text, primary_key=True)
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class ImageLoad(Base):
+    """The last load of a distro's image list (piw-image-packages): where it came from, when."""
+
+    __tablename__ = "image_loads"
+    distro: Mapped[str] = mapped_column(Text, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+    count: Mapped[int] = mapped_column(Integer)
+
+
 # -- the index ---------------------------------------------------------------------------------
 class IndexDirty(Base):
     """Packages whose pages must be rewritten (``:root`` for the root pages): events only add

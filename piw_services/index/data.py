@@ -34,6 +34,15 @@ DOWNLOAD_DAYS = 30
 #: gives targets new job ids before file_manager deletes the old files: pages drop them at once.
 CURRENT_JOB = "EXISTS (SELECT 1 FROM build_targets t WHERE t.job_id = f.job_id)"
 
+#: SQL: the file's (f) apt dependencies, in order, less those preinstalled on the image of its
+#: build ABI's distro (image_packages, loaded by piw-image-packages). Done here, not by the
+#: builder: files.apt_depends keeps what it found, so a new image list needs no rebuild.
+SHOWN_APT_DEPENDS = (
+    "COALESCE((SELECT json_agg(x.d ORDER BY x.n) FROM json_array_elements_text(f.apt_depends) "
+    "WITH ORDINALITY AS x(d, n) WHERE NOT EXISTS (SELECT 1 FROM build_abis a JOIN "
+    "image_packages i ON i.distro = a.distro WHERE a.abi = f.abi AND i.package = x.d)), "
+    "'[]')")
+
 
 def log_path(package: str, build_id: int) -> str:
     """Where a build's gzipped log lives in the www tree (and its URL path)."""
@@ -64,7 +73,8 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
     files: dict[str, list[IndexFile]] = defaultdict(list)
     for r in session.execute(text(
             "SELECT filename, version, sha256, size, created_at, requires_python, "
-            "metadata_sha256, apt_depends, unresolved, abi FROM files f WHERE package = :p "
+            f"metadata_sha256, {SHOWN_APT_DEPENDS} AS apt_depends, unresolved, abi "
+            "FROM files f WHERE package = :p "
             f"AND {CURRENT_JOB} ORDER BY filename"), {"p": name}):
         v = live.get(r.version)
         if v is None:  # its version is going: file_manager is removing the file
