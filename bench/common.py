@@ -63,6 +63,8 @@ def save_table(kind: str, title: str, rows: list[tuple[str, str]]) -> None:
                        f"({os.cpu_count()} cores)", "", "| measure | value |", "|---|---|"]
                       + [f"| {k} | {v} |" for k, v in rows])
     print("\n" + table)
+    if os.environ.get("PIW_BENCH_SAVE") == "0":  # bench/run collects the table itself
+        return
     out = ROOT / "bench" / "results" / f"{datetime.date.today()}-{platform.node()}-{kind}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table + "\n")
