@@ -58,6 +58,12 @@ def release(name, version, serial, kind=None, t0=None):
     ]
 
 
+def ev(name, version, action, serial, **extra):
+    """One changelog row, timestamped by its serial (an hour's history before now)."""
+    return {"name": name, "version": version, "timestamp": int(time.time()) - 3000 + serial,
+            "action": action, "serial": serial, **extra}
+
+
 @pytest.fixture
 def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
     """Start upstream + master services (+ builders on demand) against *events*, on an empty

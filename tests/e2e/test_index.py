@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -19,15 +18,10 @@ import requests
 
 from piw_services.names import canonical
 from tests.conftest import wait_for
-from tests.e2e.conftest import release
+from tests.e2e.conftest import ev, release
 from tests.index.pep691 import validate
 
 pytestmark = pytest.mark.slow
-
-
-def ev(name, version, action, serial, **extra):
-    return {"name": name, "version": version, "timestamp": int(time.time()) - 3000 + serial,
-            "action": action, "serial": serial, **extra}
 
 
 def scenario():

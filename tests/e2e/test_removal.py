@@ -3,7 +3,6 @@ operators' ones reach the database, the files on disk and the pages, and piw-aud
 all in agreement after every step; a removal cut short by kill -9 completes on restart."""
 
 import subprocess
-import time
 
 import pytest
 import requests
@@ -12,14 +11,9 @@ from sqlalchemy import text
 
 from piw_services.admin.actions import DEFAULT_SKIP_REASON
 from tests.conftest import BIN, ROOT, wait_for
-from tests.e2e.conftest import release
+from tests.e2e.conftest import ev, release
 
 pytestmark = pytest.mark.slow
-
-
-def ev(name, version, action, serial, **extra):
-    return {"name": name, "version": version, "timestamp": int(time.time()) - 3000 + serial,
-            "action": action, "serial": serial, **extra}
 
 
 def wheel(name, version):
