@@ -1,11 +1,14 @@
 """Fixtures for whole-system tests: an upstream with real sdists, the master, builders."""
 
+import hashlib
 import importlib.metadata
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import text
 
 from piw_services.cli.services import MASTER_SERVICES
 from piw_services.fake_pypi.buildreqs import write_build_requirements
@@ -135,3 +138,53 @@ def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
                             describe=lambda: {p: self.targets(p) for p in packages})
 
     return System()
+
+
+# -- what the system holds, for the assertions of whole-system tests ---------------------------
+def wheel(name, version):
+    return f"{name}-{version}-py3-none-any.whl"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def store_files(www: Path) -> dict[str, Path]:
+    """Every wheel in the store, by filename."""
+    simple = www / "simple"
+    return {p.name: p for p in simple.rglob("*.whl")} if simple.exists() else {}
+
+
+def builds(db):
+    """Every recorded build, oldest first, with its builder's label."""
+    with db() as s:
+        return [dict(r._mapping) for r in s.execute(text(
+            "SELECT b.id, b.job_id, b.package, b.version, b.abi, b.builder_id, b.status, "
+            "b.files, b.log_gz, k.label FROM builds b JOIN builders k ON k.id = b.builder_id "
+            "ORDER BY b.id"))]
+
+
+def files(db):
+    """Every ``files`` row, by filename."""
+    with db() as s:
+        return {r.filename: r for r in s.execute(text("SELECT * FROM files"))}
+
+
+def files_of(db, package):
+    with db() as s:
+        return dict(s.execute(text("SELECT filename, job_id FROM files WHERE package = :p"),
+                              {"p": package}).all())
+
+
+def simple_page(system, package):
+    response = requests.get(f"{system.web}/simple/{package}/", timeout=5)
+    return response.text if response.ok else None
+
+
+def project_json(system, package):
+    response = requests.get(f"{system.web}/project/{package}/json/", timeout=5)
+    return response.json() if response.ok else None
+
+
+def on_disk(system, package, filename):
+    return (system.www / "simple" / package / filename).exists()

@@ -8,16 +8,14 @@ import os
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange
-from sqlalchemy import text
 
 from piw_services.cli import builder_user as builder_user_cli
 from tests.conftest import wait_for
-from tests.e2e.conftest import release
+from tests.e2e.conftest import builds, files, release, sha256, store_files
 
 pytestmark = pytest.mark.slow
 
@@ -35,28 +33,6 @@ def working_python(version: str) -> str | None:
 
 
 PY312 = working_python("3.12")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def store_files(www: Path) -> dict[str, Path]:
-    simple = www / "simple"
-    return {p.name: p for p in simple.rglob("*.whl")} if simple.exists() else {}
-
-
-def builds(db):
-    with db() as s:
-        return [dict(r._mapping) for r in s.execute(text(
-            "SELECT b.id, b.job_id, b.package, b.version, b.abi, b.builder_id, b.status, "
-            "b.files, b.log_gz, k.label FROM builds b JOIN builders k ON k.id = b.builder_id "
-            "ORDER BY b.id"))]
-
-
-def files(db):
-    with db() as s:
-        return {r.filename: r for r in s.execute(text("SELECT * FROM files"))}
 
 
 @pytest.fixture

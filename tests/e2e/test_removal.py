@@ -11,33 +11,9 @@ from sqlalchemy import text
 
 from piw_services.admin.actions import DEFAULT_SKIP_REASON
 from tests.conftest import BIN, ROOT, wait_for
-from tests.e2e.conftest import ev, release
+from tests.e2e.conftest import ev, files_of, on_disk, project_json, release, simple_page, wheel
 
 pytestmark = pytest.mark.slow
-
-
-def wheel(name, version):
-    return f"{name}-{version}-py3-none-any.whl"
-
-
-def files_of(db, package):
-    with db() as s:
-        return dict(s.execute(text("SELECT filename, job_id FROM files WHERE package = :p"),
-                              {"p": package}).all())
-
-
-def simple_page(system, package):
-    response = requests.get(f"{system.web}/simple/{package}/", timeout=5)
-    return response.text if response.ok else None
-
-
-def project_json(system, package):
-    response = requests.get(f"{system.web}/project/{package}/json/", timeout=5)
-    return response.json() if response.ok else None
-
-
-def on_disk(system, package, filename):
-    return (system.www / "simple" / package / filename).exists()
 
 
 def test_operators_remove_skip_and_rebuild(system, db, rpc):
