@@ -1,0 +1,223 @@
+"""RabbitMQ restarted (stop_app / start_app) and PostgreSQL restarted while the system replays
+and builds: every service and the builder reconnect by themselves, and nothing is lost.
+
+The broker and the database the other tests share must never stop, so this module runs the whole
+system on a PRIVATE RabbitMQ node and a PRIVATE PostgreSQL cluster that its fixtures start in a
+temporary directory on free ports and tear down afterwards (they override ``rabbit_config``,
+``db_url`` and ``db`` for this module only)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
+
+from piw_services.db import make_engine
+from tests.chaos.conftest import (
+    assert_builds_and_files_agree,
+    catalog,
+    expected_catalog,
+    held_and_serial,
+)
+from tests.conftest import BIN, free_port, reset_db, wait_for
+from tests.e2e.conftest import files_of, release, wheel
+
+pytestmark = pytest.mark.slow
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _need(path):
+    if not path.exists():
+        pytest.skip(f"{path} is not installed")
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of our own: own node name, ports, data, logs, config and Erlang cookie
+    (HOME), no plugins."""
+
+    def __init__(self):
+        _need(RABBIT_BIN / "rabbitmq-server")
+        self.dir = Path(tempfile.mkdtemp(prefix="piw-chaos-rabbit-"))
+        self.port, dist = free_port(), free_port()
+        self.node = f"piwchaos{os.getpid()}@localhost"
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        self.env = dict(
+            os.environ, HOME=str(self.dir), RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(dist),
+            RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"), RABBITMQ_LOG_BASE=str(self.dir / "log"),
+            RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
+            RABBITMQ_CONF_ENV_FILE=str(self.dir / "rabbitmq-env.conf"),
+            RABBITMQ_PID_FILE=str(self.dir / "pid"), ERL_EPMD_ADDRESS="127.0.0.1")
+        self.uri = f"pyamqp://guest:guest@127.0.0.1:{self.port}/"
+        with open(self.dir / "server.log", "ab") as log:
+            self.proc = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        wait_for(lambda: self.ctl("await_startup", "--timeout", "30", check=False)
+                 .returncode == 0, 60, interval=0.5, what="the private RabbitMQ node")
+
+    def ctl(self, *args, check=True):
+        return subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, "-q", *args],
+                              env=self.env, capture_output=True, text=True, timeout=60,
+                              check=check)
+
+    def stop(self):
+        try:
+            self.ctl("stop", check=False)
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the group of the node we started
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A PostgreSQL 15 cluster of our own (initdb as the postgres user, trust auth) on a free
+    port, its socket in its own directory."""
+
+    def __init__(self):
+        _need(PG_BIN / "initdb")
+        self.dir = Path(tempfile.mkdtemp(prefix="piw-chaos-pg-"))
+        shutil.chown(self.dir, "postgres")
+        self.data, self.port = self.dir / "data", free_port()
+        self.pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.pg_ctl("start")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/piw"
+
+    def pg(self, tool, *args):
+        return subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / tool), *args],
+                              capture_output=True, text=True, timeout=120, check=True)
+
+    def pg_ctl(self, action, *args):
+        return self.pg("pg_ctl", action, "-D", str(self.data), "-w", "-t", "60",
+                       "-l", str(self.dir / "server.log"), *args, "-o",
+                       f"-p {self.port} -c listen_addresses=127.0.0.1 "
+                       f"-c unix_socket_directories={self.dir} -c fsync=off")
+
+    def stop(self):
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "stop",
+                        "-D", str(self.data), "-m", "immediate", "-w"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_rabbit():
+    rabbit = PrivateRabbit()
+    yield rabbit
+    rabbit.stop()
+
+
+@pytest.fixture(scope="module")
+def private_pg():
+    pg = PrivatePostgres()
+    try:
+        run = subprocess.run([str(BIN / "piw-initdb")], env=dict(os.environ, PIW_DB_URL=pg.url),
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def rabbit_config(private_rabbit):
+    return {"AMQP_URI": private_rabbit.uri}
+
+
+@pytest.fixture
+def db_url(private_pg):
+    return private_pg.url
+
+
+@pytest.fixture
+def db(db_url):
+    engine = make_engine(db_url, pool_size=4)
+    reset_db(engine)
+    yield sessionmaker(engine)
+    engine.dispose()
+
+
+def test_rabbitmq_and_postgresql_restarted_mid_run(system, db, processes, private_rabbit,
+                                                   private_pg):
+    packages = [f"phoenix{i}" for i in range(6)]
+    rows = []
+
+    def publish(new, start=True):
+        serial = rows[-1]["serial"] if rows else 0
+        new = [dict(r, serial=serial + i + 1) for i, r in enumerate(new)]
+        rows.extend(new)
+        if not start:
+            system.append(new)
+        return new
+
+    def building(package):
+        with db() as s:
+            return s.execute(text("SELECT count(*) FROM build_targets WHERE package = :p "
+                                  "AND state = 'building'"), {"p": package}).scalar()
+
+    def built(package):
+        return wheel(package, "1.0") in files_of(db, package)
+
+    system.start(publish(release(packages[0], "1.0", 100, "pure")), PIW_HOLD_SECONDS="2",
+                 PIW_INDEX_ROOT_INTERVAL="1")
+    system.builder("pi1")
+    wait_for(lambda: built(packages[0]), 120, what="the first build")
+    master, builder = processes.procs["master"], processes.procs["pi1"]
+
+    # the broker goes away (connections dropped, queues kept) with a build in flight, while
+    # upstream publishes
+    publish(release(packages[1], "1.0", 110, "pure"), start=False)
+    wait_for(lambda: building(packages[1]), 60, interval=0.1, what="a build in flight")
+    private_rabbit.ctl("stop_app")
+    publish(release(packages[2], "1.0", 120, "pure"), start=False)
+    time.sleep(3)
+    private_rabbit.ctl("start_app")
+    wait_for(lambda: built(packages[1]) and built(packages[2]), 120,
+             what="builds after the broker came back")
+
+    # the database restarts under running services, with a build and events in flight
+    publish(release(packages[3], "1.0", 130, "pure") + release(packages[4], "1.0", 140, "pure"),
+            start=False)
+    wait_for(lambda: building(packages[3]) or building(packages[4]), 60, interval=0.1,
+             what="a build in flight")
+    private_pg.pg_ctl("restart", "-m", "fast")
+    publish(release(packages[5], "1.0", 150, "pure"), start=False)
+
+    last = rows[-1]["serial"]
+    wait_for(lambda: tuple(held_and_serial(db)) == (0, last), 60, interval=0.5,
+             what="the reorderer to apply every row",
+             describe=lambda: tuple(held_and_serial(db)))
+    assert catalog(db) == expected_catalog(rows)
+    wait_for(lambda: all(built(p) for p in packages), 120, what="every build",
+             describe=lambda: {p: files_of(db, p) for p in packages})
+    recorded = assert_builds_and_files_agree(system, db)
+    assert sorted(b["package"] for b in recorded) == packages
+    # the same processes did it all: none died, every service answers (a new client: the
+    # test's own proxy lost its reply queue with the broker)
+    assert master.poll() is None and builder.poll() is None
+    with ClusterRpcProxy({"AMQP_URI": private_rabbit.uri}, timeout=30) as fresh:
+        for name in ("upstream", "reorderer", "build_dispatch", "file_manager", "index",
+                     "stats", "admin", "web"):
+            assert getattr(fresh, name).status() is not None, name
+        assert {p: {t["state"] for t in fresh.build_dispatch.version_status(p)}
+                for p in packages} == {p: {"built"} for p in packages}
+    with db() as s:
+        assert s.execute(text("SELECT state FROM builders")).scalars().all() == ["alive"]
+    for package in packages:
+        wait_for(lambda p=package: wheel(p, "1.0") in requests.get(
+            f"{system.web}/simple/{p}/", timeout=5).text, 20, what=f"{package}'s page")
