@@ -296,9 +296,10 @@ class Session:
         except (ValueError, KombuError) as exc:
             log.warning("ignoring a malformed answer from the master: %s", exc)
 
-    def consume_jobs(self, abi: str) -> None:
-        """Consume the ABI's job queue, one unacked job at a time; wait while it is missing."""
-        name = protocol.job_queue(abi)
+    def consume_jobs(self, target: str) -> None:
+        """Consume the build target's job queue, one unacked job at a time; wait while it is
+        missing."""
+        name = protocol.job_queue(target)
         reported = False
         while True:
             with self._guard():
@@ -317,7 +318,7 @@ class Session:
                 raise ConnectionTrouble(_describe(exc)) from exc
             if not reported:
                 log.warning("job queue %s does not exist yet: is build_dispatch running with "
-                            "this ABI configured? Looking again every %gs", name, QUEUE_RETRY)
+                            "this target in BUILD_ABIS? Looking again every %gs", name, QUEUE_RETRY)
                 reported = True
             self.wait(QUEUE_RETRY)
         self.consuming = True
@@ -469,14 +470,14 @@ class Builder:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         log.info("piw-builder %s: builds for %s with %s (Python %s, %s) from %s",
-                 self.settings.label, self.interpreter.abi, self.settings.python,
+                 self.settings.label, self.interpreter.target, self.settings.python,
                  self.interpreter.version, self.interpreter.platform, self.settings.index_url)
         try:
             while True:
                 try:
                     session = self._connected()
                     if not session.consuming:
-                        session.consume_jobs(self.interpreter.abi)
+                        session.consume_jobs(self.interpreter.target)
                     self._handle(session, session.next_job())
                 except ConnectionTrouble as exc:
                     self._lost(exc)
@@ -539,7 +540,7 @@ class Builder:
             builder_id = answer.get("builder_id")
             if answer["ok"] and isinstance(builder_id, int) and not isinstance(builder_id, bool):
                 log.info("connected to %s as builder %d (%s, %s)", session.where, builder_id,
-                         self.settings.label, self.interpreter.abi)
+                         self.settings.label, self.interpreter.target)
                 limit = answer.get("silence_limit")
                 if isinstance(limit, int | float) and 2 * self.settings.heartbeat_interval > limit:
                     log.warning("HEARTBEAT_INTERVAL %gs is over half the master's silence "
@@ -561,9 +562,9 @@ class Builder:
     def _handle(self, session: Session, message: Message) -> None:
         try:
             job = protocol.check_job(message.decode())
-            if job["abi"] != self.interpreter.abi:
-                raise protocol.ProtocolError(f"a {job['abi']} job in the "
-                                             f"{self.interpreter.abi} queue")
+            if job["target"] != self.interpreter.target:
+                raise protocol.ProtocolError(f"a {job['target']} job in the "
+                                             f"{self.interpreter.target} queue")
         except (ValueError, KombuError) as exc:
             log.error("dropping a malformed job (it can never be built): %s", exc)
             session.ack(message)
@@ -592,7 +593,7 @@ class Builder:
         self.current = {"job_id": job["job_id"], "package": job["package"],
                         "version": job["version"], "started": time.time()}
         log.info("building %s %s for %s (job %s%s)", job["package"], job["version"],
-                 job["abi"], job["job_id"],
+                 job["target"], job["job_id"],
                  ", redelivered" if message.delivery_info.get("redelivered") else "")
         trouble: OSError | None = None
         try:
@@ -686,7 +687,7 @@ class Builder:
             protocol.REQUESTS, f"result of job {job_id}")
         if answer["ok"]:
             log.info("finished %s %s %s: %s in %.1fs; uploaded: %s; withheld: %s (job %s)%s",
-                     job["package"], job["version"], job["abi"], status, outcome.duration,
+                     job["package"], job["version"], job["target"], status, outcome.duration,
                      ", ".join(f["filename"] for f in files) or "none",
                      ", ".join(withheld) or "none", job_id,
                      "" if status == "success" else f"; {last_line(outcome.log, problems)}")

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the builder until SIGTERM/SIGINT; 0 then, 2 for bad settings."""
     parser = argparse.ArgumentParser(
         prog="piw-builder",
-        description="Take build jobs for this Python's ABI from RabbitMQ, build the wheels "
+        description="Take build jobs for this Python's ABI and platform (its build target, "
+                    "e.g. cp311-linux_armv7l) from RabbitMQ, build the wheels "
                     "with pip, upload them to the piw master and report each result.")
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="YAML settings (default: $PIW_BUILDER_CONFIG, else "
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, label=args.label)
-        interpreter = probe_python(settings.python, settings.abi)
+        interpreter = probe_python(settings.python, settings.abi, platform=settings.platform)
         try:
             settings.work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, str] = {
     "LABEL": "${PIW_BUILDER_LABEL:}",
     "PYTHON": "${PIW_BUILDER_PYTHON:}",
     "ABI": "${PIW_BUILDER_ABI:}",
+    "PLATFORM": "${PIW_BUILDER_PLATFORM:}",
     "BUILD_TIMEOUT": "${PIW_BUILD_TIMEOUT:10800}",
     "WORK_DIR": "${PIW_BUILDER_WORK_DIR:}",
     "HEARTBEAT_INTERVAL": "${PIW_HEARTBEAT_INTERVAL:5}",
@@ -90,6 +91,7 @@ class Settings:
     label: str
     python: str
     abi: str | None
+    platform: str | None
     build_timeout: float
     work_dir: Path
     heartbeat_interval: float
@@ -106,6 +108,11 @@ class Interpreter:
     abi: str
     version: str
     platform: str
+
+    @property
+    def target(self) -> str:
+        """The build target whose jobs this builder takes: ``cp311-linux_armv7l``."""
+        return protocol.target_key(self.abi, self.platform)
 
 
 def substitute(value: str, env: Mapping[str, str]) -> str:
@@ -199,6 +206,15 @@ def _abi(value: object) -> str | None:
         raise ConfigError(str(exc)) from None
 
 
+def _platform(value: object) -> str | None:
+    if _blank(value):
+        return None
+    try:
+        return protocol.check_platform(_text(value))
+    except protocol.ProtocolError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _work_dir(value: object) -> Path:
     return Path(tempfile.gettempdir() if _blank(value) else _text(value)).expanduser()
 
@@ -226,6 +242,7 @@ _PARSERS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "LABEL": ("label", _label),
     "PYTHON": ("python", _python),
     "ABI": ("abi", _abi),
+    "PLATFORM": ("platform", _platform),
     "BUILD_TIMEOUT": ("build_timeout", _seconds),
     "WORK_DIR": ("work_dir", _work_dir),
     "HEARTBEAT_INTERVAL": ("heartbeat_interval", _seconds),
@@ -286,13 +303,16 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     return Settings(**values)
 
 
-def probe_python(python: str, abi: str | None = None, timeout: float = PROBE_TIMEOUT
-                 ) -> Interpreter:
+def probe_python(python: str, abi: str | None = None, timeout: float = PROBE_TIMEOUT,
+                 platform: str | None = None) -> Interpreter:
     """Ask the build interpreter for its ABI, version and platform by running it.
 
-    One builder process may build for another Python than the one it runs on, so the ABI it
-    announces must be that interpreter's. ``abi`` (the ABI setting) overrides what the probe
-    says, which is needed for anything but CPython. Raises :class:`ConfigError`.
+    One builder process may build for another Python than the one it runs on, so the ABI and
+    platform it announces (its build target, hence its job queue) must be that
+    interpreter's. The platform comes from the interpreter's own userland (sysconfig and its
+    pointer size), not uname: 32-bit Raspberry Pi OS on a 64-bit kernel builds linux_armv7l
+    wheels. ``abi`` and ``platform`` (the ABI and PLATFORM settings) override what the probe
+    says; ABI is needed for anything but CPython. Raises :class:`ConfigError`.
     """
     try:
         done = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True,
@@ -314,6 +334,12 @@ def probe_python(python: str, abi: str | None = None, timeout: float = PROBE_TIM
                           f"(exit status {done.returncode}: {last})") from None
     if not has_pip:
         raise ConfigError(f"PYTHON {python} has no pip: every build would fail")
+    if platform is not None:
+        interpreter = Interpreter(interpreter.abi, interpreter.version, platform)
+    try:
+        protocol.check_platform(interpreter.platform)
+    except protocol.ProtocolError as exc:
+        raise ConfigError(f"PYTHON {python}: {exc}; set PLATFORM") from None
     if abi is not None:
         return Interpreter(abi, interpreter.version, interpreter.platform)
     if implementation != "cpython":

@@ -7,7 +7,10 @@ gets a clear answer and changes nothing.
 
 Topology (all durable; the master declares it, a builder's RabbitMQ user only uses it):
 
-- ``piw.builds.<abi>``: one job queue per ABI (priority queue), filled by build_dispatch.
+- ``piw.builds.<target>``: one job queue per build target (priority queue), filled by
+  build_dispatch. A target is an ABI on a platform, keyed ``<abi>-<platform>``
+  (``cp311-linux_armv7l``, ``cp311-linux_aarch64``): one ABI's armv7l and aarch64 builders
+  must not take each other's jobs, since their wheels differ.
 - exchange ``piw.builders`` (direct): the only exchange a builder may publish to. Its routing
   keys name the queues behind it: ``piw.requests`` (hello, claim, result: answered on the
   builder's reply queue), ``piw.uploads`` (file chunks, then a commit that is answered), and
@@ -42,6 +45,8 @@ DEFAULT_SILENCE_LIMIT = 60
 
 BUILD_STATUSES = frozenset({"success", "failed", "timeout", "cancelled"})
 _ABI = re.compile(r"^[a-z]{2}\d{2,3}[a-z]*$")
+#: A wheel platform tag as ``packaging`` spells it (linux_armv7l, linux_aarch64, linux_x86_64).
+_PLATFORM = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -50,18 +55,57 @@ class ProtocolError(ValueError):
     """A message that does not follow this protocol; the text says what is wrong."""
 
 
-def job_queue(abi: str) -> str:
-    """The job queue of one ABI (``cp311`` -> ``piw.builds.cp311``)."""
-    check_abi(abi)
-    return f"piw.builds.{abi}"
+def target_key(abi: str, platform: str) -> str:
+    """The key of a build target: ``cp311`` on ``linux_armv7l`` -> ``cp311-linux_armv7l``.
+    Neither tag can contain ``-`` (wheel filenames use it between tags), so the key splits
+    back unambiguously."""
+    return f"{check_abi(abi)}-{check_platform(platform)}"
 
 
-def builder_permissions(abi: str | None = None) -> dict[str, str]:
+def split_target(key: object) -> tuple[str, str]:
+    """``cp311-linux_armv7l`` -> ``("cp311", "linux_armv7l")``; ProtocolError otherwise."""
+    if not isinstance(key, str) or key.count("-") != 1:
+        raise ProtocolError(f"not a build target like cp311-linux_armv7l: {key!r:.80}")
+    abi, platform = key.split("-")
+    try:
+        return check_abi(abi), check_platform(platform)
+    except ProtocolError as exc:
+        raise ProtocolError(f"not a build target like cp311-linux_armv7l: {key!r:.80} "
+                            f"({exc})") from None
+
+
+def check_target(key: object) -> str:
+    split_target(key)
+    return key  # type: ignore[return-value]
+
+
+def check_target_or_abi(value: object) -> str:
+    """A build target (``cp311-linux_armv7l``) or a bare ABI tag (``cp311``: each of its
+    targets), as operators name what to rebuild."""
+    if isinstance(value, str) and "-" not in value:
+        try:
+            return check_abi(value)
+        except ProtocolError:
+            pass
+    try:
+        return check_target(value)
+    except ProtocolError:
+        raise ProtocolError(f"not a build target like cp311-linux_armv7l or an ABI tag like "
+                            f"cp311: {value!r:.80}") from None
+
+
+def job_queue(target: str) -> str:
+    """The job queue of one build target (``piw.builds.cp311-linux_armv7l``)."""
+    check_target(target)
+    return f"piw.builds.{target}"
+
+
+def builder_permissions(target: str | None = None) -> dict[str, str]:
     """A builder's RabbitMQ permissions (regexes on resource names): publish to the builders'
-    exchange, consume the job queue of its ABI (of every ABI when None), and create and
-    consume its own server-named reply queue. Nothing else: not nameko's RPC exchange, not
-    another service's queue."""
-    jobs = re.escape(job_queue(abi)) if abi else r"piw\.builds\..*"
+    exchange, consume the job queue of its build target (of every target when None), and
+    create and consume its own server-named reply queue. Nothing else: not nameko's RPC
+    exchange, not another target's queue, not another service's queue."""
+    jobs = re.escape(job_queue(target)) if target else r"piw\.builds\..*"
     return {"configure": r"^amq\.gen-.*$", "write": f"^{re.escape(EXCHANGE)}$",
             "read": rf"^({jobs}|amq\.gen-.*)$"}
 
@@ -70,6 +114,37 @@ def check_abi(abi: object) -> str:
     if not isinstance(abi, str) or not _ABI.match(abi):
         raise ProtocolError(f"not an ABI tag like cp311: {abi!r}")
     return abi
+
+
+def check_platform(platform: object) -> str:
+    if not isinstance(platform, str) or not _PLATFORM.match(platform) or platform == "any":
+        raise ProtocolError(f"not a platform tag like linux_armv7l: {platform!r:.80}")
+    return platform
+
+
+def _fits(tag_platform: str, platform: str) -> bool:
+    """Whether a wheel's platform tag runs on *platform*: the same tag, or a manylinux or
+    musllinux tag of the same architecture (manylinux_2_17_aarch64 on linux_aarch64)."""
+    if tag_platform == platform:
+        return True
+    arch = platform.removeprefix("linux_")
+    return arch != platform and tag_platform.startswith(("manylinux", "musllinux")) \
+        and tag_platform.endswith("_" + arch)
+
+
+def wheel_target_problem(filename: str, target: str) -> str | None:
+    """Why a wheel cannot be a build of *target*, or None when it can: every platform tag of
+    it must be ``any`` (a pure wheel fits every platform) or the target's platform (its
+    manylinux/musllinux spellings included). An aarch64 wheel sent for an armv7l job would
+    otherwise be served to armv7l Pis, which cannot load it."""
+    _, platform = split_target(target)
+    _, _, _, tags = parse_wheel_filename(check_wheel_filename(filename))
+    wrong = sorted({t.platform for t in tags
+                    if t.platform != "any" and not _fits(t.platform, platform)})
+    if wrong:
+        return (f"{filename} is built for {', '.join(wrong)}, but its job is for "
+                f"{platform} (target {target})")
+    return None
 
 
 def check_wheel_filename(filename: object) -> str:
@@ -124,13 +199,16 @@ def _sha256(msg: Mapping[str, Any], key: str) -> str:
 
 
 # -- master -> builder -------------------------------------------------------------------------
-def job(job_id: str, package: str, version: str, abi: str,
+def job(job_id: str, package: str, version: str, target: str,
         upstream_files: list[str]) -> dict[str, Any]:
-    """A build job. ``upstream_files`` are filenames upstream already serves for the version:
+    """A build job for a *target* (``cp311-linux_armv7l``; ``abi`` and ``platform`` say the
+    same in parts). ``upstream_files`` are filenames upstream already serves for the version:
     a built wheel with one of these names is recorded but never uploaded (pip would see two
     hashes for one filename)."""
+    abi, platform = split_target(target)
     return {"type": "job", "job_id": job_id, "package": package, "version": version,
-            "abi": abi, "upstream_files": upstream_files}
+            "target": target, "abi": abi, "platform": platform,
+            "upstream_files": upstream_files}
 
 
 def check_job(msg: object) -> Mapping[str, Any]:
@@ -138,7 +216,7 @@ def check_job(msg: object) -> Mapping[str, Any]:
     _id(m, "job_id")
     _field(m, "package", str)
     _field(m, "version", str)
-    check_abi(m.get("abi"))
+    check_target(m.get("target"))
     files = _field(m, "upstream_files", list)
     if not all(isinstance(f, str) for f in files):
         raise ProtocolError("job: upstream_files must be a list of filenames")
@@ -148,15 +226,21 @@ def check_job(msg: object) -> Mapping[str, Any]:
 # -- builder -> master: requests (answered) ----------------------------------------------------
 def hello(label: str, abi: str, info: Mapping[str, Any]) -> dict[str, Any]:
     """A builder announcing itself; ``info`` holds platform, distro, board, python,
-    preinstalled (apt packages of the target image) and host."""
+    preinstalled (apt packages of the target image) and host. Its build target is
+    ``target_key(abi, platform)``: the queue it consumes."""
     return {"type": "hello", "label": label, "abi": abi, **info}
+
+
+def hello_target(msg: Mapping[str, Any]) -> str:
+    """The build target a (checked) hello announces."""
+    return target_key(msg["abi"], msg["platform"])
 
 
 def check_hello(msg: object) -> Mapping[str, Any]:
     m = _mapping(msg, "hello")
     _field(m, "label", str)
     check_abi(m.get("abi"))
-    _field(m, "platform", str)
+    check_platform(m.get("platform"))
     pre = _field(m, "preinstalled", list)
     if not all(isinstance(p, str) for p in pre):
         raise ProtocolError("hello: preinstalled must be a list of package names")

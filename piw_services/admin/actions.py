@@ -230,12 +230,13 @@ def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
 
 
 def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None) -> Outcome:
-    """Build again: the files of the version's (or package's) builds for the ABI (or all) are
-    deleted and new jobs queued. Failed builds are how an operator retries."""
+    """Build again: the files of the version's (or package's) builds for the target
+    (``cp311-linux_armv7l``; a bare ABI ``cp311`` means each of its platforms; None: every
+    target) are deleted and new jobs queued. Failed builds are how an operator retries."""
     _, name, version, versions = _request(session, package, version)
     if abi is not None:
         try:
-            protocol.check_abi(abi)
+            protocol.check_target_or_abi(abi)
         except protocol.ProtocolError as exc:
             raise BadRequest(str(exc)) from None
     reason = builds.skip_reason(session, name, version)

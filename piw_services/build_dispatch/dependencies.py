@@ -1,4 +1,5 @@
-"""nameko dependency: publishes build jobs to the durable per-ABI queues ``piw.builds.<abi>``.
+"""nameko dependency: publishes build jobs to the durable per-target queues
+``piw.builds.<target>`` (``piw.builds.cp311-linux_armv7l``).
 
 Jobs are published with publisher confirms, streamed: a batch goes out without waiting, then we
 wait for the broker's acks of all of it (twice the rate of AMQP transactions, and several times
@@ -27,21 +28,21 @@ log = logging.getLogger(__name__)
 CONFIRM_TIMEOUT = 30
 
 
-def job_queue(abi: str) -> Queue:
-    """The declaration of an ABI's job queue; builders consume it without declaring it."""
-    return Queue(protocol.job_queue(abi), durable=True,
+def job_queue(target: str) -> Queue:
+    """The declaration of a target's job queue; builders consume it without declaring it."""
+    return Queue(protocol.job_queue(target), durable=True,
                  queue_arguments={"x-max-priority": protocol.MAX_PRIORITY})
 
 
 class JobQueues(DependencyProvider):
-    """Injects :meth:`publish`: ``self.jobs.publish([{"abi", "priority", "body"}, ...])``."""
+    """Injects :meth:`publish`: ``self.jobs.publish([{"target", "priority", "body"}, ...])``."""
 
     def setup(self) -> None:
         self.uri = self.container.config[AMQP_URI_CONFIG_KEY]
         self.lock = Semaphore()
         self.connection: Connection | None = None
         self.declared: set[str] = set()
-        #: set by the service once it has made the ABIs those of its config
+        #: set by the service once it has made the build targets those of its config
         self.abis_synced = False
 
     def stop(self) -> None:
@@ -84,24 +85,26 @@ class JobQueues(DependencyProvider):
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self.nacked = True
 
-    def declare(self, abis: list[str]) -> None:
-        """Declare the job queues of *abis* (so builders can consume before the first job)."""
+    def declare(self, targets: list[str]) -> None:
+        """Declare the job queues of *targets* (so builders can consume before the first
+        job)."""
         with self.lock:
-            self._declare(self._channel(), abis)
+            self._declare(self._channel(), targets)
 
-    def _declare(self, channel: Any, abis: list[str]) -> None:
-        for abi in abis:
-            if abi not in self.declared:
-                job_queue(abi)(channel).declare()
-                self.declared.add(abi)
+    def _declare(self, channel: Any, targets: list[str]) -> None:
+        for target in targets:
+            if target not in self.declared:
+                job_queue(target)(channel).declare()
+                self.declared.add(target)
 
-    def depth(self, abi: str) -> int:
-        """Jobs ready (not yet delivered) on the ABI's queue."""
+    def depth(self, target: str) -> int:
+        """Jobs ready (not yet delivered) on the target's queue."""
         with self.lock:
             try:
                 channel = self._channel()
-                self._declare(channel, [abi])
-                return channel.queue_declare(protocol.job_queue(abi), passive=True).message_count
+                self._declare(channel, [target])
+                return channel.queue_declare(protocol.job_queue(target),
+                                             passive=True).message_count
             except Exception:
                 self._close()
                 raise
@@ -117,13 +120,13 @@ class JobQueues(DependencyProvider):
 
     def _publish(self, jobs: list[dict[str, Any]]) -> None:
         channel = self._channel()
-        self._declare(channel, sorted({j["abi"] for j in jobs}))
+        self._declare(channel, sorted({j["target"] for j in jobs}))
         for job in jobs:
             channel.basic_publish(
                 amqp.Message(json.dumps(job["body"]), content_type="application/json",
                              content_encoding="utf-8", priority=job["priority"],
                              delivery_mode=2),
-                exchange="", routing_key=protocol.job_queue(job["abi"]))
+                exchange="", routing_key=protocol.job_queue(job["target"]))
         self.published += len(jobs)
         while self.acked < self.published:
             if self.nacked:

@@ -3,7 +3,9 @@
 - :func:`fold_events` turns one batch of ordered events into the net change per version, so
   the batch is applied with a few set-based statements instead of one per event.
 - :func:`priority` orders jobs: new releases first.
-- :func:`pure_wheel_abis` is the tag logic: which build ABIs a ``none``-ABI wheel satisfies.
+- :func:`parse_targets` reads ``BUILD_ABIS``: which build targets (ABI on a platform) exist.
+- :func:`pure_wheel_targets` is the tag logic: which build targets a ``none``-ABI wheel
+  satisfies.
 - :func:`claim_decision` says whether a builder that received a job should build it.
 """
 
@@ -17,6 +19,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from builders import protocol
 
 DAY = 86400
 
@@ -86,16 +90,17 @@ def priority_sql(released: str, now: float) -> str:
     return f"CASE {cases} ELSE {HISTORY_PRIORITY} END"
 
 
-def python_excluded(requires_python: str | None, abi: str) -> str | None:
-    """Why a version's Requires-Python rules out the ABI's Python (None when it does not, or
-    cannot be read: then the build decides, as pip would)."""
+def python_excluded(requires_python: str | None, target: str) -> str | None:
+    """Why a version's Requires-Python rules out the Python of a target (``cp311-...``, or a
+    bare ABI tag): None when it does not, or cannot be read (then the build decides, as pip
+    would)."""
     if not requires_python:
         return None
     try:
         spec = SpecifierSet(requires_python)
     except InvalidSpecifier:
         return None
-    major, minor = abi_python(abi)
+    major, minor = abi_python(target)
     python = f"{major}.{minor}"
     if spec.contains(python, prereleases=True):
         return None
@@ -103,8 +108,9 @@ def python_excluded(requires_python: str | None, abi: str) -> str | None:
 
 
 def abi_python(abi: str) -> tuple[int, int]:
-    """The Python version of a CPython ABI tag: cp311 -> (3, 11)."""
-    digits = abi[2:].rstrip("dmu")
+    """The Python version of a CPython ABI tag or target: cp311 and cp311-linux_armv7l ->
+    (3, 11)."""
+    digits = abi.partition("-")[0][2:].rstrip("dmu")
     return int(digits[0]), int(digits[1:])
 
 
@@ -114,16 +120,52 @@ def _pure_tags(abi: str) -> frozenset[Tag]:
                                      platforms=["any"]))
 
 
-def pure_wheel_abis(filename: str, abis: Iterable[str]) -> list[str]:
-    """The ABIs in *abis* a wheel satisfies because it is pure (``none`` ABI, ``any``
-    platform) and its Python tag fits them: py3-none-any satisfies cp39 and cp313 alike."""
+def pure_wheel_targets(filename: str, targets: Iterable[str]) -> list[str]:
+    """The build targets in *targets* a wheel satisfies because it is pure (``none`` ABI,
+    ``any`` platform) and its Python tag fits their ABI, whatever their platform:
+    py3-none-any satisfies cp311-linux_armv7l, cp311-linux_aarch64 and cp313-linux_aarch64
+    alike. A platform wheel satisfies only the target it was built for."""
     try:
         _, _, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return []
     if not all(t.abi == "none" and t.platform == "any" for t in tags):
         return []
-    return [abi for abi in abis if abi.startswith("cp") and tags & _pure_tags(abi)]
+    return [t for t in targets if t.startswith("cp") and tags & _pure_tags(t.partition("-")[0])]
+
+
+#: The platform word of a ``BUILD_ABIS`` entry that means this machine's own platform tag
+#: (one-machine setups: the demo and the tests, where master and builder share a host).
+HOST_PLATFORM = "host"
+
+
+def parse_targets(setting: str | list[Any] | None, host_platform: str
+                  ) -> list[tuple[str, str]]:
+    """``BUILD_ABIS`` as ``"cp311:linux_armv7l:bookworm,cp313:linux_aarch64:trixie"`` (or a
+    YAML list of such strings) -> ``[(target key, distro), ...]``. The platform ``host``
+    means *host_platform*. The old ``abi:distro`` form is refused by name: it said nothing
+    of the platform, and guessing the master's own would queue jobs no Pi takes."""
+    if not setting:
+        return []
+    items = setting.split(",") if isinstance(setting, str) else [str(s) for s in setting]
+    targets: list[tuple[str, str]] = []
+    for item in (i.strip() for i in items if i.strip()):
+        parts = item.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(
+                f"BUILD_ABIS: {item!r} is not abi:platform:distro, e.g. "
+                f"cp311:linux_armv7l:bookworm or cp311:linux_aarch64:bookworm "
+                f"({HOST_PLATFORM!r} as the platform means this machine's, {host_platform})")
+        abi, platform, distro = parts
+        if platform == HOST_PLATFORM:
+            platform = host_platform
+        try:
+            key = protocol.target_key(abi, platform)
+        except protocol.ProtocolError as exc:
+            raise ValueError(f"BUILD_ABIS: {item!r}: {exc}") from None
+        if key not in (k for k, _ in targets):
+            targets.append((key, distro))
+    return targets
 
 
 def claim_decision(state: str | None, holder: int | None, builder_id: int, redelivered: bool,

@@ -1,5 +1,6 @@
-"""nameko service ``build_dispatch``: keeps which builds are needed, queues jobs per ABI,
-answers builders (hello, claim, result), records builds and the builder registry."""
+"""nameko service ``build_dispatch``: keeps which builds are needed, queues jobs per build
+target (an ABI on a platform, ``cp311-linux_armv7l``), answers builders (hello, claim,
+result), records builds and the builder registry."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from nameko.events import EventDispatcher
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from builders import protocol
-from piw_services.build_dispatch import store
+from builders import protocol, sysinfo
+from piw_services.build_dispatch import logic, store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
@@ -50,9 +51,9 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
             msg = protocol.check_hello(body)
             with self.db() as s, s.begin():
                 builder_id = store.hello(s, msg)
-            self.jobs.declare([msg["abi"]])
-            log.info("builder %s (%s, %s) said hello: id %d", msg["label"], msg["abi"],
-                     msg["platform"], builder_id)
+            target = protocol.hello_target(msg)
+            self.jobs.declare([target])
+            log.info("builder %s (%s) said hello: id %d", msg["label"], target, builder_id)
             return protocol.ok(builder_id=builder_id, silence_limit=self._silence_limit())
         if kind == "claim":
             msg = protocol.check_claim(body)
@@ -89,7 +90,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
     @timer(interval=1)
     def tick(self) -> None:
         """Publish pending jobs (a publish that failed is retried here) and mark silent
-        builders gone; on the first tick, make the ABIs those of the config."""
+        builders gone; on the first tick, make the build targets those of the config."""
         if not self.jobs.abis_synced:
             self._sync_abis()
         with self.db() as s, s.begin():
@@ -99,7 +100,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
         self._publish_pending()
 
     def _sync_abis(self) -> None:
-        abis = store.parse_abis(self.config.get("BUILD_ABIS"))
+        abis = logic.parse_targets(self.config.get("BUILD_ABIS"), sysinfo.platform_tag())
         if abis:
             with self.db() as s, s.begin():
                 new = store.sync_abis(s, abis)
@@ -116,7 +117,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
         return float(with_defaults(self.config)["BUILDER_SILENCE_LIMIT"])
 
     def _publish_pending(self) -> int:
-        """Top up each ABI's job queue to QUEUE_WINDOW ready jobs, best first.
+        """Top up each target's job queue to QUEUE_WINDOW ready jobs, best first.
 
         The database is the queue of record; RabbitMQ holds only the next jobs. So priorities
         are decided when a job is sent (popularity known by then counts), and a removed or
@@ -142,12 +143,12 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
     # -- questions ----------------------------------------------------------------------------
     @rpc
     def status(self) -> dict[str, Any]:
-        """Enabled ABIs, target counts per ABI and state, the builder registry."""
+        """Enabled build targets, counts per target and state, the builder registry."""
         with self.db() as s:
             return store.status(s)
 
     @rpc
     def version_status(self, package: str, version: str | None = None) -> list[dict[str, Any]]:
-        """Build state per (version, ABI) of one package (canonical name)."""
+        """Build state per (version, build target) of one package (canonical name)."""
         with self.db() as s:
             return store.version_status(s, package, version)

@@ -22,6 +22,9 @@ from piw_services.db.bulk import copy_rows
 
 #: SQL for a fresh job id (a target's queued message is named by it).
 NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
+#: SQL for "the target column {} is :a, a target key or a bare ABI (each of its targets)"
+#: (format it with the column; true for every target when :a is NULL).
+TARGET_IS = "(CAST(:a AS text) IS NULL OR {0} = :a OR split_part({0}, '-', 1) = :a)"
 #: SQL for "an operator skipped the package of the row aliased {}" (format it with the alias).
 PACKAGE_SKIP = "SELECT 1 FROM build_package_skips s WHERE s.package = {}.package"
 
@@ -102,27 +105,12 @@ def _insert_targets(session: Session, rows: list[Any], now: float) -> int:
     return result.rowcount
 
 
-# -- ABIs -------------------------------------------------------------------------------------
-def parse_abis(setting: str | list[Any] | None) -> list[tuple[str, str]]:
-    """``BUILD_ABIS`` as ``"cp311:bookworm,cp313:trixie"`` or a YAML list of such strings."""
-    if not setting:
-        return []
-    items = setting.split(",") if isinstance(setting, str) else [str(s) for s in setting]
-    abis = []
-    for item in (i.strip() for i in items if i.strip()):
-        abi, _, distro = item.partition(":")
-        try:
-            protocol.check_abi(abi)
-        except ValueError as exc:
-            raise ValueError(f"BUILD_ABIS: {exc}") from None
-        abis.append((abi, distro or "unknown"))
-    return abis
-
-
+# -- build targets (the rows of build_abis: key <abi>-<platform>, distro) -----------------
 def sync_abis(session: Session, abis: list[tuple[str, str]], now: float | None = None
               ) -> list[str]:
-    """Make the enabled ABIs exactly *abis*; queue every buildable version for ABIs that
-    were not enabled before. Returns those newly enabled."""
+    """Make the enabled build targets exactly *abis* (``(key, distro)`` pairs from
+    logic.parse_targets; the column is still called abi); queue every buildable version for
+    targets that were not enabled before. Returns those newly enabled."""
     now = time.time() if now is None else now
     # waits for batches being applied, so the versions they add are queued below
     session.execute(text("LOCK TABLE build_abis IN SHARE ROW EXCLUSIVE MODE"))
@@ -172,18 +160,18 @@ def take_pending(session: Session, abi: str, limit: int) -> list[dict[str, Any]]
             {"p": [r[0] for r in rows], "v": [r[1] for r in rows]}):
         wheels.setdefault((p, v), []).append(fn)
     rows.sort(key=lambda r: -r[3])
-    return [{"abi": abi, "priority": r[3],
+    return [{"target": abi, "priority": r[3],
              "body": protocol.job(r[2], r[0], r[1], abi, sorted(wheels.get((r[0], r[1]), [])))}
             for r in rows]
 
 
 # -- builders ---------------------------------------------------------------------------------
 def hello(session: Session, msg: Mapping[str, Any]) -> int:
-    """Register a builder (a builder that restarts under the same label and ABI keeps its
-    id); returns the id."""
+    """Register a builder under its build target (``builders.abi`` holds the target key; a
+    builder that restarts under the same label and target keeps its id); returns the id."""
     info = {k: v for k, v in msg.items()
-            if k not in ("type", "label", "abi", "preinstalled")}
-    params = {"label": msg["label"], "abi": msg["abi"], "info": _json(info),
+            if k not in ("type", "label", "preinstalled")}
+    params = {"label": msg["label"], "abi": protocol.hello_target(msg), "info": _json(info),
               "pre": _json(sorted(set(msg["preinstalled"])))}
     row = session.execute(text(
         "UPDATE builders SET info = CAST(:info AS json), preinstalled = CAST(:pre AS json), "
@@ -235,7 +223,7 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
         "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.job_id = :j FOR UPDATE OF t"), {"j": msg["job_id"]}).first()
     if row is not None and row[4] != builder_abi:
-        return False, f"job is for ABI {row[4]}, builder {builder_id} builds {builder_abi}"
+        return False, f"job is for {row[4]}, builder {builder_id} builds {builder_abi}"
     excluded = row is not None and row[0] in ("pending", "queued", "building") and \
         logic.python_excluded(row[7], row[4])
     if excluded:  # known since the job was queued (upstream's JSON API): nothing to build
@@ -263,7 +251,8 @@ class NotYourJob(ValueError):
 
 def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     """Record a build once (a resent result returns the first record) and settle targets:
-    success marks the job's ABI built, and every ABI a pure wheel satisfies; any other
+    success marks the job's target built, and every target a pure wheel satisfies (each
+    platform of its Python tag; a platform wheel settles only its own target); any other
     outcome is a failure, not retried unless an operator asks."""
     existing = session.execute(text(
         "SELECT id, status, package, version FROM builds WHERE job_id = :j"),
@@ -281,6 +270,10 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
         raise NotYourJob(f"job {msg['job_id']} is not being built by builder "
                          f"{msg['builder_id']}")
     filenames = [f["filename"] for f in msg["files"]]
+    for fn in filenames + list(msg["not_uploaded"]):
+        problem = protocol.wheel_target_problem(fn, abi)
+        if problem:  # file_manager refused to publish it too
+            raise protocol.ProtocolError(f"result of job {msg['job_id']}: {problem}")
     status = msg["status"]
     build_id = session.execute(text(
         "INSERT INTO builds (job_id, package, version, abi, builder_id, status, duration, "
@@ -301,7 +294,7 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     if ok:
         others = [a for a in enabled_abis(session) if a != abi]
         for fn in filenames + list(msg["not_uploaded"]):
-            satisfied += [a for a in logic.pure_wheel_abis(fn, others) if a not in satisfied]
+            satisfied += [a for a in logic.pure_wheel_targets(fn, others) if a not in satisfied]
         if satisfied:
             session.execute(text(
                 "INSERT INTO build_targets (package, version, abi, state, job_id, priority, "
@@ -345,16 +338,17 @@ def skip_reason(session: Session, package: str, version: str | None = None) -> s
 def revoke(session: Session, package: str, versions: list[str], abi: str | None = None, *,
            forget_builds: bool, requeue: bool, keep_built: bool = False,
            now: float | None = None) -> Revocation:
-    """Take back the targets of *versions* (of one ABI, or all): their jobs get new ids (made
+    """Take back the targets of *versions* (of one target, of each target of a bare ABI *abi*,
+    or all): their jobs get new ids (made
     pending again when *requeue*, else dropped), and every file made by their old jobs is to
     go. With *forget_builds* the versions' build records go too. With *keep_built* built
     targets (and their files) stay: a skip stops future builds only."""
     now = time.time() if now is None else now
     params = {"p": package, "v": versions, "a": abi}
-    # a pure wheel built for one ABI may settle the others: they go with the build
-    chosen = ("t.package = :p AND t.version = ANY(:v) AND (CAST(:a AS text) IS NULL OR "
-              "t.abi = :a OR t.build_id IN (SELECT build_id FROM build_targets x WHERE "
-              "x.package = :p AND x.version = t.version AND x.abi = :a))")
+    # a pure wheel built for one target may settle the others: they go with the build
+    chosen = (f"t.package = :p AND t.version = ANY(:v) AND ({TARGET_IS.format('t.abi')} OR "
+              "t.build_id IN (SELECT build_id FROM build_targets x WHERE "
+              f"x.package = :p AND x.version = t.version AND {TARGET_IS.format('x.abi')}))")
     if keep_built:
         chosen += " AND t.state <> 'built'"
     targets = session.execute(text(
@@ -364,7 +358,7 @@ def revoke(session: Session, package: str, versions: list[str], abi: str | None 
     if not keep_built:  # files of older jobs of these versions too (nothing may outlive this)
         jobs |= set(session.execute(text(
             "SELECT f.job_id FROM files f WHERE f.package = :p AND f.version = ANY(:v) "
-            "AND (CAST(:a AS text) IS NULL OR f.abi = :a)"), params).scalars())
+            f"AND {TARGET_IS.format('f.abi')}"), params).scalars())
     result = Revocation(revoked_jobs=sorted(jobs))
     if requeue:
         session.execute(text(
@@ -378,7 +372,7 @@ def revoke(session: Session, package: str, versions: list[str], abi: str | None 
     if forget_builds:
         result.builds_forgotten = session.execute(text(
             "DELETE FROM builds WHERE package = :p AND version = ANY(:v) "
-            "AND (CAST(:a AS text) IS NULL OR abi = :a)"), params).rowcount
+            f"AND {TARGET_IS.format('abi')}"), params).rowcount
     session.execute(text(
         "UPDATE builders SET job_id = NULL, job_started_at = NULL WHERE job_id = ANY(:j)"),
         {"j": result.revoked_jobs})

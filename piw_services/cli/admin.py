@@ -87,7 +87,7 @@ def _version(value: str) -> str:
 
 def _abi(value: str) -> str:
     try:
-        return protocol.check_abi(value)
+        return protocol.check_target_or_abi(value)
     except protocol.ProtocolError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -337,7 +337,9 @@ def skip_main(argv: list[str] | None = None) -> int:
 def rebuild_main(argv: list[str] | None = None) -> int:
     """``piw-rebuild``: build again (also how a failed build is retried)."""
     def arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--abi", type=_abi, help="only this ABI (e.g. cp311)")
+        parser.add_argument("--abi", type=_abi,
+                            help="only this build target (e.g. cp311-linux_armv7l), or each "
+                                 "target of an ABI (e.g. cp311)")
         parser.add_argument("package", type=_package, help="the package's name")
         parser.add_argument("version", type=_version, nargs="?",
                             help="only this version (default: every version)")

@@ -1,7 +1,8 @@
 """``piw-builder-user``: create (or remove) the RabbitMQ user one builder connects as.
 
-The user may publish to the builders' exchange, consume its ABI's job queue and its own reply
-queue, and nothing else (builders.protocol.builder_permissions). It talks to RabbitMQ's
+The user may publish to the builders' exchange, consume its build target's job queue
+(``piw.builds.cp311-linux_armv7l``) and its own reply queue, and nothing else
+(builders.protocol.builder_permissions). It talks to RabbitMQ's
 management API on the broker of the master's AMQP_URI, as the master's user, and prints the
 AMQP_URI to put in the builder's config.
 """
@@ -23,15 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="piw-builder-user", description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the builder's RabbitMQ user name (e.g. its host name)")
     parser.add_argument("-c", "--config", help="master config (default config/master.yaml)")
-    parser.add_argument("--abi", help="allow only this ABI's job queue (e.g. cp311)")
+    parser.add_argument("--target", help="allow only this build target's job queue, "
+                        "<abi>-<platform> (e.g. cp311-linux_armv7l); default: any target")
     parser.add_argument("--password", help="default: a new random one, printed")
     parser.add_argument("--api-port", type=int, default=15672,
                         help="RabbitMQ management port (default 15672)")
     parser.add_argument("--remove", action="store_true", help="remove the user instead")
     args = parser.parse_args(argv)
-    if args.abi:
+    if args.target:
         try:
-            protocol.check_abi(args.abi)
+            protocol.check_target(args.target)
         except protocol.ProtocolError as exc:
             parser.error(str(exc))
     config = load_config(args.config)
@@ -45,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         password = args.password or secrets.token_urlsafe(18)
         add_user(api, auth, vhost, args.name, password,
-                 protocol.builder_permissions(args.abi))
+                 protocol.builder_permissions(args.target))
     except requests.RequestException as exc:
         print(f"piw-builder-user: RabbitMQ management API at {api}: {exc}", file=sys.stderr)
         return 1
     print(f"RabbitMQ user {args.name} may build for "
-          f"{args.abi or 'any ABI'} on vhost {vhost}. In the builder's config:")
+          f"{args.target or 'any target'} on vhost {vhost}. In the builder's config:")
     print(f"AMQP_URI: {user_uri(config['AMQP_URI'], args.name, password)}")
     return 0
 

@@ -144,7 +144,10 @@ class ConsumerMark(Base):
 
 # -- builds (build_dispatch) -------------------------------------------------------------------
 class BuildAbi(Base):
-    """An ABI we build for (cp311 on bookworm, ...); each has its job queue piw.builds.<abi>."""
+    """A build target: an ABI on a platform with its image's distro (cp311-linux_armv7l on
+    bookworm, ...), each with its job queue piw.builds.<abi>-<platform>. Here and in every
+    table below, the column ``abi`` holds the target key ``<abi>-<platform>`` (migration
+    0008; the name predates platforms being told apart)."""
 
     __tablename__ = "build_abis"
     abi: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -154,7 +157,7 @@ class BuildAbi(Base):
 
 class BuildVersion(Base):
     """build_dispatch's own view of each version, kept from ordered events, so it can queue
-    the builds of an ABI added later without asking anyone."""
+    the builds of a target added later without asking anyone."""
 
     __tablename__ = "build_versions"
     package: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -175,9 +178,9 @@ class BuildPackageSkip(Base):
 
 
 class BuildTarget(Base):
-    """One (version, ABI) pair build_dispatch has decided about.
+    """One (version, build target) pair build_dispatch has decided about.
 
-    state: ``pending`` (to publish), ``queued`` (on piw.builds.<abi> as job_id), ``building``
+    state: ``pending`` (to publish), ``queued`` (on piw.builds.<target> as job_id), ``building``
     (claimed by builder_id), ``built`` (by build_id, or satisfied by a pure wheel),
     ``failed`` (not retried unless an operator asks).
     """
@@ -252,7 +255,7 @@ class File(Base):
     filename: Mapped[str] = mapped_column(Text, primary_key=True)
     package: Mapped[str] = mapped_column(Text)
     version: Mapped[str] = mapped_column(Text)
-    abi: Mapped[str] = mapped_column(Text)  # the build ABI (job queue) that made it
+    abi: Mapped[str] = mapped_column(Text)  # the build target (job queue) that made it
     job_id: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(Text)
@@ -406,5 +409,5 @@ class MasterReading(Base):
     memory_used: Mapped[float | None] = mapped_column(Float)
     swap_used: Mapped[float | None] = mapped_column(Float)
     disk_used: Mapped[float | None] = mapped_column(Float)
-    queues: Mapped[dict] = mapped_column(JSON)  # {abi: jobs waiting}
+    queues: Mapped[dict] = mapped_column(JSON)  # {target: jobs waiting}
     behind_upstream: Mapped[int | None] = mapped_column(BigInteger)

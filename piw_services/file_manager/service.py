@@ -157,7 +157,8 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         return protocol.ok(filename=filename, path=installed.path, links=[link] if link else [])
 
     def _job_of(self, s: Session, msg: dict[str, Any]) -> tuple[str, str, str]:
-        """(package, version, abi) of the commit's job, once the commit may publish at all."""
+        """(package, version, target) of the commit's job, once the commit may publish at
+        all: a wheel of that version whose platform is the target's (or ``any``)."""
         job_id, builder_id, filename = msg["job_id"], msg["builder_id"], msg["info"]["filename"]
         target = s.execute(select(BuildTarget).where(BuildTarget.job_id == job_id)
                            ).scalar_one_or_none()
@@ -168,6 +169,9 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         if name != package or not same_version(wheel_version, target.version):
             raise StoreError(f"{filename} is not a wheel of job {job_id}'s "
                              f"{target.package} {target.version}")
+        wrong_platform = protocol.wheel_target_problem(filename, target.abi)
+        if wrong_platform:
+            raise StoreError(f"refused: {wrong_platform}")
         if self._upstream_serves(s, package, filename):
             raise StoreError(f"upstream already serves {filename}: publishing another file "
                              f"under that name would give pip two hashes for one name")

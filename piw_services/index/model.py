@@ -22,19 +22,30 @@ class IndexFile:
     yanked_reason: str | None = None
     apt_depends: tuple[str, ...] = ()
     unresolved: tuple[str, ...] = ()  # libraries no Debian package provides
-    abi: str = ""  # the build ABI (job queue) that produced it
+    abi: str = ""  # the build target (job queue) that produced it: cp311-linux_armv7l
 
 
 @dataclass(frozen=True)
 class BuildStatus:
-    """What happened to one (version, ABI): state is built, failed, pending (queued or
-    building) or skipped; ``log_url`` points at the gzipped build log when there is one."""
+    """What happened to one (version, build target): state is built, failed, pending (queued
+    or building) or skipped; ``log_url`` points at the gzipped build log when there is one.
+    ``abi`` is the target key, ``cp311-linux_armv7l`` (the database's column name)."""
 
     abi: str
     state: str
     note: str | None = None
     duration: float | None = None
     log_url: str | None = None
+
+    @property
+    def python_abi(self) -> str:
+        """The ABI part of the target: cp311."""
+        return self.abi.partition("-")[0]
+
+    @property
+    def platform(self) -> str:
+        """The platform part of the target: linux_armv7l ("" for a bare ABI)."""
+        return self.abi.partition("-")[2]
 
 
 @dataclass(frozen=True)

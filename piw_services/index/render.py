@@ -231,8 +231,8 @@ def simple_project_json(project: Project) -> str:
 
 
 def project_html(project: Project, site: SiteInfo) -> str:
-    """/project/<name>/: what we built of each version, for which ABI, and what a Pi needs
-    from apt to use each file."""
+    """/project/<name>/: what we built of each version, for which target (ABI and platform),
+    and what a Pi needs from apt to use each file."""
     return _env.get_template("project.html").render(project=project, site=site)
 
 
@@ -245,8 +245,8 @@ def _version_json(name: str, version: VersionInfo) -> dict:
         "yanked_reason": version.yanked_reason,
         "skip": version.skip,
         "builds": [
-            {"abi": b.abi, "state": b.state, "note": b.note, "duration": b.duration,
-             "log_url": b.log_url}
+            {"target": b.abi, "abi": b.python_abi, "platform": b.platform, "state": b.state,
+             "note": b.note, "duration": b.duration, "log_url": b.log_url}
             for b in version.builds
         ],
         "files": [_file_json(name, f) for f in version.files],
@@ -262,7 +262,7 @@ def _file_json(name: str, f: IndexFile) -> dict:
         "requires_python": f.requires_python,
         "apt_depends": list(f.apt_depends),
         "unresolved": list(f.unresolved),
-        "abi": f.abi,
+        "target": f.abi,
         "upload_time": _iso(f.upload_time),
     }
 

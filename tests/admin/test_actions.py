@@ -13,6 +13,11 @@ from piw_services.build_dispatch import store
 from piw_services.reorderer import store as catalog
 from tests.build_dispatch.test_store import hello, job_of, result
 
+#: build targets (ABI on a platform), as build_dispatch keys them
+CP311 = "cp311-linux_armv7l"
+CP312 = "cp312-linux_armv7l"
+CP313 = "cp313-linux_armv7l"
+
 T0 = int(time.time()) - 7200
 WHEEL = "foo-1.0-py3-none-any.whl"
 TABLES = ("build_targets", "builds", "build_versions", "build_package_skips", "builders",
@@ -60,45 +65,45 @@ def snapshot(s):
 @pytest.fixture
 def s(db):
     with db() as session, session.begin():
-        store.sync_abis(session, [("cp311", "bookworm"), ("cp313", "trixie")])
+        store.sync_abis(session, [(CP311, "bookworm"), (CP313, "trixie")])
         feed(session, release_rows("Foo", "1.0", "2.0"))
     with db() as session:
         yield session
 
 
 def test_remove_forgets_builds_revokes_jobs_and_builds_again(s):
-    b, job = build(s, "foo", "1.0", "cp311")
-    assert states(s)[("1.0", "cp313")] == "built"  # the pure wheel settled cp313 too
+    b, job = build(s, "foo", "1.0", CP311)
+    assert states(s)[("1.0", CP313)] == "built"  # the pure wheel settled cp313 too
     out = actions.remove(s, "FOO", "1.0")
     assert (out.package, out.version, out.skip) == ("foo", "1.0", None)
     assert out.files == [WHEEL] and out.builds_forgotten == 1
     assert job in out.revoked_jobs and out.event()["revoked_jobs"] == out.revoked_jobs
-    assert sorted(map(tuple, out.queued)) == [("1.0", "cp311"), ("1.0", "cp313")]
-    assert states(s)[("1.0", "cp311")] == "pending" and states(s)[("1.0", "cp313")] == "pending"
-    assert job_of(s, "foo", "1.0", "cp311") != job
+    assert sorted(map(tuple, out.queued)) == [("1.0", CP311), ("1.0", CP313)]
+    assert states(s)[("1.0", CP311)] == "pending" and states(s)[("1.0", CP313)] == "pending"
+    assert job_of(s, "foo", "1.0", CP311) != job
     assert s.execute(text("SELECT count(*) FROM builds")).scalar() == 0
     assert s.execute(text("SELECT job_id FROM builders WHERE id = :b"), {"b": b}).scalar() is None
     assert "removed foo 1.0" in out.summary and "built again" in out.summary
     # the builder that still holds the old job may neither claim nor report it
     assert not store.claim(s, {"builder_id": b, "job_id": job, "redelivered": True})[0]
     assert store.record_result(s, result(b, job, files=[WHEEL]))["build_id"] is None
-    assert states(s)[("2.0", "cp311")] == "pending"  # other versions untouched
+    assert states(s)[("2.0", CP311)] == "pending"  # other versions untouched
 
 
 def test_remove_with_skip_never_builds_it_again(s):
-    build(s, "foo", "1.0", "cp311")
+    build(s, "foo", "1.0", CP311)
     out = actions.remove(s, "foo", "1.0", skip=True)
     assert out.skip == actions.DEFAULT_SKIP_REASON and out.queued == []
-    assert ("1.0", "cp311") not in states(s)
+    assert ("1.0", CP311) not in states(s)
     assert store.skip_reason(s, "foo", "1.0") == actions.DEFAULT_SKIP_REASON
     # an ABI enabled later does not queue it either
-    store.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie"), ("cp312", "bookworm")])
-    assert ("1.0", "cp312") not in states(s) and ("2.0", "cp312") in states(s)
+    store.sync_abis(s, [(CP311, "bookworm"), (CP313, "trixie"), (CP312, "bookworm")])
+    assert ("1.0", CP312) not in states(s) and ("2.0", CP312) in states(s)
     with pytest.raises(actions.BadRequest, match="skipped"):
         actions.rebuild(s, "foo", "1.0")
     out = actions.unskip(s, "foo", "1.0")
-    assert sorted(map(tuple, out.queued)) == [("1.0", "cp311"), ("1.0", "cp312"),
-                                              ("1.0", "cp313")]
+    assert sorted(map(tuple, out.queued)) == [("1.0", CP311), ("1.0", CP312),
+                                              ("1.0", CP313)]
 
 
 def test_remove_package_with_skip_stops_future_versions_until_a_new_life(s):
@@ -110,20 +115,20 @@ def test_remove_package_with_skip_stops_future_versions_until_a_new_life(s):
     # upstream removes the project and someone registers it again: a new life, not skipped
     feed(s, [["Foo", None, T0 + 200, "remove project", 2002]]
          + release_rows("fOO", "1.0", serial=3000, t=T0 + 300))
-    assert set(states(s)) == {("1.0", "cp311"), ("1.0", "cp313")}
+    assert set(states(s)) == {("1.0", CP311), ("1.0", CP313)}
     assert store.skip_reason(s, "foo") is None
 
 
 def test_skip_keeps_what_is_built_and_drops_the_rest(s):
-    build(s, "foo", "1.0", "cp311", files=("foo-1.0-cp311-cp311-linux_armv7l.whl",))
-    b = hello(s, "pi13", "cp313")
-    building = job_of(s, "foo", "1.0", "cp313")
+    build(s, "foo", "1.0", CP311, files=("foo-1.0-cp311-cp311-linux_armv7l.whl",))
+    b = hello(s, "pi13", CP313)
+    building = job_of(s, "foo", "1.0", CP313)
     assert store.claim(s, {"builder_id": b, "job_id": building, "redelivered": False})[0]
     out = actions.skip(s, "foo", reason="takes 9 hours")
     assert building in out.revoked_jobs and out.files == []
-    assert states(s) == {("1.0", "cp311"): "built"}
-    assert sorted(map(tuple, out.dropped)) == [("1.0", "cp313"), ("2.0", "cp311"),
-                                               ("2.0", "cp313")]
+    assert states(s) == {("1.0", CP311): "built"}
+    assert sorted(map(tuple, out.dropped)) == [("1.0", CP313), ("2.0", CP311),
+                                               ("2.0", CP313)]
     with pytest.raises(actions.BadRequest, match="unskip the package"):
         actions.unskip(s, "foo", "2.0")
     assert len(actions.unskip(s, "foo").queued) == 3
@@ -132,14 +137,14 @@ def test_skip_keeps_what_is_built_and_drops_the_rest(s):
 
 
 def test_rebuild_of_one_abi_takes_the_abis_its_pure_wheel_settled(s):
-    _, job = build(s, "foo", "1.0", "cp311")
-    build(s, "foo", "2.0", "cp311", files=("foo-2.0-cp311-cp311-linux_armv7l.whl",))
-    build(s, "foo", "2.0", "cp313", files=("foo-2.0-cp313-cp313-linux_armv7l.whl",),
+    _, job = build(s, "foo", "1.0", CP311)
+    build(s, "foo", "2.0", CP311, files=("foo-2.0-cp311-cp311-linux_armv7l.whl",))
+    build(s, "foo", "2.0", CP313, files=("foo-2.0-cp313-cp313-linux_armv7l.whl",),
           label="pi13")
-    out = actions.rebuild(s, "foo", abi="cp311")
+    out = actions.rebuild(s, "foo", abi=CP311)
     assert out.files == [WHEEL, "foo-2.0-cp311-cp311-linux_armv7l.whl"]
-    assert states(s) == {("1.0", "cp311"): "pending", ("1.0", "cp313"): "pending",
-                         ("2.0", "cp311"): "pending", ("2.0", "cp313"): "built"}
+    assert states(s) == {("1.0", CP311): "pending", ("1.0", CP313): "pending",
+                         ("2.0", CP311): "pending", ("2.0", CP313): "built"}
     assert out.builds_forgotten == 0  # the history of builds stays
     assert s.execute(text("SELECT count(*) FROM builds")).scalar() == 3
     with pytest.raises(actions.BadRequest, match="ABI"):
@@ -147,13 +152,14 @@ def test_rebuild_of_one_abi_takes_the_abis_its_pure_wheel_settled(s):
 
 
 def test_failed_builds_are_retried_by_rebuild_and_add_fills_gaps(s):
-    build(s, "foo", "2.0", "cp311", files=(), status="failed")
-    assert states(s)[("2.0", "cp311")] == "failed"
+    build(s, "foo", "2.0", CP311, files=(), status="failed")
+    assert states(s)[("2.0", CP311)] == "failed"
     assert actions.add(s, "foo", "2.0").queued == []  # add fills gaps; it does not retry
-    assert [tuple(q) for q in actions.rebuild(s, "foo", "2.0", "cp311").queued] == [
-        ("2.0", "cp311")]
-    s.execute(text("DELETE FROM build_targets WHERE version = '1.0' AND abi = 'cp313'"))
-    assert [tuple(q) for q in actions.add(s, "foo").queued] == [("1.0", "cp313")]
+    assert [tuple(q) for q in actions.rebuild(s, "foo", "2.0", CP311).queued] == [
+        ("2.0", CP311)]
+    s.execute(text("DELETE FROM build_targets WHERE version = '1.0' AND abi = :a"),
+              {"a": CP313})
+    assert [tuple(q) for q in actions.add(s, "foo").queued] == [("1.0", CP313)]
     assert "nothing to add" in actions.add(s, "foo").summary
 
 

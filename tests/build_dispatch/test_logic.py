@@ -84,15 +84,44 @@ def test_newer_releases_never_get_a_lower_priority(released, other):
         > logic.priority(now - 400 * 86400, now)
 
 
-def test_pure_wheel_satisfies_abis_of_its_python():
-    abis = ["cp39", "cp311", "cp313"]
-    assert logic.pure_wheel_abis("foo-1.0-py3-none-any.whl", abis) == abis
-    assert logic.pure_wheel_abis("foo-1.0-py2.py3-none-any.whl", abis) == abis
-    assert logic.pure_wheel_abis("foo-1.0-py312-none-any.whl", abis) == ["cp313"]
-    assert logic.pure_wheel_abis("foo-1.0-cp311-none-any.whl", abis) == ["cp311"]
-    assert logic.pure_wheel_abis("foo-1.0-cp311-cp311-linux_armv7l.whl", abis) == []
-    assert logic.pure_wheel_abis("foo-1.0-py2-none-any.whl", abis) == []
-    assert logic.pure_wheel_abis("not a wheel", abis) == []
+def test_pure_wheel_satisfies_targets_of_its_python_on_every_platform():
+    targets = ["cp39-linux_armv7l", "cp311-linux_armv7l", "cp311-linux_aarch64",
+               "cp313-linux_aarch64"]
+    pure = logic.pure_wheel_targets
+    assert pure("foo-1.0-py3-none-any.whl", targets) == targets
+    assert pure("foo-1.0-py2.py3-none-any.whl", targets) == targets
+    assert pure("foo-1.0-py312-none-any.whl", targets) == ["cp313-linux_aarch64"]
+    assert pure("foo-1.0-cp311-none-any.whl", targets) == ["cp311-linux_armv7l",
+                                                           "cp311-linux_aarch64"]
+    # a platform wheel settles only the job it was built for, never another target
+    assert pure("foo-1.0-cp311-cp311-linux_armv7l.whl", targets) == []
+    assert pure("foo-1.0-py3-none-linux_armv7l.whl", targets) == []
+    assert pure("foo-1.0-py2-none-any.whl", targets) == []
+    assert pure("not a wheel", targets) == []
+
+
+def test_build_abis_setting_names_abi_platform_and_distro():
+    parse = logic.parse_targets
+    assert parse("cp311:linux_armv7l:bookworm, cp311:linux_aarch64:bookworm,"
+                 "cp313:linux_aarch64:trixie", "linux_x86_64") == [
+        ("cp311-linux_armv7l", "bookworm"), ("cp311-linux_aarch64", "bookworm"),
+        ("cp313-linux_aarch64", "trixie")]
+    # "host": this machine's platform (the demo and the tests build locally)
+    assert parse(["cp311:host:bookworm"], "linux_x86_64") == [
+        ("cp311-linux_x86_64", "bookworm")]
+    assert parse("", "linux_x86_64") == parse(None, "linux_x86_64") == []
+    assert parse("cp311:linux_armv7l:bookworm,cp311:linux_armv7l:bookworm", "x") == [
+        ("cp311-linux_armv7l", "bookworm")]
+    # the old abi:distro form says nothing of the platform: refused, naming the new form
+    with pytest.raises(ValueError, match="'cp311:bookworm' is not abi:platform:distro, e.g. "
+                                         "cp311:linux_armv7l:bookworm"):
+        parse("cp311:bookworm", "linux_x86_64")
+    for bad, what in (("../etc:linux_armv7l:bookworm", "not an ABI tag"),
+                      ("cp311:linux-armv7l:bookworm", "not a platform tag"),
+                      ("cp311:any:bookworm", "not a platform tag"),
+                      ("cp311::bookworm", "not abi:platform:distro")):
+        with pytest.raises(ValueError, match=f"BUILD_ABIS: .*{what}"):
+            parse(bad, "linux_x86_64")
 
 
 def test_claims():
@@ -113,11 +142,13 @@ def test_claims():
 
 @pytest.mark.parametrize(("spec", "abi", "excluded"), [
     (None, "cp311", False), ("", "cp311", False), (">=3.8", "cp311", False),
-    (">=3.99", "cp311", True), ("<3.11", "cp311", True), ("~=3.12.0", "cp313", True),
+    (">=3.99", "cp311", True), ("<3.11", "cp311-linux_armv7l", True),
+    ("~=3.12.0", "cp313-linux_aarch64", True),
     ("==3.11.*", "cp311", False), ("not a specifier", "cp311", False),
 ])
 def test_requires_python_excludes_the_abis_python(spec, abi, excluded):
     reason = logic.python_excluded(spec, abi)
     assert bool(reason) is excluded
     if excluded:
-        assert spec in reason and abi[2] + "." + abi[3:] in reason
+        tag = abi.partition("-")[0]
+        assert spec in reason and f"Python {tag[2]}.{tag[3:]}" in reason

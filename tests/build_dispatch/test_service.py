@@ -16,6 +16,11 @@ from piw_services import outbox
 from piw_services.build_dispatch.service import BuildDispatchService
 from tests.conftest import wait_for
 
+#: Issue 7's targets: cp311 for 32- and 64-bit Bookworm, cp313 for 64-bit Trixie.
+TARGETS = [("cp311", "linux_armv7l", "bookworm"), ("cp311", "linux_aarch64", "bookworm"),
+           ("cp313", "linux_aarch64", "trixie")]
+ARMV7, AARCH64, CP313 = (f"{abi}-{platform}" for abi, platform, _ in TARGETS)
+
 
 class Builder:
     """The builder's side of the protocol, just enough for the master's tests."""
@@ -50,9 +55,9 @@ class Builder:
                 pass
         return self.answers.pop(cid)
 
-    def get_job(self, abi, timeout=15):
-        queue = Queue(protocol.job_queue(abi), no_declare=True)(self.channel)
-        msg = wait_for(lambda: queue.get(no_ack=False), timeout, what=f"a job on {abi}")
+    def get_job(self, target, timeout=15):
+        queue = Queue(protocol.job_queue(target), no_declare=True)(self.channel)
+        msg = wait_for(lambda: queue.get(no_ack=False), timeout, what=f"a job on {target}")
         return msg
 
     def close(self):
@@ -61,7 +66,8 @@ class Builder:
 
 @pytest.fixture
 def dispatch(container_factory, rabbit_config, db, db_url):
-    config = dict(rabbit_config, DB_URL=db_url, BUILD_ABIS="cp311:bookworm,cp313:trixie",
+    config = dict(rabbit_config, DB_URL=db_url, BUILD_ABIS=",".join(
+        f"{abi}:{platform}:{distro}" for abi, platform, distro in TARGETS),
                   BUILDER_SILENCE_LIMIT=2)
     container = container_factory(BuildDispatchService, config)
     container.start()
@@ -81,9 +87,10 @@ def version_added(package, version, released=None):
             "unbuildable_reason": None, "yanked": False, "yanked_reason": None}
 
 
-def hello(builder, label="pi1", abi="cp311"):
+def hello(builder, label="pi1", target=ARMV7):
+    abi, platform = protocol.split_target(target)
     answer = builder.ask(protocol.hello(label, abi, {
-        "platform": "linux_armv7l", "preinstalled": [], "python": "3.11.2"}))
+        "platform": platform, "preinstalled": [], "python": "3.11.2"}))
     assert answer["ok"], answer
     return answer["builder_id"]
 
@@ -92,9 +99,10 @@ def test_job_claim_result_round_trip(dispatch, db):
     builder_id = hello(dispatch)
     emit(db, [version_added("foo", "1.0"),
               version_added("old", "0.1", released=int(time.time()) - 400 * 86400)])
-    message = dispatch.get_job("cp311")
+    message = dispatch.get_job(ARMV7)
     job = protocol.check_job(message.payload)
     assert job["package"] == "foo"  # new releases first
+    assert (job["target"], job["abi"], job["platform"]) == (ARMV7, "cp311", "linux_armv7l")
     assert message.properties["priority"] == 9
     assert message.properties["delivery_mode"] == 2
     answer = dispatch.ask(protocol.claim(builder_id, job["job_id"], False))
@@ -105,19 +113,20 @@ def test_job_claim_result_round_trip(dispatch, db):
             "unresolved": []}
     answer = dispatch.ask(protocol.result(builder_id, job["job_id"], "success", 2.0, log,
                                           [info], []))
-    assert answer["ok"] and answer["satisfied"] == ["cp313"], answer
+    # a pure wheel settles every target of its Python tag, whatever the platform
+    assert answer["ok"] and answer["satisfied"] == [AARCH64, CP313], answer
     message.ack()
     with db() as s:
         row = s.execute(text("SELECT status, duration, log_gz, files FROM builds")).one()
     assert row[0] == "success" and gzip.decompress(row[2]) == b"built"
     # the pure wheel made cp313's job for the same version a cheap drop
-    other = protocol.check_job(dispatch.get_job("cp313").payload)
+    other = protocol.check_job(dispatch.get_job(CP313).payload)
     while other["package"] != "foo":
-        other = protocol.check_job(dispatch.get_job("cp313").payload)
-    b2 = hello(dispatch, "pi2", "cp313")
+        other = protocol.check_job(dispatch.get_job(CP313).payload)
+    b2 = hello(dispatch, "pi2", CP313)
     answer = dispatch.ask(protocol.claim(b2, other["job_id"], False))
     assert answer == {"ok": True, "build": False,
-                      "reason": "already built (pure wheel built for cp311)"}
+                      "reason": f"already built (pure wheel built for {ARMV7})"}
 
 
 def test_garbage_and_strangers_get_clear_refusals(dispatch, db):
@@ -132,7 +141,7 @@ def test_garbage_and_strangers_get_clear_refusals(dispatch, db):
     # someone else's job result changes nothing
     b1, b2 = hello(dispatch, "pi1"), hello(dispatch, "pi2")
     emit(db, [version_added("foo", "1.0")])
-    job = protocol.check_job(dispatch.get_job("cp311").payload)
+    job = protocol.check_job(dispatch.get_job(ARMV7).payload)
     assert dispatch.ask(protocol.claim(b1, job["job_id"], False))["build"]
     answer = dispatch.ask(protocol.result(b2, job["job_id"], "success", 1.0, "", [], []))
     assert answer["ok"] is False and answer["job_lost"]
@@ -155,3 +164,58 @@ def test_heartbeats_keep_a_builder_alive_and_silence_marks_it_gone(dispatch, db)
     dispatch.send(protocol.heartbeat(builder_id, "pi1", readings, None), protocol.STATUS)
     wait_for(lambda: state()[0] == "alive", 10, what="builder back")
     assert json.dumps(state()[1])
+
+
+def drain(builder, target):
+    """Every job waiting on the target's queue (acked)."""
+    queue = Queue(protocol.job_queue(target), no_declare=True)(builder.channel)
+    jobs = []
+    while (message := queue.get(no_ack=True)) is not None:
+        jobs.append(protocol.check_job(message.payload))
+    return jobs
+
+
+def test_each_target_queue_gets_only_its_jobs_and_a_platform_wheel_settles_only_its_own(
+        dispatch, db):
+    """Three targets (issue 7): each queue holds its own jobs; an aarch64 builder cannot claim
+    an armv7l job; an armv7l wheel settles only the armv7l target, and a result naming an
+    aarch64 wheel for an armv7l job is refused."""
+    emit(db, [version_added("foo", "1.0"), version_added("bar", "2.0")])
+
+    def queued():
+        with db() as s:
+            return s.execute(text("SELECT abi, count(*) FROM build_targets "
+                                  "WHERE state = 'queued' GROUP BY abi ORDER BY abi")).all()
+
+    wait_for(lambda: queued() == [(AARCH64, 2), (ARMV7, 2), (CP313, 2)], 15,
+             what="two jobs queued per target")
+    for target in (ARMV7, AARCH64, CP313):
+        jobs = wait_for(lambda t=target: drain(dispatch, t), 15, what=f"jobs on {target}")
+        jobs += drain(dispatch, target)
+        assert sorted((j["target"], j["package"]) for j in jobs) == [
+            (target, "bar"), (target, "foo")]
+    armv7, aarch64 = hello(dispatch, "pi32", ARMV7), hello(dispatch, "pi64", AARCH64)
+    with db() as s:
+        foo = {t: s.execute(text("SELECT job_id FROM build_targets WHERE package = 'foo' "
+                                 "AND abi = :a"), {"a": t}).scalar_one()
+               for t in (ARMV7, AARCH64, CP313)}
+    answer = dispatch.ask(protocol.claim(aarch64, foo[ARMV7], False))
+    assert answer == {"ok": True, "build": False,
+                      "reason": f"job is for {ARMV7}, builder {aarch64} builds {AARCH64}"}
+    assert dispatch.ask(protocol.claim(armv7, foo[ARMV7], False))["build"]
+
+    def info(filename):
+        return {"filename": filename, "size": 5, "sha256": "b" * 64, "requires_python": None,
+                "requires_dist": [], "apt_depends": [], "unresolved": []}
+
+    wrong = dispatch.ask(protocol.result(armv7, foo[ARMV7], "success", 1.0, "",
+                                         [info("foo-1.0-cp311-cp311-linux_aarch64.whl")], []))
+    assert wrong["ok"] is False and not wrong["retry"]
+    assert "built for linux_aarch64, but its job is for linux_armv7l" in wrong["error"]
+    answer = dispatch.ask(protocol.result(armv7, foo[ARMV7], "success", 1.0, "",
+                                          [info("foo-1.0-cp311-cp311-linux_armv7l.whl")], []))
+    assert answer["ok"] and answer["satisfied"] == [], answer
+    with db() as s:
+        assert dict(s.execute(text("SELECT abi, state FROM build_targets "
+                                   "WHERE package = 'foo'")).all()) == {
+            ARMV7: "built", AARCH64: "queued", CP313: "queued"}

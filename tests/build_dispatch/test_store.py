@@ -10,6 +10,8 @@ from builders import protocol
 from piw_services.build_dispatch import logic, store
 
 NOW = 1_800_000_000
+#: build targets (ABI on a platform), as build_dispatch keys them
+CP311, CP313, CP39 = "cp311-linux_armv7l", "cp313-linux_armv7l", "cp39-linux_armv7l"
 
 
 def added(package, version, buildable=True, released=NOW - 60):
@@ -28,14 +30,15 @@ def targets(s, package=None):
 @pytest.fixture
 def session(db):
     with db() as s, s.begin():
-        store.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")], now=NOW)
+        store.sync_abis(s, [(CP311, "bookworm"), (CP313, "trixie")], now=NOW)
     with db() as s:
         yield s
 
 
-def hello(s, label="pi1", abi="cp311"):
+def hello(s, label="pi1", target=CP311):
+    abi, platform = protocol.split_target(target)
     return store.hello(s, protocol.check_hello(protocol.hello(
-        label, abi, {"platform": "linux_armv7l", "preinstalled": ["libc6"]})))
+        label, abi, {"platform": platform, "preinstalled": ["libc6"]})))
 
 
 def result(builder_id, job_id, status="success", files=(), not_uploaded=()):
@@ -56,8 +59,8 @@ def test_buildable_versions_get_a_target_per_abi(session):
     n = store.apply_events(session, [added("foo", "1.0"), added("bar", "1.0", buildable=False),
                                      {"type": "package_added", "package": "foo"}], now=NOW)
     assert n == 2
-    assert targets(session) == [("foo", "1.0", "cp311", "pending", None),
-                                ("foo", "1.0", "cp313", "pending", None)]
+    assert targets(session) == [("foo", "1.0", CP311, "pending", None),
+                                ("foo", "1.0", CP313, "pending", None)]
     # the same batch again (a redelivery that slipped past the mark) adds nothing
     assert store.apply_events(session, [added("foo", "1.0")], now=NOW) == 2
     assert len(targets(session)) == 2
@@ -72,7 +75,7 @@ def test_buildable_versions_get_a_target_per_abi(session):
 def test_removals_forget_targets_and_builds(session):
     store.apply_events(session, [added("foo", "1.0"), added("foo", "2.0")], now=NOW)
     b = hello(session)
-    job = job_of(session, "foo", "1.0", "cp311")
+    job = job_of(session, "foo", "1.0", CP311)
     assert store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})[0]
     store.record_result(session, result(b, job, files=["foo-1.0-cp311-cp311-linux_armv7l.whl"]))
     store.apply_events(session, [{"type": "version_removed", "package": "foo",
@@ -90,33 +93,33 @@ def test_removals_forget_targets_and_builds(session):
 def test_losing_the_last_source_file_keeps_what_was_built(session):
     store.apply_events(session, [added("foo", "1.0")], now=NOW)
     b = hello(session)
-    job = job_of(session, "foo", "1.0", "cp311")
+    job = job_of(session, "foo", "1.0", CP311)
     store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
     store.record_result(session, result(b, job, files=["foo-1.0-cp311-cp311-linux_armv7l.whl"]))
     store.apply_events(session, [{"type": "version_buildable", "package": "foo",
                                   "version": "1.0", "buildable": False}], now=NOW)
-    assert targets(session) == [("foo", "1.0", "cp311", "built", None)]
+    assert targets(session) == [("foo", "1.0", CP311, "built", None)]
 
 
 def test_pure_wheel_satisfies_the_other_abi(session):
     store.apply_events(session, [added("foo", "1.0")], now=NOW)
     b = hello(session)
-    job = job_of(session, "foo", "1.0", "cp311")
-    other = job_of(session, "foo", "1.0", "cp313")
+    job = job_of(session, "foo", "1.0", CP311)
+    other = job_of(session, "foo", "1.0", CP313)
     store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
     out = store.record_result(session, result(b, job, files=["foo-1.0-py3-none-any.whl"]))
-    assert out["satisfied"] == ["cp313"]
-    assert targets(session) == [("foo", "1.0", "cp311", "built", None),
-                                ("foo", "1.0", "cp313", "built", "pure wheel built for cp311")]
-    b2 = hello(session, "pi2", "cp313")
+    assert out["satisfied"] == [CP313]
+    assert targets(session) == [("foo", "1.0", CP311, "built", None),
+                                ("foo", "1.0", CP313, "built", f"pure wheel built for {CP311}")]
+    b2 = hello(session, "pi2", CP313)
     assert store.claim(session, {"builder_id": b2, "job_id": other, "redelivered": False}) == (
-        False, "already built (pure wheel built for cp311)")
+        False, "already built (pure wheel built for cp311-linux_armv7l)")
 
 
 def test_results_are_recorded_once_and_only_from_the_holder(session):
     store.apply_events(session, [added("foo", "1.0")], now=NOW)
     b1, b2 = hello(session, "pi1"), hello(session, "pi2")
-    job = job_of(session, "foo", "1.0", "cp311")
+    job = job_of(session, "foo", "1.0", CP311)
     assert store.claim(session, {"builder_id": b1, "job_id": job, "redelivered": False})[0]
     # a duplicate job message is not built twice; a redelivery is taken over
     assert not store.claim(session, {"builder_id": b2, "job_id": job, "redelivered": False})[0]
@@ -135,10 +138,10 @@ def test_results_are_recorded_once_and_only_from_the_holder(session):
 
 def test_wrong_abi_and_unknown_builder_are_refused(session):
     store.apply_events(session, [added("foo", "1.0")], now=NOW)
-    b = hello(session, "pi3", "cp313")
-    job = job_of(session, "foo", "1.0", "cp311")
+    b = hello(session, "pi3", CP313)
+    job = job_of(session, "foo", "1.0", CP311)
     assert store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False}) == (
-        False, f"job is for ABI cp311, builder {b} builds cp313")
+        False, f"job is for {CP311}, builder {b} builds {CP313}")
     assert store.claim(session, {"builder_id": 999, "job_id": job, "redelivered": False})[1] \
         == "unknown builder 999: say hello first"
 
@@ -146,21 +149,21 @@ def test_wrong_abi_and_unknown_builder_are_refused(session):
 def test_upstream_served_wheel_is_recorded_not_published(session):
     store.apply_events(session, [added("foo", "1.0")], now=NOW)
     b = hello(session)
-    job = job_of(session, "foo", "1.0", "cp311")
+    job = job_of(session, "foo", "1.0", CP311)
     store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
     store.record_result(session, result(b, job, not_uploaded=["foo-1.0-py3-none-any.whl"]))
     assert targets(session) == [
-        ("foo", "1.0", "cp311", "built", "upstream serves foo-1.0-py3-none-any.whl"),
-        ("foo", "1.0", "cp313", "built", "pure wheel built for cp311")]
+        ("foo", "1.0", CP311, "built", "upstream serves foo-1.0-py3-none-any.whl"),
+        ("foo", "1.0", CP313, "built", "pure wheel built for cp311-linux_armv7l")]
 
 
 def test_a_new_abi_queues_every_buildable_version(session):
     store.apply_events(session, [added("foo", "1.0"), added("bar", "2.0")], now=NOW)
-    new = store.sync_abis(session, [("cp311", "bookworm"), ("cp39", "bullseye")], now=NOW)
-    assert new == ["cp39"]
-    assert store.enabled_abis(session) == ["cp311", "cp39"]
-    assert sorted(t[:3] for t in targets(session) if t[2] == "cp39") == [
-        ("bar", "2.0", "cp39"), ("foo", "1.0", "cp39")]
+    new = store.sync_abis(session, [(CP311, "bookworm"), (CP39, "bullseye")], now=NOW)
+    assert new == [CP39]
+    assert store.enabled_abis(session) == [CP311, CP39]
+    assert sorted(t[:3] for t in targets(session) if t[2] == CP39) == [
+        ("bar", "2.0", CP39), ("foo", "1.0", CP39)]
 
 
 def test_pending_jobs_carry_upstream_wheels_and_new_releases_come_first(session):
@@ -170,15 +173,15 @@ def test_pending_jobs_carry_upstream_wheels_and_new_releases_come_first(session)
         "('foo', '1.0', 'foo-1.0.tar.gz', 'source', 1, 0)"))
     store.apply_events(session, [added("old", "1.0", released=NOW - 400 * 86400),
                                  added("foo", "1.0")], now=NOW)
-    jobs = store.take_pending(session, "cp311", 1)
-    assert [(j["body"]["package"], j["abi"]) for j in jobs] == [("foo", "cp311")]
+    jobs = store.take_pending(session, CP311, 1)
+    assert [(j["body"]["package"], j["target"]) for j in jobs] == [("foo", CP311)]
     assert jobs[0]["body"]["upstream_files"] == ["foo-1.0-py3-none-any.whl"]
-    jobs += store.take_pending(session, "cp311", 10)
+    jobs += store.take_pending(session, CP311, 10)
     assert [j["body"]["package"] for j in jobs] == ["foo", "old"]
     assert jobs[0]["priority"] > jobs[-1]["priority"]
     assert all(protocol.check_job(j["body"]) for j in jobs)
-    assert {t[3] for t in targets(session) if t[2] == "cp311"} == {"queued"}
-    assert {t[3] for t in targets(session) if t[2] == "cp313"} == {"pending"}
+    assert {t[3] for t in targets(session) if t[2] == CP311} == {"queued"}
+    assert {t[3] for t in targets(session) if t[2] == CP313} == {"pending"}
 
 
 def test_builders_registry(session):
@@ -189,13 +192,6 @@ def test_builders_registry(session):
     session.execute(text("UPDATE builders SET last_seen = now() - interval '2 minutes'"))
     assert store.mark_gone(session, 60) == ["pi1"]
     assert store.status(session)["builders"][0]["state"] == "gone"
-
-
-def test_bad_abi_setting_is_named():
-    assert store.parse_abis("cp311:bookworm, cp313:trixie") == [
-        ("cp311", "bookworm"), ("cp313", "trixie")]
-    with pytest.raises(ValueError, match="BUILD_ABIS: not an ABI tag"):
-        store.parse_abis("cp311:bookworm,../etc")
 
 
 def test_priority_in_sql_equals_priority_in_python(session):
@@ -215,14 +211,14 @@ def test_an_abi_enabled_while_a_batch_is_applied_still_gets_its_versions(db):
 
     ensure_green_psycopg()  # a blocked lock wait must let the other session run
     with db() as s, s.begin():
-        store.sync_abis(s, [("cp311", "bookworm")], now=NOW)
+        store.sync_abis(s, [(CP311, "bookworm")], now=NOW)
     batch = db()
     batch.begin()
     store.apply_events(batch, [added("foo", "1.0")], now=NOW)  # not committed yet
 
     def enable_cp313():
         with db() as s, s.begin():
-            store.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")], now=NOW)
+            store.sync_abis(s, [(CP311, "bookworm"), (CP313, "trixie")], now=NOW)
 
     sync = eventlet.spawn(enable_cp313)
     eventlet.sleep(0.5)  # the sync now waits for the batch's lock
@@ -230,7 +226,7 @@ def test_an_abi_enabled_while_a_batch_is_applied_still_gets_its_versions(db):
     batch.close()
     sync.wait()
     with db() as s:
-        assert [t[2] for t in targets(s)] == ["cp311", "cp313"]
+        assert [t[2] for t in targets(s)] == [CP311, CP313]
 
 
 def test_a_job_whose_requires_python_excludes_its_abi_is_skipped_at_claim(session):
@@ -239,7 +235,7 @@ def test_a_job_whose_requires_python_excludes_its_abi_is_skipped_at_claim(sessio
         "INSERT INTO versions (package, version, created_k, deleted_k, release_k, yank_k, "
         "yanked, requires_python) VALUES ('newpy', '2.0', 1, 0, 1, 0, false, '>=3.99')"))
     b = hello(session)
-    job = job_of(session, "newpy", "2.0", "cp311")
+    job = job_of(session, "newpy", "2.0", CP311)
     build, reason = store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
     assert not build and reason == "Requires-Python >=3.99 excludes Python 3.11"
-    assert ("newpy", "2.0", "cp311", "skipped", reason) in targets(session, "newpy")
+    assert ("newpy", "2.0", CP311, "skipped", reason) in targets(session, "newpy")

@@ -103,7 +103,7 @@ def settings(tmp_path):
 
 
 def test_a_name_pip_must_not_see_fails_without_running_pip(settings, tmp_path):
-    job = protocol.job("j1", "--index-url=http://evil/", "1.0", "cp311", [])
+    job = protocol.job("j1", "--index-url=http://evil/", "1.0", "cp311-linux_armv7l", [])
     outcome = build_and_inspect(settings, job, tmp_path / "out", threading.Event())
     assert outcome.status == "failed" and outcome.wheels == []
     assert "refusing to build: not a valid project name" in outcome.log
@@ -112,8 +112,8 @@ def test_a_name_pip_must_not_see_fails_without_running_pip(settings, tmp_path):
 def test_a_build_cancelled_before_it_starts(settings, tmp_path):
     cancel = threading.Event()
     cancel.set()
-    outcome = build_and_inspect(settings, protocol.job("j1", "demo", "1.0", "cp311", []),
-                                tmp_path / "out", cancel)
+    job = protocol.job("j1", "demo", "1.0", "cp311-linux_armv7l", [])
+    outcome = build_and_inspect(settings, job, tmp_path / "out", cancel)
     assert outcome.status == "cancelled" and outcome.wheels == []
 
 

@@ -35,13 +35,16 @@ NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
 
 VHOST = "piw"
+#: The compose builder's build target (a 64-bit ARM Docker host running the image's cp311).
+BUILDER1_TARGET = "cp311-linux_aarch64"
 #: (user, password variable, tags, permissions, topic permission) of the definitions.
 USERS = [
     ("piw-master", "PIW_MASTER_PASSWORD", "administrator",
      {"configure": ".*", "write": ".*", "read": ".*"}, None),
     ("piw-operator", "PIW_OPERATOR_PASSWORD", "",
      rabbit_users.operator_permissions(), rabbit_users.operator_topic_permissions()),
-    ("builder1", "PIW_BUILDER_PASSWORD", "", protocol.builder_permissions("cp311"), None),
+    ("builder1", "PIW_BUILDER_PASSWORD", "", protocol.builder_permissions(BUILDER1_TARGET),
+     None),
 ]
 SECRETS = {"PIW_MASTER_PASSWORD", "PIW_OPERATOR_PASSWORD", "PIW_BUILDER_PASSWORD",
            "PIW_DB_PASSWORD", "PIW_STATS_SALT"}
@@ -274,10 +277,10 @@ def test_builders_cannot_reach_nameko_rpc():
     for perms in builders:
         for key in ("configure", "write", "read"):
             for name in ("nameko-rpc", "rpc-admin", "rpc-build_dispatch", "web.events",
-                         "piw.builds.cp313"):
+                         "piw.builds.cp313-linux_aarch64", "piw.builds.cp311-linux_armv7l"):
                 assert not re.search(perms[key], name), (key, name)
         assert re.search(perms["write"], protocol.EXCHANGE)
-        assert re.search(perms["read"], protocol.job_queue("cp311"))
+        assert re.search(perms["read"], protocol.job_queue(BUILDER1_TARGET))
     operator = next(p for p in definitions["topic_permissions"] if p["user"] == "piw-operator")
     assert re.search(operator["write"], "admin.remove")
     assert not re.search(operator["write"], "build_dispatch.status")
@@ -353,7 +356,9 @@ def test_rabbitmq_imports_the_definitions_and_enforces_them(imported):
 
     rpc = Exchange("nameko-rpc", type="topic", durable=True)
     builders = Exchange(protocol.EXCHANGE, type="direct", durable=True)
-    jobs = Queue(protocol.job_queue("cp311"), builders, routing_key="cp311", durable=True)
+    jobs = Queue(protocol.job_queue(BUILDER1_TARGET), builders, routing_key=BUILDER1_TARGET,
+                 durable=True)
+    armv7 = Queue(protocol.job_queue("cp311-linux_armv7l"), durable=True)
 
     def publish(uri, exchange, routing_key):
         with Connection(uri, transport_options={"confirm_publish": True}) as conn:
@@ -365,13 +370,18 @@ def test_rabbitmq_imports_the_definitions_and_enforces_them(imported):
         channel = conn.channel()
         rpc(channel).declare()
         jobs(channel).declare()
+        armv7(channel).declare()
         Queue("rpc-admin", rpc, routing_key="admin.*")(channel).declare()
     publish(imported["piw-master"], rpc, "build_dispatch.status")
 
-    # a builder: its exchange and its ABI's queue; nothing of nameko's RPC
-    publish(imported["builder1"], builders, "cp311")
+    # a builder: its exchange and its target's queue; not another target's, nothing of
+    # nameko's RPC
+    publish(imported["builder1"], builders, BUILDER1_TARGET)
     with Connection(imported["builder1"]) as conn:
         assert conn.channel().basic_get(jobs.name) is not None
+    with Connection(imported["builder1"]) as conn, pytest.raises(AccessRefused,
+                                                                  match="cp311-linux_armv7l"):
+        conn.channel().basic_get(armv7.name)
     with pytest.raises(AccessRefused, match="nameko-rpc"):
         publish(imported["builder1"], rpc, "admin.status")
     with Connection(imported["builder1"]) as conn, pytest.raises(AccessRefused, match="rpc-"):
@@ -388,7 +398,7 @@ def test_rabbitmq_imports_the_definitions_and_enforces_them(imported):
                                                                       match="rpc-admin"):
         conn.channel().basic_get("rpc-admin")
     with pytest.raises(AccessRefused, match="piw.builders"):
-        publish(imported["piw-operator"], builders, "cp311")
+        publish(imported["piw-operator"], builders, BUILDER1_TARGET)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
         web = "http://" + piw_env["PIW_WEB_ADDRESS"]
         env = piw_env  # what every process of the system runs with
 
-        def start(self, events, abis="cp311:bookworm", without=(), **env):
+        def start(self, events, abis="cp311:host:bookworm", without=(), **env):
             """Upstream and the master; services named in *without* are left to the test
             (``self.service(name)`` starts one in a process of its own)."""
             self.upstream = fake_pypi(events, packages=upstream_packages)

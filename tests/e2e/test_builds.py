@@ -13,9 +13,15 @@ import pytest
 from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange
 
+from builders import protocol, sysinfo
 from piw_services.cli import builder_user as builder_user_cli
 from tests.conftest import wait_for
 from tests.e2e.conftest import builds, files, release, sha256, store_files
+
+#: The local builder's target: this interpreter's ABI on this host's platform (the tests'
+#: BUILD_ABIS say "host" for it).
+PLATFORM = sysinfo.platform_tag()
+HOST_TARGET = protocol.target_key(sysinfo.abi_tag(), PLATFORM)
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +47,7 @@ def builder_user(piw_env, monkeypatch, capsys):
     the AMQP_URI it prints."""
     name = f"piw-test-builder-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("PIW_AMQP_URI", piw_env["PIW_AMQP_URI"])
-    assert builder_user_cli.main([name, "--abi", "cp311"]) == 0
+    assert builder_user_cli.main([name, "--target", HOST_TARGET]) == 0
     [uri] = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
              if line.startswith("AMQP_URI: ")]
     yield uri
@@ -74,7 +80,7 @@ def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc, buil
         metadata = path.with_name(name + ".metadata")
         assert hashlib.sha256(metadata.read_bytes()).hexdigest() == rows[name].metadata_sha256
     pure = rows["pure_pkg-1.0-py3-none-any.whl"]
-    assert pure.apt_depends == [] and pure.abi == "cp311"
+    assert pure.apt_depends == [] and pure.abi == HOST_TARGET
     c_wheel = next(r for n, r in rows.items() if n.startswith("zlib_user-0.2-cp311-cp311-"))
     assert "zlib1g" in c_wheel.apt_depends, c_wheel.apt_depends
     assert c_wheel.unresolved == []
@@ -83,13 +89,13 @@ def test_pure_and_c_extension_builds_with_apt_dependencies(system, db, rpc, buil
     status = rpc.build_dispatch.status()
     assert [(b["label"], b["state"], b["job_id"]) for b in status["builders"]] == [
         ("pi1", "alive", None)]
-    # and that user could not have called the admin's RPC or read another ABI's jobs
+    # and that user could not have called the admin's RPC or read another target's jobs
     with Connection(builder_user, transport_options={"confirm_publish": True}) as conn:
         with pytest.raises(AccessRefused):
             conn.Producer(exchange=Exchange("nameko-rpc", no_declare=True),
                           auto_declare=False).publish({}, routing_key="admin.remove")
     with Connection(builder_user) as conn, pytest.raises(AccessRefused):
-        conn.channel().basic_get("piw.builds.cp312")
+        conn.channel().basic_get(f"piw.builds.cp312-{PLATFORM}")
 
 
 @pytest.mark.parametrize("phase", ["build", "upload"])
@@ -131,7 +137,7 @@ def test_a_build_over_its_time_limit_is_killed_and_recorded_as_failed(system, db
 def test_two_abis_take_only_their_own_jobs_and_a_pure_wheel_serves_both(system, db, rpc):
     system.start(release("Pure.Pkg", "1.0", 1, "pure") + release("zlib-user", "0.2", 10,
                                                                    "c-zlib"),
-                 abis="cp311:bookworm,cp312:bookworm")
+                 abis="cp311:host:bookworm,cp312:host:bookworm")
     system.builder("b311")
     # the pure wheel built for cp311 settles cp312's job for it before a cp312 builder exists
     wait_for(lambda: all(t["state"] == "built" for t in system.targets("pure-pkg"))
@@ -145,8 +151,9 @@ def test_two_abis_take_only_their_own_jobs_and_a_pure_wheel_serves_both(system, 
     by_label = {}
     for b in recorded:
         by_label.setdefault(b["label"], []).append((b["package"], b["abi"]))
-    assert sorted(by_label["b311"]) == [("pure-pkg", "cp311"), ("zlib-user", "cp311")]
-    assert by_label["b312"] == [("zlib-user", "cp312")]  # its pure-pkg job was dropped
+    cp311, cp312 = f"cp311-{PLATFORM}", f"cp312-{PLATFORM}"
+    assert sorted(by_label["b311"]) == [("pure-pkg", cp311), ("zlib-user", cp311)]
+    assert by_label["b312"] == [("zlib-user", cp312)]  # its pure-pkg job was dropped
     names = set(store_files(system.www))
     assert "pure_pkg-1.0-py3-none-any.whl" in names
     assert any(n.startswith("zlib_user-0.2-cp312-cp312-") for n in names)

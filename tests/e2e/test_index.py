@@ -55,7 +55,7 @@ def pip(*args, cwd=None):
 
 @pytest.fixture
 def index_url(system):
-    system.start(scenario(), abis="cp311:bookworm", PIW_INDEX_ROOT_INTERVAL="1")
+    system.start(scenario(), abis="cp311:host:bookworm", PIW_INDEX_ROOT_INTERVAL="1")
     system.builder("pi1")
     system.settled("pure-pkg", "zlib-user", "yankme", "newpy")
     url = system.web + "/simple/"

@@ -123,7 +123,8 @@ def builder(rabbit_config):
     b.close()
 
 
-def add_target(db, package="foo", version="1.0", abi="cp311", job_id="j1", builder_id=1,
+def add_target(db, package="foo", version="1.0", abi="cp311-linux_armv7l", job_id="j1",
+               builder_id=1,
                state="building"):
     with db() as s, s.begin():
         s.execute(text(

@@ -71,8 +71,8 @@ def test_upload_publishes_file_row_metadata_and_event(service, builder, db, www,
     info = info_of(src)
     assert (row.package, row.version, row.abi, row.job_id, row.size, row.sha256,
             row.metadata_sha256, row.apt_depends, row.link_of) == (
-        "foo", "1.0", "cp311", "j1", info["size"], info["sha256"], info["metadata_sha256"],
-        ["libfoo1"], None)
+        "foo", "1.0", "cp311-linux_armv7l", "j1", info["size"], info["sha256"],
+        info["metadata_sha256"], ["libfoo1"], None)
     wait_for(lambda: CHANGES, 10, what="files_changed")
     assert CHANGES == [{"package": "foo", "version": "1.0", "added": [PURE], "removed": []}]
     assert tree(www / ".uploads") == []
@@ -118,10 +118,25 @@ def test_repeated_commit_is_harmless(service, builder, db, www, tmp_path):
     assert tree(www) == before
 
 
+def test_a_wheel_for_another_platform_than_the_jobs_is_refused(service, builder, db, www,
+                                                               tmp_path):
+    """An aarch64 wheel sent for an armv7l job would be served to armv7l Pis, which cannot
+    load it: refused, named, nothing published (a pure wheel fits every platform)."""
+    add_target(db)
+    wrong = "foo-1.0-cp311-cp311-linux_aarch64.whl"
+    reply = builder.upload(wheel(tmp_path / "src", wrong))
+    assert reply["ok"] is False and reply["retry"] is False
+    assert reply["error"] == (f"refused: {wrong} is built for linux_aarch64, but its job is "
+                              f"for linux_armv7l (target cp311-linux_armv7l)")
+    assert rows(db) == {} and not (www / "simple/foo").exists()
+    assert tree(www / ".uploads") == []
+    assert builder.upload(wheel(tmp_path / "ok", ARMV7))["ok"]
+
+
 def test_other_bytes_under_a_served_name_keep_the_served_file(service, builder, db, www,
                                                                tmp_path):
     add_target(db)
-    add_target(db, abi="cp312", job_id="j2", builder_id=2)
+    add_target(db, abi="cp312-linux_aarch64", job_id="j2", builder_id=2)
     first = wheel(tmp_path / "a", PURE)
     second = wheel(tmp_path / "b", PURE, version="1.0")
     with __import__("zipfile").ZipFile(second, "a") as zf:

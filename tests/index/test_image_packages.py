@@ -22,6 +22,9 @@ from tests.admin.test_actions import build, feed, release_rows
 from tests.conftest import BIN, ROOT, wait_for
 from tests.index.test_service import add_file, ingest, page, rows, www  # noqa: F401
 
+#: build targets (ABI on a platform) as build_dispatch keys them
+A311, A313 = "cp311-linux_armv7l", "cp313-linux_aarch64"
+
 DPKG_L = """\
 Desired=Unknown/Install/Remove/Purge/Hold
 | Status=Not/Inst/Conf-files/Unpacked/halF-conf/Half-inst/trig-aWait/Trig-pend
@@ -96,10 +99,10 @@ def two_abis(db):
     """foo 1.0 built for cp311 (bookworm) and cp313 (trixie), one wheel each, both linking
     libzstd1, libc6 and zlib1g as the builder found them."""
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")])
+        dispatch.sync_abis(s, [(A311, "bookworm"), (A313, "trixie")])
         feed(s, release_rows("foo", "1.0"))
-        build(s, "foo", "1.0", "cp311", files=("foo-1.0-cp311-cp311-linux_armv7l.whl",))
-        build(s, "foo", "1.0", "cp313", files=("foo-1.0-cp313-cp313-linux_aarch64.whl",),
+        build(s, "foo", "1.0", A311, files=("foo-1.0-cp311-cp311-linux_armv7l.whl",))
+        build(s, "foo", "1.0", A313, files=("foo-1.0-cp313-cp313-linux_aarch64.whl",),
               label="pi5")
         s.execute(text("UPDATE files SET apt_depends = "
                        "CAST('[\"libzstd1\", \"libc6\", \"zlib1g\"]' AS json)"))
@@ -114,14 +117,14 @@ def shown_apt(db):
 
 def test_the_index_subtracts_the_image_of_the_files_distro(db):
     two_abis(db)
-    assert shown_apt(db)[0] == {"cp311": ["libzstd1", "libc6", "zlib1g"],
-                                "cp313": ["libzstd1", "libc6", "zlib1g"]}
+    assert shown_apt(db)[0] == {A311: ["libzstd1", "libc6", "zlib1g"],
+                                A313: ["libzstd1", "libc6", "zlib1g"]}
     with db() as s, s.begin():
         assert load(s, "bookworm", ["libc6", "adduser"], "bookworm.packages") == (2, 0, 1)
         assert dirty(s) == ["foo"]
         load(s, "bullseye", ["libzstd1", "zlib1g"], "other")  # no ABI builds for it
     apt, project = shown_apt(db)
-    assert apt == {"cp311": ["libzstd1", "zlib1g"], "cp313": ["libzstd1", "libc6", "zlib1g"]}
+    assert apt == {A311: ["libzstd1", "zlib1g"], A313: ["libzstd1", "libc6", "zlib1g"]}
     with db() as s:  # what the builder found stays as it was
         assert {json.dumps(a) for a in s.execute(text("SELECT apt_depends FROM files"))
                 .scalars()} == {'["libzstd1", "libc6", "zlib1g"]'}
@@ -141,18 +144,18 @@ def test_the_index_subtracts_the_image_of_the_files_distro(db):
         s.execute(text("DELETE FROM index_dirty"))
         assert load(s, "bookworm", ["zlib1g"], "again") == (0, 0, 0)  # nothing to re-render
         assert dirty(s) == [] and image(s, "bookworm") == ["zlib1g"]
-    assert shown_apt(db)[0]["cp311"] == ["libzstd1", "libc6"]
+    assert shown_apt(db)[0][A311] == ["libzstd1", "libc6"]
 
 
 def test_a_file_whose_abi_is_unknown_shows_everything(db):
     two_abis(db)
     with db() as s, s.begin():
         load(s, "bookworm", ["libc6", "libzstd1", "zlib1g"], "all of them")
-        s.execute(text("DELETE FROM build_abis WHERE abi = 'cp311'"))
-    assert shown_apt(db)[0]["cp311"] == ["libzstd1", "libc6", "zlib1g"]
+        s.execute(text("DELETE FROM build_abis WHERE abi = 'cp311-linux_armv7l'"))
+    assert shown_apt(db)[0][A311] == ["libzstd1", "libc6", "zlib1g"]
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")])
-    assert shown_apt(db)[0]["cp311"] == []
+        dispatch.sync_abis(s, [(A311, "bookworm"), (A313, "trixie")])
+    assert shown_apt(db)[0][A311] == []
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def test_the_command_loads_lists_and_refuses(db, db_url, tmp_path):
     lines = stdout.splitlines()
     assert [line.split("\t")[:2] for line in lines] == [["bookworm", "2 packages"],
                                                         ["sid", "1 packages"]]
-    assert lines[0].endswith("\tfrom stdin\tABIs: cp311") and "\tloaded 20" in lines[0]
+    assert lines[0].endswith("\tfrom stdin\tABIs: cp311-linux_armv7l") and "\tloaded 20" in lines[0]
     assert lines[1].endswith("ABIs: (none yet)")
     assert out(cli(db_url, "list", "--distro", "trixie")) == (
         0, "no image lists loaded for trixie\n", "")
@@ -222,7 +225,7 @@ def test_the_command_loads_lists_and_refuses(db, db_url, tmp_path):
 
 def test_a_load_rerenders_the_running_index(www, db, db_url, rabbit_config):  # noqa: F811
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm")])
+        dispatch.sync_abis(s, [(A311, "bookworm")])
     ingest(db, rows(("zed", None, "create"), ("zed", "1.0", "new release"),
                     ("zed", "1.0", "add source file zed-1.0.tar.gz")))
     add_file(db, www, rabbit_config, "zed", "1.0", "zed-1.0-cp311-cp311-linux_armv7l.whl",

@@ -63,9 +63,11 @@ def project():
             VersionInfo(
                 "1.10", T0 - timedelta(days=3), prerelease=False,
                 builds=(
-                    BuildStatus("cp311", "built", duration=75.5),
-                    BuildStatus("cp313", "failed", note="gcc: internal error & <oops>",
+                    BuildStatus("cp311-linux_armv7l", "built", duration=75.5),
+                    BuildStatus("cp313-linux_aarch64", "failed",
+                                note="gcc: internal error & <oops>",
                                 duration=3601, log_url="/logs/0000/1234.txt.gz"),
+                    BuildStatus("cp311-linux_aarch64", "pending"),
                 ),
                 files=(
                     wheel("foo_bar_baz", "1.10", "cp311", requires_python="<4,>=3.9",
@@ -79,8 +81,9 @@ def project():
             VersionInfo(
                 "1.9", T0 - timedelta(days=30), prerelease=False, yanked=True,
                 yanked_reason=None,
-                builds=(BuildStatus("cp311", "built", duration=4.2),
-                        BuildStatus("cp313", "skipped", note="needs Python <3.12")),
+                builds=(BuildStatus("cp311-linux_armv7l", "built", duration=4.2),
+                        BuildStatus("cp313-linux_aarch64", "skipped",
+                                    note="needs Python <3.12")),
                 files=(wheel("foo_bar_baz", "1.9", "cp311", size=900),),
             ),
             VersionInfo("1.2", None, prerelease=False, skip="binary-only upstream"),
@@ -394,15 +397,18 @@ def test_project_html(project):
 
     builds = [[text_of(td) for td in tr.findall("td")]
               for tr in v110.findall(".//table[@class='builds']/tbody/tr")]
+    # status per target: ABI and platform (armv7l wheels also serve armv6l)
     assert builds == [
-        ["cp311", "built", "1 min 16 s", ""],
-        ["cp313", "failed (log)", "1 h 0 min", "gcc: internal error & <oops>"],
+        ["cp311", "linux_armv7l (also armv6l)", "built", "1 min 16 s", ""],
+        ["cp313", "linux_aarch64", "failed (log)", "1 h 0 min", "gcc: internal error & <oops>"],
+        ["cp311", "linux_aarch64", "pending", "", ""],
     ]
     log = v110.find(".//table[@class='builds']//a")
     assert log.get("href") == "/logs/0000/1234.txt.gz"
-    assert [[text_of(td) for td in tr.findall("td")][:2]
+    assert [[text_of(td) for td in tr.findall("td")][:3]
             for tr in v19.findall(".//table[@class='builds']/tbody/tr")] == [
-        ["cp311", "built"], ["cp313", "skipped"]]
+        ["cp311", "linux_armv7l (also armv6l)", "built"],
+        ["cp313", "linux_aarch64", "skipped"]]
     assert "needs Python <3.12" in text_of(v19)
     assert "pending" in text_of(rc)
 
@@ -448,9 +454,13 @@ def test_project_json(project):
     assert v12["skip"] == "binary-only upstream" and v12["released"] is None
     assert v12["builds"] == [] and v12["files"] == []
     assert v110["builds"][1] == {
-        "abi": "cp313", "state": "failed", "note": "gcc: internal error & <oops>",
+        "target": "cp313-linux_aarch64", "abi": "cp313", "platform": "linux_aarch64",
+        "state": "failed", "note": "gcc: internal error & <oops>",
         "duration": 3601, "log_url": "/logs/0000/1234.txt.gz",
     }
+    assert [(b["abi"], b["platform"], b["state"]) for b in v110["builds"]] == [
+        ("cp311", "linux_armv7l", "built"), ("cp313", "linux_aarch64", "failed"),
+        ("cp311", "linux_aarch64", "pending")]
     cp311 = project.versions[1].files[0]
     assert v110["files"][0] == {
         "filename": cp311.filename,
@@ -460,7 +470,7 @@ def test_project_json(project):
         "requires_python": "<4,>=3.9",
         "apt_depends": ["libssl3", "libffi8"],
         "unresolved": ["libweird.so.7"],
-        "abi": "cp311",
+        "target": "cp311",
         "upload_time": "2026-11-23T15:04:05.123456Z",
     }
 

@@ -42,15 +42,16 @@ def add_file(db, www, rabbit_config, package, version, filename, **extra):
     with db() as s, s.begin():
         s.execute(text(  # the built target whose job made the file (build_dispatch's part)
             "INSERT INTO build_targets (package, version, abi, state, job_id, priority) "
-            "VALUES (:p, :v, 'cp311', 'built', :f, 1) ON CONFLICT DO NOTHING"),
+            "VALUES (:p, :v, 'cp311-linux_armv7l', 'built', :f, 1) ON CONFLICT DO NOTHING"),
             {"p": package, "v": version, "f": filename})
         s.execute(text(
             "INSERT INTO files (filename, package, version, abi, job_id, size, sha256, "
             "metadata_sha256, requires_python, requires_dist, apt_depends, unresolved) "
-            "VALUES (:f, :p, :v, 'cp311', :f, 11, :h, NULL, :rp, '[]', CAST(:apt AS json), "
-            "'[]')"), {"f": filename, "p": package, "v": version, "h": "ab" * 32,
-                        "rp": extra.get("requires_python"),
-                        "apt": json.dumps(extra.get("apt_depends", []))})
+            "VALUES (:f, :p, :v, 'cp311-linux_armv7l', :f, 11, :h, NULL, :rp, '[]', "
+            "CAST(:apt AS json), '[]')"),
+            {"f": filename, "p": package, "v": version, "h": "ab" * 32,
+             "rp": extra.get("requires_python"),
+             "apt": json.dumps(extra.get("apt_depends", []))})
     event_dispatcher(rabbit_config)("file_manager", "files_changed",
                                     {"package": package, "version": version,
                                      "added": [filename], "removed": []})

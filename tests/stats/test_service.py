@@ -58,8 +58,8 @@ def test_web_events_are_counted_once_and_reach_rpc_and_json(stats, rabbit_config
 
 def test_a_heartbeat_reaches_build_dispatch_and_the_stats(stats, container_factory,
                                                           rabbit_config, db, db_url):
-    container_factory(BuildDispatchService, dict(rabbit_config, DB_URL=db_url,
-                                                  BUILD_ABIS="cp311:bookworm")).start()
+    container_factory(BuildDispatchService, dict(
+        rabbit_config, DB_URL=db_url, BUILD_ABIS="cp311:linux_armv7l:bookworm")).start()
     builder = Builder(rabbit_config["AMQP_URI"])
     try:
         builder_id = hello(builder)

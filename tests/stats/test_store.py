@@ -14,6 +14,10 @@ from piw_services.web.serve import Hit, make_event, salt_key
 from tests.admin.test_actions import build, feed, release_rows
 from tests.web.test_useragent import PIP, UV
 
+#: build targets (ABI on a platform), as build_dispatch keys them
+CP311 = "cp311-linux_armv7l"
+CP313 = "cp313-linux_armv7l"
+
 KEY = salt_key("test")
 PIP_AARCH64 = PIP.replace('"armv7l"', '"aarch64"').replace('"3.11.2"', '"3.9.2"')
 WHEEL = "numpy-1.26.4-cp311-cp311-linux_armv7l.whl"
@@ -107,7 +111,7 @@ def test_searches_without_wheels_are_what_users_want_and_we_lack(db):
         s.execute(text(
             "INSERT INTO files (filename, package, version, abi, job_id, size, sha256, "
             "requires_dist, apt_depends, unresolved) VALUES ('numpy-1-py3-none-any.whl', "
-            "'numpy', '1', 'cp311', 'j', 1, 'x', '[]', '[]', '[]')"))
+            "'numpy', '1', 'cp311-linux_armv7l', 'j', 1, 'x', '[]', '[]', '[]')"))
     ingest(db, "searches", [search("numpy"), search("tensorflow", status=404),
                             search("tensorflow", status=404), search("Some_Thing")])
     with db() as s:
@@ -117,9 +121,9 @@ def test_searches_without_wheels_are_what_users_want_and_we_lack(db):
 
 def test_an_operators_removal_deletes_the_versions_downloads(db):
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm")])
+        dispatch.sync_abis(s, [(CP311, "bookworm")])
         feed(s, release_rows("foo", "1.0", "2.0"))
-        build(s, "foo", "1.0", "cp311")
+        build(s, "foo", "1.0", CP311)
     ingest(db, "downloads", [
         download("foo", "foo-1.0.0-py3-none-any.whl"), download("foo", "foo-1.0-py3-none-any.whl"),
         download("foo", "foo-1.0-py3-none-any.whl", agent=UV),
@@ -149,9 +153,9 @@ def test_status_shows_builders_their_readings_queues_and_prunes(db):
     from tests.build_dispatch.test_store import hello
 
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm"), ("cp313", "trixie")])
+        dispatch.sync_abis(s, [(CP311, "bookworm"), (CP313, "trixie")])
         feed(s, release_rows("foo", "1.0"))
-        b = hello(s, "pi-1", "cp311")
+        b = hello(s, "pi-1", CP311)
         store.record_heartbeat(s, heartbeat_msg(b, job={"package": "foo", "version": "1.0"}))
         store.record_heartbeat(s, heartbeat_msg(b, temp=60.0))
         store.record_heartbeat(s, {"builder_id": b, "readings": {"memory": "junk",
@@ -164,13 +168,13 @@ def test_status_shows_builders_their_readings_queues_and_prunes(db):
     with db() as s:
         status = store.status(s, hours=6, silence_limit=60)
     (builder,) = status.builders
-    assert (builder.label, builder.abi, builder.state) == ("pi-1", "cp311", "alive")
+    assert (builder.label, builder.abi, builder.state) == ("pi-1", CP311, "alive")
     assert len(builder.readings) == 1  # the 9-day-old one is outside the window; junk: nulls
     r = builder.readings[0]
     assert r.cpu_temperature == 50.0 and r.load1 == 1.5 and r.memory_used == 0.75
     assert r.swap_used is None and abs(r.disk_used - 0.1) < 1e-9
     assert status.master.behind_upstream == 7
-    assert counts(status.master.queues) == {"cp311": 1, "cp313": 1}
+    assert counts(status.master.queues) == {CP311: 1, CP313: 1}
     assert status.master.readings[0].memory_used == 0.75
     with db() as s, s.begin():
         assert store.prune(s, 7) == 1
@@ -184,9 +188,9 @@ def test_the_index_shows_a_packages_downloads(db):
     from piw_services.index import data, render
 
     with db() as s, s.begin():
-        dispatch.sync_abis(s, [("cp311", "bookworm")])
+        dispatch.sync_abis(s, [(CP311, "bookworm")])
         feed(s, release_rows("foo", "1.0"))
-        build(s, "foo", "1.0", "cp311")
+        build(s, "foo", "1.0", CP311)
     old = time.time() - 60 * 86400
     ingest(db, "downloads", [download("foo", "foo-1.0-py3-none-any.whl"),
                              download("foo", "foo-1.0-py3-none-any.whl", when=old)])
