@@ -6,13 +6,15 @@ import gzip
 import json
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
+from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Producer, Queue
 from sqlalchemy import text
 
 from builders import protocol
-from piw_services import outbox
+from piw_services import outbox, rabbit_users
 from piw_services.build_dispatch.service import BuildDispatchService
 from tests.conftest import wait_for
 
@@ -219,3 +221,44 @@ def test_each_target_queue_gets_only_its_jobs_and_a_platform_wheel_settles_only_
         assert dict(s.execute(text("SELECT abi, state FROM build_targets "
                                    "WHERE package = 'foo'")).all()) == {
             ARMV7: "built", AARCH64: "queued", CP313: "queued"}
+
+
+@pytest.fixture
+def target_users(request, rabbit_config):
+    """A RabbitMQ user per target with a builder's permissions (what piw-builder-user makes);
+    yields {target: AMQP URI}."""
+    port = urlsplit(request.config.getoption("RABBIT_API_URI")).port or 15672
+    api, auth, vhost = rabbit_users.management_api(rabbit_config["AMQP_URI"], port)
+    users = {t: f"piw-test-{t}-{uuid.uuid4().hex[:6]}" for t in (ARMV7, AARCH64)}
+    for target, name in users.items():
+        rabbit_users.add_user(api, auth, vhost, name, "pw",
+                              protocol.builder_permissions(target))
+    yield {t: rabbit_users.user_uri(rabbit_config["AMQP_URI"], name, "pw")
+           for t, name in users.items()}
+    for name in users.values():
+        rabbit_users.remove_user(api, auth, name)
+
+
+def test_a_builder_user_consumes_only_its_targets_queue(dispatch, db, target_users):
+    """The broker enforces it: an aarch64 builder's user cannot read (get or consume) the
+    armv7l queue, nor the armv7l one the aarch64 or cp313 queues; each reads its own."""
+    emit(db, [version_added("foo", "1.0")])
+    for target in (ARMV7, AARCH64, CP313):
+        dispatch.get_job(target).reject(requeue=True)  # declared, and holding foo's job
+    for mine, uri in target_users.items():
+        builder = Builder(uri)  # its reply queue and the builders' exchange: allowed
+        try:
+            abi, platform = protocol.split_target(mine)
+            answer = builder.ask(protocol.hello(f"pi-{platform}", abi, {
+                "platform": platform, "preinstalled": []}))
+            assert answer["ok"], answer
+            job = protocol.check_job(builder.get_job(mine).payload)
+            assert job["target"] == mine
+        finally:
+            builder.close()
+        for other in {ARMV7, AARCH64, CP313} - {mine}:
+            name = protocol.job_queue(other)
+            with Connection(uri) as conn, pytest.raises(AccessRefused, match=name):
+                conn.channel().basic_get(name)
+            with Connection(uri) as conn, pytest.raises(AccessRefused, match=name):
+                conn.Consumer(Queue(name, no_declare=True), auto_declare=False).consume()
