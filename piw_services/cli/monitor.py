@@ -101,9 +101,11 @@ def format_status(report: StatusReport, width: int) -> list[str]:
     lines.append(f"BUILDERS ({len(report.builders)}, {len(silent)} silent)")
     if report.builders:
         label_w = min(16, max(5, *(len(_plain(b.label)) for b in report.builders)))
-        fixed = label_w + 1 + 6 + 1 + 14 + 1 + 10 + 1 + 6 + 1 + 5 + 1
+        target_w = min(19, max(6, *(len(_plain(b.abi)) for b in report.builders)))
+        fixed = label_w + 1 + target_w + 1 + 14 + 1 + 10 + 1 + 6 + 1 + 5 + 1
         job_w = max(8, width - fixed)
-        lines.append(f"{'LABEL':<{label_w}} {'ABI':<6} {'STATE':<14} {'JOB':<{job_w}} "
+        lines.append(f"{'LABEL':<{label_w}} {'TARGET':<{target_w}} {'STATE':<14} "
+                     f"{'JOB':<{job_w}} "
                      f"{'FOR':<10} {'CPU':>6} {'LOAD':>5}")
         for b in report.builders:
             r = b.readings[-1] if b.readings else None
@@ -112,7 +114,8 @@ def format_status(report: StatusReport, width: int) -> list[str]:
             temp = _num(r.cpu_temperature if r else None, "{:.0f}°C")
             load = _num(r.load1 if r else None, "{:.2f}")
             lines.append(
-                f"{_fit(_plain(b.label), label_w):<{label_w}} {_fit(_plain(b.abi), 6):<6} "
+                f"{_fit(_plain(b.label), label_w):<{label_w}} "
+                f"{_fit(_plain(b.abi), target_w):<{target_w}} "
                 f"{_fit(state, 14):<14} {_fit(_plain(b.job) or 'idle', job_w):<{job_w}} "
                 f"{_fit(human_age(b.job_elapsed), 10):<10} {temp:>6} {load:>5}")
     else:
