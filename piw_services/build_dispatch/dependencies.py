@@ -20,7 +20,8 @@ from kombu import Connection, Queue
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.extensions import DependencyProvider
 
-from builders import protocol
+from builders import protocol, sysinfo
+from piw_services.build_dispatch import logic
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class JobQueues(DependencyProvider):
     """Injects :meth:`publish`: ``self.jobs.publish([{"target", "priority", "body"}, ...])``."""
 
     def setup(self) -> None:
+        #: BUILD_ABIS as ``[(target key, distro), ...]``, read here so that a bad setting
+        #: stops the service at start with the reason (a ValueError naming the entry)
+        self.configured = logic.parse_targets(self.container.config.get("BUILD_ABIS"),
+                                              sysinfo.platform_tag())
         self.uri = self.container.config[AMQP_URI_CONFIG_KEY]
         self.lock = Semaphore()
         self.connection: Connection | None = None

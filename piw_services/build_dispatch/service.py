@@ -12,8 +12,8 @@ from nameko.events import EventDispatcher
 from nameko.rpc import rpc
 from nameko.timer import timer
 
-from builders import protocol, sysinfo
-from piw_services.build_dispatch import logic, store
+from builders import protocol
+from piw_services.build_dispatch import store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
@@ -100,7 +100,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
         self._publish_pending()
 
     def _sync_abis(self) -> None:
-        abis = logic.parse_targets(self.config.get("BUILD_ABIS"), sysinfo.platform_tag())
+        abis = self.jobs.configured
         if abis:
             with self.db() as s, s.begin():
                 new = store.sync_abis(s, abis)

@@ -262,3 +262,14 @@ def test_a_builder_user_consumes_only_its_targets_queue(dispatch, db, target_use
                 conn.channel().basic_get(name)
             with Connection(uri) as conn, pytest.raises(AccessRefused, match=name):
                 conn.Consumer(Queue(name, no_declare=True), auto_declare=False).consume()
+
+
+def test_the_old_build_abis_form_stops_the_service_at_start(container_factory, rabbit_config,
+                                                            db_url):
+    """``cp311:bookworm`` says nothing of the platform: the service does not start, and says
+    what to write instead (rather than queue jobs for the master's own platform)."""
+    container = container_factory(BuildDispatchService, dict(
+        rabbit_config, DB_URL=db_url, BUILD_ABIS="cp311:bookworm"))
+    with pytest.raises(ValueError, match="'cp311:bookworm' is not abi:platform:distro, e.g. "
+                                         "cp311:linux_armv7l:bookworm"):
+        container.start()
