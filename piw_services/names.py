@@ -7,7 +7,9 @@ from functools import lru_cache
 
 from packaging.utils import canonicalize_name
 
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
+# \Z, not $: "$" also matches before a trailing newline, which made "foo\n" a valid name
+# (and a package apart from "foo")
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE | re.ASCII)
 MAX_NAME_LENGTH = 200
 
 

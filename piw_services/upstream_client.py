@@ -139,7 +139,11 @@ class UpstreamClient:
         return rows
 
     def changelog_last_serial(self) -> int:
-        return int(self._call("changelog_last_serial"))
+        serial = self._call("changelog_last_serial")
+        if not isinstance(serial, int) or isinstance(serial, bool):
+            raise UpstreamError(f"changelog_last_serial: expected an int, got "
+                                f"{type(serial).__name__}")
+        return serial
 
     def project_json(self, name: str, version: str | None = None) -> dict[str, Any] | None:
         """PyPI's JSON API for a project (or one version of it); None when upstream has none."""
@@ -154,5 +158,11 @@ class UpstreamClient:
             raise RateLimited(f"GET {path}: HTTP 429", _retry_after(resp))
         if resp.status_code >= 500:
             raise Unavailable(f"GET {path}: HTTP {resp.status_code}")
-        resp.raise_for_status()
-        return resp.json()
+        if resp.status_code != 200:
+            raise UpstreamError(f"GET {path}: HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise UpstreamError(f"GET {path}: unreadable answer: {exc}") from exc
+        # a project's JSON is an object; anything else says nothing about it
+        return data if isinstance(data, dict) else {}

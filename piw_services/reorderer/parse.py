@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import reprlib
 import time
 from dataclasses import dataclass
 
@@ -106,6 +107,16 @@ _IGNORED = [
 _BAD_TEXT = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 8
+
+
+def _shown(value: object) -> str:
+    """*value* for a reason: bounded, so a huge field makes neither a huge log line nor row."""
+    return _REPR.repr(value)
+
+
 def _bad_text(value: str, limit: int) -> bool:
     return not value or len(value) > limit or bool(_BAD_TEXT.search(value))
 
@@ -142,17 +153,17 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
     name, version, timestamp, action, serial_raw = raw
     serial = _as_serial(serial_raw)
     if serial is None:
-        return Malformed(None, f"bad serial {serial_raw!r}", raw)
+        return Malformed(None, f"bad serial {_shown(serial_raw)}", raw)
     if not isinstance(action, str):
         return Malformed(serial, f"action is {type(action).__name__}, not text", raw)
     if not is_valid_name(name):
-        return Malformed(serial, f"invalid project name {name!r}", raw)
+        return Malformed(serial, f"invalid project name {_shown(name)}", raw)
     if version is not None and (
             not isinstance(version, str) or _bad_text(version, MAX_VERSION_LENGTH)):
-        return Malformed(serial, f"invalid version {version!r}", raw)
+        return Malformed(serial, f"invalid version {_shown(version)}", raw)
     ts = _as_timestamp(timestamp, time.time() if now is None else now)
     if ts is None:
-        return Malformed(serial, f"bad timestamp {timestamp!r}", raw)
+        return Malformed(serial, f"bad timestamp {_shown(timestamp)}", raw)
 
     kind = _SIMPLE.get(action)
     filename = pyver = old_name = None
@@ -165,19 +176,19 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
             kind, filename = Kind.REMOVE_FILE, m.group(1)
         elif m := _RENAME.fullmatch(action):
             if not is_valid_name(m.group(1)):
-                return Malformed(serial, f"invalid old name in {action!r}", raw)
+                return Malformed(serial, f"invalid old name in {_shown(action)}", raw)
             kind, old_name = Kind.RENAME, canonical(m.group(1))
         elif any(p.fullmatch(action) for p in _IGNORED):
             return Ignored(serial, action)
         else:
-            return Malformed(serial, f"unknown action {action[:200]!r}", raw)
+            return Malformed(serial, f"unknown action {_shown(action)}", raw)
     if filename is not None and (
         _bad_text(filename, MAX_FILENAME_LENGTH) or "/" in filename or "\\" in filename
         or filename in (".", "..")
     ):
-        return Malformed(serial, f"invalid filename in {action[:300]!r}", raw)
+        return Malformed(serial, f"invalid filename in {_shown(action)}", raw)
     if kind in VERSIONED and version is None:
-        return Malformed(serial, f"{action!r} needs a version", raw)
+        return Malformed(serial, f"{_shown(action)} needs a version", raw)
     if kind in (Kind.REMOVE_PROJECT, Kind.CREATE, Kind.RENAME, Kind.QUARANTINE,
                 Kind.UNQUARANTINE):
         version = None  # project-level actions; PyPI sends None here

@@ -18,6 +18,23 @@ from piw_services.upstream_client import UpstreamClient, UpstreamError, backoff_
 log = logging.getLogger(__name__)
 
 
+#: Longest Requires-Python and yank reason taken from upstream's JSON API.
+MAX_REQUIRES_PYTHON = 1000
+MAX_REASON = 1000
+
+
+def _text(value: Any, limit: int, cut: bool = False) -> str | None:
+    """A text field of upstream's JSON as we store it: a string of printable characters
+    (PostgreSQL refuses NUL; pages and logs want no control characters), at most *limit*
+    long (cut there, or with *cut* False one character longer: the caller drops it), or
+    None. Anything else (a number, a list, an object) is None: one odd answer must not stop
+    the enrichment of every version after it."""
+    if not isinstance(value, str):
+        return None
+    value = "".join(c for c in value[:limit + 1] if c.isprintable()).strip()
+    return (value[:limit] if cut else value) or None
+
+
 def page_top(rows: list[Any], default: int) -> int:
     """The highest usable serial in a page of raw rows (malformed rows included)."""
     serials = [r[4] for r in rows if isinstance(r, list | tuple) and len(r) == 5
@@ -99,14 +116,17 @@ class Poller:
         try:
             for package, version in pairs:
                 data = self.client.project_json(package, version) or {}
-                info = data.get("info") or {}
-                summary = info.get("summary")
+                info = data.get("info")
+                info = info if isinstance(info, dict) else {}
+                rp = _text(info.get("requires_python"), MAX_REQUIRES_PYTHON)
                 infos.append({"package": package, "version": version,
-                              "requires_python": info.get("requires_python") or None,
-                              "summary": summary[:512] if isinstance(summary, str) and summary
+                              # cut short, a specifier would say something else: dropped
+                              "requires_python": rp if rp and len(rp) <= MAX_REQUIRES_PYTHON
                               else None,
-                              "yanked_reason": (info.get("yanked_reason") or None)
-                              if info.get("yanked") else None})
+                              "summary": _text(info.get("summary"), 512, cut=True),
+                              "yanked_reason": _text(info.get("yanked_reason"), MAX_REASON,
+                                                     cut=True)
+                              if info.get("yanked") is True else None})
         except Exception as exc:
             self._failed(exc)
         if infos:
