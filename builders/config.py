@@ -197,22 +197,17 @@ def _python(value: object) -> str:
     return os.path.abspath(found)
 
 
-def _abi(value: object) -> str | None:
-    if _blank(value):
-        return None
-    try:
-        return protocol.check_abi(_text(value))
-    except protocol.ProtocolError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _platform(value: object) -> str | None:
-    if _blank(value):
-        return None
-    try:
-        return protocol.check_platform(_text(value))
-    except protocol.ProtocolError as exc:
-        raise ConfigError(str(exc)) from None
+def _tag(check: Callable[[str], str]) -> Callable[[object], str | None]:
+    """The parser of an optional tag setting (ABI, PLATFORM): blank is None, anything else
+    must pass the protocol's own *check*."""
+    def parse(value: object) -> str | None:
+        if _blank(value):
+            return None
+        try:
+            return check(_text(value))
+        except protocol.ProtocolError as exc:
+            raise ConfigError(str(exc)) from None
+    return parse
 
 
 def _work_dir(value: object) -> Path:
@@ -241,8 +236,8 @@ _PARSERS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "INDEX_URL": ("index_url", _url(("http", "https"))),
     "LABEL": ("label", _label),
     "PYTHON": ("python", _python),
-    "ABI": ("abi", _abi),
-    "PLATFORM": ("platform", _platform),
+    "ABI": ("abi", _tag(protocol.check_abi)),
+    "PLATFORM": ("platform", _tag(protocol.check_platform)),
     "BUILD_TIMEOUT": ("build_timeout", _seconds),
     "WORK_DIR": ("work_dir", _work_dir),
     "HEARTBEAT_INTERVAL": ("heartbeat_interval", _seconds),
