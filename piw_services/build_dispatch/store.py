@@ -253,7 +253,8 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     """Record a build once (a resent result returns the first record) and settle targets:
     success marks the job's target built, and every target a pure wheel satisfies (each
     platform of its Python tag; a platform wheel settles only its own target); any other
-    outcome is a failure, not retried unless an operator asks."""
+    outcome is a failure, not retried unless an operator asks. A wheel for another platform
+    than the target's is a failure too, noted with the reason (file_manager refused it)."""
     existing = session.execute(text(
         "SELECT id, status, package, version FROM builds WHERE job_id = :j"),
         {"j": msg["job_id"]}).first()
@@ -270,22 +271,25 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
         raise NotYourJob(f"job {msg['job_id']} is not being built by builder "
                          f"{msg['builder_id']}")
     filenames = [f["filename"] for f in msg["files"]]
-    for fn in filenames + list(msg["not_uploaded"]):
-        problem = protocol.wheel_target_problem(fn, abi)
-        if problem:  # file_manager refused to publish it too
-            raise protocol.ProtocolError(f"result of job {msg['job_id']}: {problem}")
+    not_uploaded = list(msg["not_uploaded"])
     status = msg["status"]
+    wrong = [p for fn in filenames + not_uploaded
+             if (p := protocol.wheel_target_problem(fn, abi))]
+    if wrong:  # file_manager refused to publish such wheels: the build failed, saying why
+        filenames, not_uploaded, status = [], [], "failed"
     build_id = session.execute(text(
         "INSERT INTO builds (job_id, package, version, abi, builder_id, status, duration, "
         "log_gz, files, not_uploaded) VALUES (:j, :p, :v, :a, :b, :s, :d, :log, "
         "CAST(:f AS json), CAST(:n AS json)) RETURNING id"),
         {"j": msg["job_id"], "p": package, "v": version, "a": abi, "b": msg["builder_id"],
          "s": status, "d": msg["duration"], "log": base64.b64decode(msg["log_gz_b64"]),
-         "f": _json(filenames), "n": _json(msg["not_uploaded"])}).scalar_one()
-    ok = status == "success" and bool(filenames or msg["not_uploaded"])
+         "f": _json(filenames), "n": _json(not_uploaded)}).scalar_one()
+    ok = status == "success" and bool(filenames or not_uploaded)
     note = None if ok else status if status != "success" else "the build produced no wheel"
+    if wrong:
+        note = "; ".join(wrong)
     if ok and not filenames:
-        note = "upstream serves " + ", ".join(msg["not_uploaded"])
+        note = "upstream serves " + ", ".join(not_uploaded)
     session.execute(text(
         "UPDATE build_targets SET state = :s, build_id = :id, note = :n, updated_at = now() "
         "WHERE job_id = :j"),
@@ -293,7 +297,7 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
     satisfied: list[str] = []
     if ok:
         others = [a for a in enabled_abis(session) if a != abi]
-        for fn in filenames + list(msg["not_uploaded"]):
+        for fn in filenames + not_uploaded:
             satisfied += [a for a in logic.pure_wheel_targets(fn, others) if a not in satisfied]
         if satisfied:
             session.execute(text(

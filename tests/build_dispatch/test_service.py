@@ -180,8 +180,8 @@ def drain(builder, target):
 def test_each_target_queue_gets_only_its_jobs_and_a_platform_wheel_settles_only_its_own(
         dispatch, db):
     """Three targets (issue 7): each queue holds its own jobs; an aarch64 builder cannot claim
-    an armv7l job; an armv7l wheel settles only the armv7l target, and a result naming an
-    aarch64 wheel for an armv7l job is refused."""
+    an armv7l job; a result naming an aarch64 wheel for an armv7l job is a failed build with
+    the reason; an aarch64 wheel settles only the aarch64 target."""
     emit(db, [version_added("foo", "1.0"), version_added("bar", "2.0")])
 
     def queued():
@@ -210,17 +210,24 @@ def test_each_target_queue_gets_only_its_jobs_and_a_platform_wheel_settles_only_
         return {"filename": filename, "size": 5, "sha256": "b" * 64, "requires_python": None,
                 "requires_dist": [], "apt_depends": [], "unresolved": []}
 
-    wrong = dispatch.ask(protocol.result(armv7, foo[ARMV7], "success", 1.0, "",
-                                         [info("foo-1.0-cp311-cp311-linux_aarch64.whl")], []))
-    assert wrong["ok"] is False and not wrong["retry"]
-    assert "built for linux_aarch64, but its job is for linux_armv7l" in wrong["error"]
+    # an aarch64 wheel for an armv7l job settles nothing: the build failed, saying why
     answer = dispatch.ask(protocol.result(armv7, foo[ARMV7], "success", 1.0, "",
-                                          [info("foo-1.0-cp311-cp311-linux_armv7l.whl")], []))
+                                          [info("foo-1.0-cp311-cp311-linux_aarch64.whl")], []))
+    assert answer["ok"] and answer["status"] == "failed" and answer["satisfied"] == [], answer
+    with db() as s:
+        assert s.execute(text("SELECT note FROM build_targets WHERE job_id = :j"),
+                         {"j": foo[ARMV7]}).scalar_one() == (
+            "foo-1.0-cp311-cp311-linux_aarch64.whl is built for linux_aarch64, but its job "
+            f"is for linux_armv7l (target {ARMV7})")
+    # an armv7l wheel settles armv7l only (the aarch64 builder builds its own)
+    assert dispatch.ask(protocol.claim(aarch64, foo[AARCH64], False))["build"]
+    answer = dispatch.ask(protocol.result(aarch64, foo[AARCH64], "success", 1.0, "",
+                                          [info("foo-1.0-cp311-cp311-linux_aarch64.whl")], []))
     assert answer["ok"] and answer["satisfied"] == [], answer
     with db() as s:
         assert dict(s.execute(text("SELECT abi, state FROM build_targets "
                                    "WHERE package = 'foo'")).all()) == {
-            ARMV7: "built", AARCH64: "queued", CP313: "queued"}
+            ARMV7: "failed", AARCH64: "built", CP313: "queued"}
 
 
 @pytest.fixture
