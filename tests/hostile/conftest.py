@@ -12,9 +12,11 @@ import json
 import os
 from collections import Counter
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+# the web service's fixtures (its tree with hostile bits, the service on a real socket)
+from tests.web.conftest import listener, web, web_config, web_container, www  # noqa: F401
 
 SCALE = float(os.environ.get("PIW_HOSTILE_SCALE", "1"))
 
@@ -93,8 +95,3 @@ json_junk = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
                                                                 max_size=4),
     max_leaves=8)
-
-
-@pytest.fixture(scope="session")
-def hostile_tally():
-    return TALLY
