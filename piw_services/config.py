@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "FILE_COMMIT_WAIT": 3.0,
     "UPLOAD_MAX_AGE": 4 * 3600,
     "INDEX_ROOT_INTERVAL": 5,
+    # seconds after which a temp file of a page write belongs to no writer (swept once, this
+    # long after the index starts)
+    "INDEX_TEMP_MAX_AGE": 60,
     "BASE_URL": "",
     # web: nameko's own key for the @http bind address, and the key of the client hash in
     # download and search events (empty: a random one per process)

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from eventlet import tpool
 from nameko.dependency_providers import Config
 from nameko.events import SERVICE_POOL, event_handler
 from nameko.extensions import DependencyProvider
@@ -48,6 +49,8 @@ class Pages(DependencyProvider):
         self.root_written = 0.0
         self.rendered = 0  # package renders since start (one per flush, however many events)
         self.root_checked = False
+        self.started = time.monotonic()
+        self.temps_swept = False
 
     def get_dependency(self, worker_ctx: Any) -> Pages:
         return self
@@ -93,6 +96,19 @@ class IndexService(ordered_events_consumer("index")):
                 dirty.mark(s, [dirty.ROOT])
             self.pages.root_checked = True
         self._flush()
+        self._sweep_temps()
+
+    def _sweep_temps(self) -> None:
+        """Once, INDEX_TEMP_MAX_AGE seconds after start: remove the temp files that writers
+        killed half-way through a write left in the tree (in a thread: it walks the tree)."""
+        max_age = float(with_defaults(self.config)["INDEX_TEMP_MAX_AGE"])
+        if self.pages.temps_swept or time.monotonic() - self.pages.started < max_age:
+            return
+        self.pages.temps_swept = True
+        removed = tpool.execute(self.pages.tree.sweep_temps, max_age)
+        if removed:
+            log.warning("removed %d temp files of interrupted writes from the www tree",
+                        removed)
 
     def _flush(self) -> int:
         """Rewrite every dirty package's pages, then the root pages when due."""

@@ -4,8 +4,15 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 from pathlib import Path
+
+from piw_services.faults import crash_point
+
+#: The temp file of a write in progress: ``.<name>.<12 hex digits>.tmp`` beside its file.
+TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 class Tree:
@@ -33,10 +40,34 @@ class Tree:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
             tmp.write_bytes(raw)
+            crash_point("tree.temp_written")  # killed here, the temp stays: see sweep_temps
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return True
+
+    def sweep_temps(self, max_age: float, now: float | None = None) -> int:
+        """Remove the temp files of writes that never finished (their process was killed
+        between writing and renaming) untouched for *max_age* seconds; returns how many.
+
+        A write's temp lives for milliseconds, so one older than *max_age* belongs to no
+        process, even with several writers sharing the tree. Dot directories (file_manager's
+        ``.uploads``, which it sweeps itself) are not entered."""
+        limit = (time.time() if now is None else now) - max_age
+        removed = 0
+        for directory, subdirs, names in os.walk(self.root):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            for name in names:
+                if not TEMP.match(name):
+                    continue
+                path = Path(directory, name)
+                try:
+                    if path.lstat().st_mtime < limit:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:  # renamed or swept by another process meanwhile
+                    continue
+        return removed
 
     def remove(self, *relatives: str) -> None:
         """Delete these files (missing ones are fine) and then their emptied directories."""

@@ -33,3 +33,29 @@ def test_remove_cleans_empty_directories_only(tmp_path):
 def test_paths_outside_the_tree_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="outside the www tree"):
         Tree(tmp_path / "www").write(bad, "x")
+
+
+def test_sweep_removes_only_old_temps_of_interrupted_writes(tmp_path):
+    """A writer killed between writing its temp file and renaming it leaves the temp behind;
+    the sweep removes such temps once they are old, and nothing else."""
+    import os
+
+    tree = Tree(tmp_path)
+    tree.write("simple/foo/index.html", "x")
+    old = [tmp_path / "simple/foo/.index.html.0123456789ab.tmp",
+           tmp_path / "simple/.index.json.abcdefabcdef.tmp",
+           tmp_path / "stats/.index.html.000000000000.tmp"]
+    young = tmp_path / "project/foo/.index.html.ba9876543210.tmp"  # a write in progress
+    kept = [tmp_path / "simple/foo/index.html",
+            tmp_path / "simple/foo/.index.html.tmp",  # not the temp pattern
+            tmp_path / "simple/foo/foo-1.0.tmp",
+            tmp_path / ".uploads/.index.html.0123456789ab.tmp"]  # file_manager's to sweep
+    for path in old + [young] + kept[1:]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a page")
+    for path in old + kept:
+        os.utime(path, (0, 1000))
+    assert tree.sweep_temps(60, now=2000) == 3
+    assert not any(p.exists() for p in old)
+    assert young.exists() and all(p.exists() for p in kept)
+    assert tree.sweep_temps(60, now=2000) == 0
