@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import text
 
 from piw_services.fake_pypi.history import synthetic_history
+from piw_services.index.tree import TEMP
 from piw_services.reorderer import store
 from piw_services.reorderer.parse import Row, parse_row
+from tests.conftest import wait_for
 from tests.e2e.conftest import builds, files, sha256, store_files, system, upstream_packages
 from tests.reorderer.reference import reference, view
 
@@ -82,8 +84,15 @@ def assert_builds_and_files_agree(system, db):
         assert sha256(path) == rows[name].sha256, name
     uploads = system.www / ".uploads"
     assert not (uploads.exists() and [p for p in uploads.iterdir() if p.suffix == ".part"])
+    wait_for(lambda: not temp_files(system.www), 30, what="no temp files of page writes",
+             describe=lambda: temp_files(system.www))
     system.audit()
     return recorded
+
+
+def temp_files(www):
+    """Temp files of page writes (index, stats) in the www tree: none once it is quiet."""
+    return [p for p in www.rglob("*.tmp") if TEMP.match(p.name) and ".uploads" not in p.parts]
 
 
 def held_and_serial(db):

@@ -17,6 +17,7 @@ from tests.chaos.conftest import (
     catalog,
     expected_catalog,
     held_and_serial,
+    temp_files,
     unbuildable_history,
 )
 from tests.conftest import wait_for
@@ -56,9 +57,10 @@ def test_kill_9_each_service_at_random_points(system, db, processes, rpc, chaos_
                 enumerate(BUILDABLE)]
     removal = {"name": BUILDABLE[1], "version": "1.0", "timestamp": int(time.time()) - 60,
                "action": "remove release"}  # of a release that is (being) built
+    last_piece = pieces.pop()  # published while the index dies at a crash point
     upstream = Upstream(system)
     system.start(upstream.rows_of(pieces.pop(0) + releases.pop(0)), without=SERVICES,
-                 PIW_HOLD_SECONDS="2", PIW_INDEX_ROOT_INTERVAL="1")
+                 PIW_HOLD_SECONDS="2", PIW_INDEX_ROOT_INTERVAL="1", PIW_INDEX_TEMP_MAX_AGE="1")
     for name in SERVICES:
         system.service(name)
     system.builder("pi1")
@@ -86,14 +88,22 @@ def test_kill_9_each_service_at_random_points(system, db, processes, rpc, chaos_
         print(f"chaos: kill -9 {name} at +{kills[-1][0]} s, down {down:.2f} s")
         processes.kill9(name)
         if name == "stats":  # downloads while stats is dead reach it once it is back
-            for _ in range(3):
-                assert requests.get(download, timeout=5).status_code == 200
+            for _ in range(3):  # (web may be starting again itself)
+                wait_for(lambda: requests.get(download, timeout=5).status_code == 200, 30,
+                         what="web to serve the wheel")
                 downloaded += 1
             down = max(down, 1.5)  # web's batch leaves within its 1 s flush interval
         time.sleep(down)
         processes.restart(name)
     upstream.publish([e for piece in pieces for e in piece] + [e for r in releases for e in r])
     print(f"chaos: kills (at s, service, down s): {kills}")
+    # and one kill at the worst moment of a page write, between its temp file and the rename
+    processes.kill9("index")
+    crashing = system.service("index", PIW_CRASH_AT="tree.temp_written")
+    upstream.publish(last_piece)
+    assert crashing.wait(60) == -9
+    assert temp_files(system.www), "the crash point left no temp file"
+    processes.restart("index")  # which sweeps it
 
     last = upstream.serial
     wait_for(lambda: tuple(held_and_serial(db)) == (0, last), 120, interval=0.5,
