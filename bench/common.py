@@ -32,6 +32,15 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fresh_vhost(name: str) -> str:
     requests.delete(f"{MGMT}/vhosts/{name}", timeout=10)
     requests.put(f"{MGMT}/vhosts/{name}", timeout=10).raise_for_status()

@@ -45,9 +45,13 @@ def write(session: Session, events: Sequence[dict[str, Any]]) -> list[int]:
     return seqs
 
 
-def relay(session_factory: Callable[[], Session], publish: Callable[[dict[str, Any]], None],
+def relay(session_factory: Callable[[], Session], publish: Callable[[str], None],
           limit: int = 100) -> int:
     """Publish unsent batches in seq order and mark them sent; returns how many were sent.
+
+    Each message is handed to *publish* as JSON text, ``{"seq": N, "events": [...]}``, built
+    from the text PostgreSQL holds: decoding 5,000 events only to encode them again cost the
+    reorderer a tenth of its time in a replay.
 
     Rows are locked with SKIP LOCKED, so concurrent relays never publish the same batch at the
     same time (a crash between publish and commit re-sends it: consumers ignore repeats).
@@ -56,10 +60,10 @@ def relay(session_factory: Callable[[], Session], publish: Callable[[dict[str, A
     while True:
         with session_factory() as session, session.begin():
             rows = session.execute(
-                _sql("SELECT seq, events FROM outbox WHERE sent_at IS NULL ORDER BY seq "
+                _sql("SELECT seq, events::text FROM outbox WHERE sent_at IS NULL ORDER BY seq "
                      "LIMIT :limit FOR UPDATE SKIP LOCKED"), {"limit": limit}).all()
             for seq, events in rows:
-                publish({"seq": seq, "events": events})
+                publish(f'{{"seq":{int(seq)},"events":{events}}}')
             if rows:
                 session.execute(_sql("UPDATE outbox SET sent_at = now() WHERE seq = ANY(:seqs)"),
                                 {"seqs": [r[0] for r in rows]})

@@ -13,7 +13,7 @@ consumers can see, so a late row that changes nothing emits nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,34 +164,47 @@ def targets(row: Row) -> list[tuple[str, Kind]]:
 
 
 # -- what consumers see ------------------------------------------------------------------
+# These run once or twice per upstream row (a replay applies millions), so they are written
+# as plain loops over locals rather than with generators and properties.
 def _version_view(pkg: PackageState, v: VersionState) -> tuple[Any, ...] | None:
-    floor = pkg.floor(v)
+    floor = v.deleted_k if v.deleted_k > pkg.deleted_k else pkg.deleted_k
     if v.created_k <= floor:
         return None
-    files = frozenset((fn, f.pyver) for fn, f in v.files.items()
-                      if f.added_k > f.removed_k and f.added_k > floor)
+    files = []
+    source = False
+    for fn, f in v.files.items():
+        if f.added_k > f.removed_k and f.added_k > floor:
+            files.append((fn, f.pyver))
+            if not source and is_source_file(fn, f.pyver):
+                source = True
     if not files:
         reason = "no files upstream"
-    elif any(is_source_file(fn, pyver) for fn, pyver in files):
+    elif source:
         reason = None
     else:
         reason = "binary-only: no source file upstream"
     yanked = v.yanked and v.yank_k > floor
-    return (floor % K_SCALE, yanked, v.yanked_reason if yanked else None, reason, files)
+    return (floor % K_SCALE, yanked, v.yanked_reason if yanked else None, reason,
+            frozenset(files))
 
 
 def _snapshot(pkg: PackageState, versions: Iterable[str]) -> tuple[Any, dict[str, Any]]:
-    head = (pkg.alive, pkg.display_name, pkg.life, pkg.is_quarantined) if pkg.alive else None
-    return head, {ver: _version_view(pkg, pkg.versions[ver]) for ver in versions
-                  if ver in pkg.versions}
+    if pkg.created_k > pkg.deleted_k:
+        head = (True, pkg.display_name, pkg.deleted_k % K_SCALE,
+                pkg.quarantined and pkg.quarantine_k > pkg.deleted_k)
+    else:
+        head = None
+    known = pkg.versions
+    return head, {ver: _version_view(pkg, known[ver]) for ver in versions if ver in known}
 
 
-def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[Any, dict]
-          ) -> Iterator[dict[str, Any]]:
+def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[Any, dict],
+          out: list[dict[str, Any]]) -> None:
+    """Append to *out* the events that turn *before* into *after*."""
     base = {"package": pkg.name, "serial": row.serial, "timestamp": row.timestamp}
     (head0, vers0), (head1, vers1) = before, after
     if head0 and (not head1 or head1[2] != head0[2]):
-        yield {"type": "package_removed", **base, "life": head0[2]}
+        out.append({"type": "package_removed", **base, "life": head0[2]})
         head0 = None
         vers0 = {}
     for ver, old in vers0.items():  # removals, children before parents
@@ -199,40 +212,44 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
         if old is None:
             continue
         if new is None or new[0] != old[0]:
-            yield {"type": "version_removed", **base, "version": ver}
-        else:
+            out.append({"type": "version_removed", **base, "version": ver})
+        elif old[4] != new[4]:
+            kept = {f for f, _ in new[4]}
             for fn, _ in old[4] - new[4]:
-                if fn not in {f for f, _ in new[4]}:
-                    yield {"type": "file_removed", **base, "version": ver, "filename": fn}
+                if fn not in kept:
+                    out.append({"type": "file_removed", **base, "version": ver, "filename": fn})
     if head1 and not head0:
-        yield {"type": "package_added", **base, "display_name": head1[1], "life": head1[2]}
+        out.append({"type": "package_added", **base, "display_name": head1[1],
+                    "life": head1[2]})
     elif head1 and head0 and head1[1] != head0[1]:
-        yield {"type": "package_renamed", **base, "display_name": head1[1]}
+        out.append({"type": "package_renamed", **base, "display_name": head1[1]})
     if head1 and bool(head1[3]) != bool(head0 and head0[3]):
-        yield {"type": "package_quarantined" if head1[3] else "package_unquarantined", **base}
+        out.append({"type": "package_quarantined" if head1[3] else "package_unquarantined",
+                    **base})
     for ver, new in vers1.items():
         if new is None:
             continue
         old = vers0.get(ver)
         if old is not None and old[0] != new[0]:
             old = None  # a new life of the version
-        v = pkg.versions[ver]
         if old is None:
-            yield {"type": "version_added", **base, "version": ver, "life": new[0],
-                   "released": timestamp_of(v.release_k or v.created_k),
-                   "yanked": new[1], "yanked_reason": new[2],
-                   "buildable": new[3] is None, "unbuildable_reason": new[3]}
-            old_files: frozenset = frozenset()
+            v = pkg.versions[ver]
+            out.append({"type": "version_added", **base, "version": ver, "life": new[0],
+                        "released": timestamp_of(v.release_k or v.created_k),
+                        "yanked": new[1], "yanked_reason": new[2],
+                        "buildable": new[3] is None, "unbuildable_reason": new[3]})
+            added = new[4]
         else:
             if old[1] != new[1]:
-                yield {"type": "version_yanked" if new[1] else "version_unyanked", **base,
-                       "version": ver, "reason": new[2]}
+                out.append({"type": "version_yanked" if new[1] else "version_unyanked",
+                            **base, "version": ver, "reason": new[2]})
             if old[3] != new[3]:
-                yield {"type": "version_buildable", **base, "version": ver,
-                       "buildable": new[3] is None, "unbuildable_reason": new[3]}
-            old_files = old[4]
-        for fn, pyver in sorted(new[4] - old_files):
-            yield {"type": "file_added", **base, "version": ver, "filename": fn, "pyver": pyver}
+                out.append({"type": "version_buildable", **base, "version": ver,
+                            "buildable": new[3] is None, "unbuildable_reason": new[3]})
+            added = new[4] - old[4] if new[4] != old[4] else ()
+        for fn, pyver in sorted(added):
+            out.append({"type": "file_added", **base, "version": ver, "filename": fn,
+                        "pyver": pyver})
 
 
 def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[dict[str, Any]]:
@@ -255,5 +272,5 @@ def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[d
                 scope = [row.version] if row.version is not None else []
             before = _snapshot(pkg, scope)
             _apply(pkg, row, kind)
-            events.extend(_diff(pkg, row, before, _snapshot(pkg, scope)))
+            _diff(pkg, row, before, _snapshot(pkg, scope), events)
     return events

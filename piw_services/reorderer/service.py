@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 from nameko.dependency_providers import Config
-from nameko.events import EventDispatcher
 from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy import text
@@ -15,6 +14,7 @@ from piw_services import outbox
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.reorderer import store
+from piw_services.reorderer.dependencies import OutboxDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class ReordererService:
     name = "reorderer"
 
     db = Database()
-    dispatch = EventDispatcher()
+    dispatch = OutboxDispatcher()
     config = Config()
 
     def _hold(self) -> float:
