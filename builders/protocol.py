@@ -24,6 +24,7 @@ recorded), and only then ack the job. A builder that dies at any point has its j
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -44,11 +45,13 @@ MAX_FILE_SIZE = 4 * 1024 ** 3
 DEFAULT_SILENCE_LIMIT = 60
 
 BUILD_STATUSES = frozenset({"success", "failed", "timeout", "cancelled"})
-_ABI = re.compile(r"^[a-z]{2}\d{2,3}[a-z]*$")
+# \Z, not $: "$" also matches before a trailing newline ("cp311\n" was an ABI tag, "j1\n" a
+# job id, a sha256 with a newline a sha256)
+_ABI = re.compile(r"^[a-z]{2}\d{2,3}[a-z]*\Z")
 #: A wheel platform tag as ``packaging`` spells it (linux_armv7l, linux_aarch64, linux_x86_64).
-_PLATFORM = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_PLATFORM = re.compile(r"^[a-z][a-z0-9_]{0,60}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 
 
 class ProtocolError(ValueError):
@@ -112,7 +115,7 @@ def builder_permissions(target: str | None = None) -> dict[str, str]:
 
 def check_abi(abi: object) -> str:
     if not isinstance(abi, str) or not _ABI.match(abi):
-        raise ProtocolError(f"not an ABI tag like cp311: {abi!r}")
+        raise ProtocolError(f"not an ABI tag like cp311: {abi!r:.80}")
     return abi
 
 
@@ -150,16 +153,16 @@ def wheel_target_problem(filename: str, target: str) -> str | None:
 def check_wheel_filename(filename: object) -> str:
     """A bare, valid wheel filename: no directory part, no ``..``, no NUL, parseable tags."""
     if not isinstance(filename, str) or not filename:
-        raise ProtocolError(f"filename must be a non-empty string, not {filename!r}")
+        raise ProtocolError(f"filename must be a non-empty string, not {filename!r:.80}")
     if "/" in filename or "\\" in filename or "\0" in filename or ".." in filename:
         raise ProtocolError(f"refusing filename with a path separator, '..' or NUL: "
-                            f"{filename!r}")
+                            f"{filename!r:.300}")
     if len(filename) > 255:
         raise ProtocolError(f"filename longer than 255 characters: {filename[:60]!r}...")
     try:
         parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
-        raise ProtocolError(f"not a valid wheel filename: {filename!r} ({exc})") from None
+        raise ProtocolError(f"not a valid wheel filename: {filename!r:.300} ({exc})") from None
     return filename
 
 
@@ -168,8 +171,10 @@ def _field(msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...],
     value = msg.get(key)
     if value is None and optional:
         return None
-    # bool is an int: never accept one where a number is meant
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+    # bool is an int: never accept one where a number is meant (a tuple of kinds too: True
+    # was a duration)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
         want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ProtocolError(f"{msg.get('type', 'message')}: field {key!r} must be {want}, "
                             f"not {value!r:.80}")
@@ -274,11 +279,15 @@ def check_result(msg: object) -> Mapping[str, Any]:
     m = _mapping(msg, "result")
     _field(m, "builder_id", int)
     _id(m, "job_id")
-    if m.get("status") not in BUILD_STATUSES:
+    # a str first: a list or an object is unhashable, and "in" a frozenset raised TypeError
+    # (the master answered "master failed ... retry", and the builder sent it again forever)
+    if not isinstance(m.get("status"), str) or m.get("status") not in BUILD_STATUSES:
         raise ProtocolError(f"result: status must be one of {sorted(BUILD_STATUSES)}, "
                             f"not {m.get('status')!r:.40}")
-    if _field(m, "duration", (int, float)) < 0:
-        raise ProtocolError("result: duration must not be negative")
+    duration = _field(m, "duration", (int, float))
+    if not 0 <= duration < math.inf:  # NaN fails this too
+        raise ProtocolError(f"result: duration must be a finite number of seconds >= 0, not "
+                            f"{duration!r}")
     _field(m, "log_gz_b64", str)
     for f in _field(m, "files", list):
         check_file_info(f)

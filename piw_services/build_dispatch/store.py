@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -467,5 +468,21 @@ def status(session: Session) -> dict[str, Any]:
             "builds": session.execute(text("SELECT count(*) FROM builds")).scalar_one()}
 
 
+def _finite(value: Any) -> Any:
+    """*value* with NaN and infinities (which JSON has no room for) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # PostgreSQL's json refuses NaN and Infinity, which Python writes: a builder whose sensor
+    # read NaN had every heartbeat fail, and was marked gone while it built
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)

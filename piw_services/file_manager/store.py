@@ -42,7 +42,7 @@ PIECE = 1024 * 1024
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 ARMV7 = "linux_armv7l"
 ARMV6 = "linux_armv6l"
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")  # \Z: "$" passes a trailing newline
 
 
 class StoreError(Exception):

@@ -15,6 +15,9 @@ from collections import Counter
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+# the catalog and build state the operators' actions are tried on (Foo 1.0 and 2.0, two ABIs)
+from tests.admin.test_actions import s  # noqa: F401
+
 # the web service's fixtures (its tree with hostile bits, the service on a real socket)
 from tests.web.conftest import listener, web, web_config, web_container, www  # noqa: F401
 

@@ -1,0 +1,131 @@
+"""Operators' actions and piw-remove with hostile package and version strings: path
+separators, SQL metacharacters, unicode, huge, empty, control characters. Each is refused as
+UnknownPackage, UnknownVersion or BadRequest with a clear message (one line, bounded, its
+control characters escaped), and the database is what it was (table snapshots, as
+tests/admin/test_actions.py takes them).
+
+tests/admin covers one example of each kind; here they are generated, for every action.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from packaging.version import InvalidVersion, Version
+
+from piw_services.admin import actions
+from piw_services.cli import admin as cli
+from piw_services.names import canonical, is_valid_name
+from tests.admin.test_actions import snapshot
+from tests.hostile.conftest import any_text, examples, tried
+
+AREA = "admin"
+PACKAGES = st.one_of(any_text(), st.sampled_from(
+    ["foo/../bar", "../foo", "foo\\bar", "foo; DROP TABLE packages; --", "foo' OR '1'='1",
+     "foo%", "fo_", "f%o", "*", "foo\n", "\nfoo", "foo\x00", "FOO\r", "ｆｏｏ", "fo\u0301o",
+     "f\u200bo\u200bo", "foo\u202e", "\u0130", "K\u212a", "x" * 201, "x" * 100_000, "",
+     " ", "foo ", " foo", "-foo", "foo-", ".foo", "foo..", "nope", "bar"]))
+VERSIONS = st.one_of(any_text(), st.sampled_from(
+    ["1.0/../2.0", "../1.0", "1.0\\", "1.0'; DELETE FROM builds; --", "1.0%", "1._",
+     "1.0\n", "1.0\x00", "\x1b[2J", "１.０", "1.0\u200b", "9" * 129, "9" * 100_000, "",
+     " ", "v1.0", "1.0.0.0.0.1", "1!1.0", "1.0+evil", "latest", None, 1.0, ["1.0"]]))
+ACTIONS = {
+    "remove": lambda s, p, v: actions.remove(s, p, v),
+    "remove -s": lambda s, p, v: actions.remove(s, p, v, skip=True),
+    "remove_package": lambda s, p, v: actions.remove_package(s, p),
+    "skip": lambda s, p, v: actions.skip(s, p, v, reason="hostile test"),
+    "unskip": lambda s, p, v: actions.unskip(s, p, v),
+    "rebuild": lambda s, p, v: actions.rebuild(s, p, v),
+    "add": lambda s, p, v: actions.add(s, p, v),
+}
+LIVE = {"1.0", "2.0"}
+
+
+def names_foo(package) -> bool:
+    return is_valid_name(package) and canonical(package) == "foo"
+
+
+def names_live(version) -> bool:
+    if not isinstance(version, str):
+        return False
+    if version in LIVE:
+        return True
+    try:
+        return Version(version) in {Version(v) for v in LIVE}
+    except InvalidVersion:
+        return False
+
+
+def clear(message: str) -> bool:
+    """One line of bounded text, every control character escaped."""
+    return 0 < len(message) <= 700 and not any(ord(c) < 32 or ord(c) == 127 for c in message)
+
+
+@examples(150)
+@given(action=st.sampled_from(sorted(ACTIONS)), package=PACKAGES, version=VERSIONS,
+       foo=st.sampled_from(["foo", "FOO", "Foo", None]))
+def test_actions_refuse_hostile_names_and_change_nothing(s, action, package, version, foo):
+    """A hostile package (or the real one, with a hostile version): refused with a clear
+    message, nothing changed."""
+    if foo is not None:
+        package = foo  # the package exists: only the version is hostile
+        assume(not names_live(version) or action == "remove_package")
+        assume(action != "remove_package")  # needs no version: it would just work
+    else:
+        assume(not names_foo(package))
+    tried(AREA)
+    before = snapshot(s)
+    with pytest.raises(actions.AdminError) as caught:
+        ACTIONS[action](s, package, version)
+    s.rollback()
+    assert type(caught.value) in (actions.UnknownPackage, actions.UnknownVersion,
+                                  actions.BadRequest)
+    assert clear(str(caught.value)), str(caught.value)[:300]
+    assert snapshot(s) == before
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    """RabbitMQ nowhere: a request that passes the command's checks fails at the broker."""
+    monkeypatch.setenv("PIW_AMQP_URI", f"pyamqp://guest:guest@127.0.0.1:{closed_port()}/")
+    monkeypatch.setattr(cli, "CONNECT_TIMEOUT", 1)
+
+
+@examples(120)
+@given(package=PACKAGES.filter(lambda p: isinstance(p, str)),
+       version=VERSIONS.filter(lambda v: isinstance(v, str)),
+       extra=st.sampled_from([[], ["-s"], ["-q"], ["-v"], ["--", ]]))
+def test_piw_remove_refuses_hostile_arguments_before_touching_anything(no_broker, capsys,
+                                                                       package, version,
+                                                                       extra):
+    """piw-remove in-process: a hostile argument is a usage error (exit 2) naming it, escaped
+    and bounded; one that passes the checks goes no further than the (absent) broker."""
+    assume("\x00" not in package + version)  # no process can be given a NUL in its argv
+    tried(AREA)
+    argv = ["-y", *extra, package, version]
+    try:
+        status = cli.remove_main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    err = capsys.readouterr().err
+    valid = is_valid_name(package) and cli._BAD_VERSION.search(version) is None and \
+        0 < len(version) <= cli.MAX_VERSION_LENGTH
+    if package.startswith("-") or version.startswith("-"):
+        assert status in (1, 2)  # read as an option, or refused as one
+    elif valid:
+        assert status == 1 and "cannot reach RabbitMQ" in err, err[:300]
+    else:
+        assert status == 2, (status, err[:300])
+        assert "not a package name" in err or "not a version" in err, err[:300]
+    assert len(err) < 3000
+    assert not any(c in err for c in "\x00\x1b\r\x7f"), err[:300]
+
