@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+import eventlet
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy import text
 
@@ -15,8 +16,12 @@ from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.reorderer import store
 from piw_services.reorderer.dependencies import OutboxDispatcher
+from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
+
+#: Seconds a page waits for the page before it to be stored (see ``ingest``).
+TURN_WAIT = 30
 
 
 class ReordererService:
@@ -30,10 +35,22 @@ class ReordererService:
         return float(with_defaults(self.config)["HOLD_SECONDS"])
 
     @rpc
-    def ingest(self, rows: list[Any]) -> dict[str, Any]:
-        """Store one page of raw changelog rows; returns what happened to them."""
-        with self.db() as s, s.begin():
-            result = store.ingest(s, rows, self._hold())
+    def ingest(self, rows: list[Any], since: int | None = None) -> dict[str, Any]:
+        """Store one page of raw changelog rows, fetched after serial *since*; returns what
+        happened to them. A page that comes before the one it follows is stored waits its
+        turn for up to ``TURN_WAIT`` seconds, then fails (the poller then polls again from
+        our place, so nothing is skipped)."""
+        page = store.parse_page(rows)
+        deadline = time.monotonic() + TURN_WAIT
+        while True:
+            try:
+                with self.db() as s, s.begin():
+                    result = store.store_page(s, page, self._hold(), since)
+                break
+            except store.OutOfTurn:
+                if time.monotonic() > deadline:
+                    raise
+                eventlet.sleep(0.05)
         if result.events:
             log.info("applied %d rows (%d held, %d malformed): %d events in batches %s",
                      result.applied, result.held, result.malformed, result.events,

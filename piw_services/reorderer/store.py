@@ -227,13 +227,27 @@ def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:
     return events
 
 
-def ingest(
-    session: Session, raw_rows: Sequence[object], hold: float, now: float | None = None
-) -> IngestResult:
-    """Take one page of upstream rows, inside the caller's transaction."""
+class OutOfTurn(Exception):
+    """A page came before the page it follows was stored (the poller keeps two in flight):
+    storing it now could move our place past rows that are not stored yet."""
+
+
+@dataclass
+class Page:
+    """One page of upstream rows, parsed (outside any transaction)."""
+
+    valid: list[Row]
+    malformed: list[Malformed]
+    ignored: int
+    top: int  # the highest readable serial
+    received: int
+    now: float
+
+
+def parse_page(raw_rows: Sequence[object], now: float | None = None) -> Page:
+    """Parse a page before any lock is taken, so that the next page's parsing runs while the
+    page before it waits on PostgreSQL."""
     now = time.time() if now is None else now
-    # Parse before taking the lock: the next page's parsing then runs while the page before
-    # it waits on PostgreSQL.
     valid: list[Row] = []
     malformed: list[Malformed] = []
     ignored = 0
@@ -249,9 +263,27 @@ def ingest(
             ignored += 1
         else:
             malformed.append(parsed)
+    return Page(valid, malformed, ignored, page_top, len(raw_rows), now)
+
+
+def ingest(
+    session: Session, raw_rows: Sequence[object], hold: float, now: float | None = None
+) -> IngestResult:
+    """Take one page of upstream rows, inside the caller's transaction."""
+    return store_page(session, parse_page(raw_rows, now), hold)
+
+
+def store_page(session: Session, page: Page, hold: float, since: int | None = None
+               ) -> IngestResult:
+    """Store a parsed page inside the caller's transaction. *since* is the serial the page
+    was fetched after: when our place is still below it, the page before has not been
+    stored, and :class:`OutOfTurn` is raised before anything changes."""
+    valid, malformed, now = page.valid, page.malformed, page.now
     cur = _cursor(session)
     prev_serial, prev_max_ts = _lock_state(cur)
-    top = max(prev_serial, page_top)
+    if since is not None and prev_serial < since:
+        raise OutOfTurn(f"a page after serial {since} came while we are at {prev_serial}")
+    top = max(prev_serial, page.top)
 
     # Rows are keyed by serial. One at or below our position may be held already; one that
     # was applied may be applied again, which changes nothing (the catalog is LWW).
@@ -284,11 +316,11 @@ def ingest(
     return IngestResult(
         top,
         max_ts,
-        len(raw_rows),
+        page.received,
         len(valid),
         len(released),
         held,
-        ignored,
+        page.ignored,
         len(malformed),
         len(events),
         seqs,

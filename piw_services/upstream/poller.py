@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ class Poller:
     last_error: str | None = None
     stuck_at: int | None = None
     enrich_days: float = 30.0
+    depth: int = 2  # pages handed to the reorderer and not yet stored
     pages: int = 0
     rows: int = 0
     clock: Callable[[], float] = field(default=time.monotonic)
@@ -60,23 +62,23 @@ class Poller:
         return self.clock() >= self.next_poll
 
     def poll(self, last_serial: Callable[[], int],
-             ingest: Callable[[list[Any]], Callable[[], dict[str, Any]]]) -> int:
+             ingest: Callable[[list[Any], int], Callable[[], dict[str, Any]]]) -> int:
         """Fetch pages until upstream has nothing newer; returns the number of rows handed on.
 
-        *ingest* starts storing one page and returns a function that waits for the result.
+        *ingest(rows, since)* starts storing one page, fetched after serial *since*, and
+        returns a function that waits for the result. Up to ``depth`` pages are in flight:
+        the reorderer parses the next page while PostgreSQL stores the one before, and we
+        fetch the one after; it stores them in turn (``since`` tells it the order).
         """
         handed = 0
-        waiting: Callable[[], dict[str, Any]] | None = None
+        in_flight: deque[Callable[[], dict[str, Any]]] = deque()
         try:
             serial = last_serial()
             while True:
                 rows = self.client.changelog_since_serial(serial)
-                if waiting is not None:
-                    waiting()
-                    waiting = None
                 if not rows:
                     break
-                waiting = ingest(rows)
+                in_flight.append(ingest(rows, serial))
                 handed += len(rows)
                 self.pages += 1
                 self.rows += len(rows)
@@ -88,16 +90,17 @@ class Poller:
                         self.stuck_at = serial
                     break
                 serial = top
-            if waiting is not None:
-                waiting()
-                waiting = None
+                while len(in_flight) >= self.depth:
+                    in_flight.popleft()()
+            while in_flight:
+                in_flight.popleft()()
         except Exception as exc:  # upstream failed, or the reorderer did: back off either way
             self._failed(exc)
-            if waiting is not None:
+            while in_flight:
                 try:
-                    waiting()
+                    in_flight.popleft()()
                 except Exception as late:
-                    log.warning("storing the last page failed too: %s", late)
+                    log.warning("storing a page failed too: %s", late)
             return handed
         self.failures, self.last_error = 0, None
         self.next_poll = self.clock() + self.interval

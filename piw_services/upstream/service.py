@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import eventlet
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
+from piw_services.rpc import rpc
 from piw_services.upstream.dependencies import UpstreamPoller
 
 #: Seconds to wait for the reorderer to store one page (a 50,000-row page takes ~5 s). A call
@@ -40,8 +41,8 @@ class UpstreamService:
         with eventlet.Timeout(60, TimeoutError):
             return self.reorderer.last_serial()
 
-    def _ingest(self, rows: list[Any]) -> Any:
-        reply = self.reorderer.ingest.call_async(rows)
+    def _ingest(self, rows: list[Any], since: int) -> Any:
+        reply = self.reorderer.ingest.call_async(rows, since)
 
         def wait() -> dict[str, Any]:
             with eventlet.Timeout(INGEST_TIMEOUT, TimeoutError):

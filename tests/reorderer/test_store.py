@@ -151,3 +151,22 @@ def test_package_state_shape_and_spelling(db):
     assert v2["unbuildable_reason"].startswith("binary-only")
     with db() as s:
         assert store.package_state(s, "nope") == {"name": "nope", "alive": False, "versions": {}}
+
+
+def test_a_page_out_of_turn_changes_nothing_and_waits_for_the_one_before(db):
+    """The poller keeps two pages in flight; the second must not be stored first, or our
+    place would pass rows that are not stored yet."""
+    first = [["pkg", None, 1000, "create", 1], ["pkg", "1.0", 1001, "new release", 2]]
+    second = [["pkg", "1.0", 1002, "yank release", 3]]
+    with pytest.raises(store.OutOfTurn), db() as s, s.begin():
+        store.store_page(s, store.parse_page(second, NOW), FLUSH_ALL, since=2)
+    with db() as s:
+        assert store.last_serial(s) == 0
+        assert s.execute(text("SELECT count(*) FROM held_rows")).scalar() == 0
+        assert store.package_state(s, "pkg")["alive"] is False
+    for page, since in ((first, 0), (second, 2)):
+        with db() as s, s.begin():
+            store.store_page(s, store.parse_page(page, NOW), FLUSH_ALL, since=since)
+    with db() as s:
+        assert store.last_serial(s) == 3
+        assert store.package_state(s, "pkg")["versions"]["1.0"]["yanked"] is True

@@ -43,9 +43,10 @@ def store_into(db):
         with db() as s:
             return store.last_serial(s)
 
-    def ingest(rows):
+    def ingest(rows, since):
         with db() as s, s.begin():
-            result = store.ingest(s, rows, hold=-10**9).as_dict()
+            result = store.store_page(s, store.parse_page(rows), hold=-10**9,
+                                      since=since).as_dict()
         return lambda: result
     return last_serial, ingest
 
@@ -93,11 +94,11 @@ def test_failure_mid_replay_keeps_the_pages_already_stored(db, upstream):
     last_serial, ingest = store_into(db)
     calls = []
 
-    def flaky_ingest(rows):
+    def flaky_ingest(rows, since):
         calls.append(len(rows))
         if len(calls) == 2:
             upstream.fail_next("fault", 1)
-        return ingest(rows)
+        return ingest(rows, since)
 
     assert poller.poll(last_serial, flaky_ingest) == 20  # third page refused by upstream
     with db() as s:
