@@ -17,7 +17,6 @@ from typing import Any
 
 import eventlet
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -25,6 +24,7 @@ from piw_services import outbox
 from piw_services.admin import actions
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
+from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
 

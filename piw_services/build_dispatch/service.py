@@ -9,7 +9,6 @@ from typing import Any
 
 from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from builders import protocol
@@ -19,6 +18,7 @@ from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.ordered_events import ordered_events_consumer
+from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ import eventlet
 from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
@@ -40,6 +39,7 @@ from piw_services.db.models import BuildTarget, File
 from piw_services.faults import crash_point
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
 from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
+from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
 

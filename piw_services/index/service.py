@@ -16,7 +16,6 @@ from eventlet import tpool
 from nameko.dependency_providers import Config
 from nameko.events import SERVICE_POOL, event_handler
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
 from piw_services.ordered_events import ordered_events_consumer
+from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import eventlet.tpool
 from nameko.dependency_providers import Config
 from nameko.events import SERVICE_POOL, event_handler
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from sqlalchemy import text
 
@@ -36,6 +36,7 @@ from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.index import dirty
 from piw_services.index.tree import Tree
+from piw_services.rpc import rpc
 from piw_services.stats import store
 
 log = logging.getLogger(__name__)

@@ -34,11 +34,11 @@ from typing import Any
 from nameko.constants import WEB_SERVER_CONFIG_KEY
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.timer import timer
 from nameko.web.server import parse_address
 
 from piw_services.config import with_defaults
+from piw_services.rpc import rpc
 from piw_services.web.app import HttpServer, TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, Tree, make_event, salt_key
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import eventlet
 import pytest
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -21,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
 from piw_services.db import make_engine
+from piw_services.rpc import rpc
 from tests.chaos.conftest import (
     assert_builds_and_files_agree,
     catalog,
@@ -221,3 +223,57 @@ def test_rabbitmq_and_postgresql_restarted_mid_run(system, db, processes, privat
     for package in packages:
         wait_for(lambda p=package: wheel(p, "1.0") in requests.get(
             f"{system.web}/simple/{p}/", timeout=5).text, 20, what=f"{package}'s page")
+    # web -> stats (download events) and builder -> stats (heartbeats) run again too
+    restarted = time.time()
+    for package in packages:
+        url = f"{system.web}/simple/{package}/{wheel(package, '1.0')}"
+        assert requests.get(url, timeout=5).status_code == 200
+
+    def stats_since_restart():
+        with db() as s:
+            return s.execute(text(
+                "SELECT (SELECT count(DISTINCT package) FROM downloads "
+                "WHERE at >= to_timestamp(:t)), (SELECT count(*) FROM builder_readings "
+                "WHERE at >= to_timestamp(:t))"), {"t": restarted - 1}).one()
+    wait_for(lambda: tuple(stats_since_restart())[0] == len(packages)
+             and stats_since_restart()[1] > 0, 30,
+             what="downloads and heartbeats recorded by stats after the restarts",
+             describe=lambda: tuple(stats_since_restart()))
+
+
+class Slow:
+    """A service with one RPC that takes a while to answer, on piw's ``@rpc``."""
+
+    name = "chaos_slow"
+
+    @rpc
+    def nap(self, seconds):
+        eventlet.sleep(seconds)
+        return "awake"
+
+
+def test_a_reply_the_broker_is_not_there_for_does_not_stop_the_service(
+        container_factory, private_rabbit):
+    """The broker stops while a call is answered and stays away longer than nameko's publish
+    retries: the reply is given up (logged), the service lives on and answers once the broker
+    is back. With nameko's own ``@rpc`` the failed reply killed the container (and, in one
+    piw-master process, every service); tests/chaos found it as a master that stopped
+    answering its builders after ``stop_app``."""
+    config = {"AMQP_URI": private_rabbit.uri}
+    container = container_factory(Slow, config)
+    container.start()
+    with ClusterRpcProxy(config, timeout=10) as proxy:
+        assert proxy.chaos_slow.nap(0) == "awake"
+        proxy.chaos_slow.nap.call_async(1)
+        eventlet.sleep(0.3)  # the call is being worked on
+        private_rabbit.ctl("stop_app")
+    eventlet.sleep(8)  # longer than the reply's publish retries
+    private_rabbit.ctl("start_app")
+    assert not container._died.ready(), "the service's container died"
+    answer = wait_for(lambda: _call(config), 30, interval=1, what="an answer after the restart")
+    assert answer == "awake"
+
+
+def _call(config):
+    with ClusterRpcProxy(config, timeout=5) as proxy:
+        return proxy.chaos_slow.nap(0)
