@@ -260,6 +260,9 @@ def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[d
     ones are created empty.
     """
     events: list[dict[str, Any]] = []
+    # Upstream writes a release's rows together (release, then its files), so the view after
+    # one row is often the view before the next: computing a view costs O(files).
+    last: tuple[PackageState, list[str], tuple[Any, dict[str, Any]]] | None = None
     for row in rows:
         for name, kind in targets(row):
             pkg = packages.get(name)
@@ -270,7 +273,12 @@ def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[d
                 scope = list(pkg.versions)
             else:
                 scope = [row.version] if row.version is not None else []
-            before = _snapshot(pkg, scope)
+            if last is not None and last[0] is pkg and scope == last[1]:
+                before = last[2]  # the same version as the row before: its view after it
+            else:
+                before = _snapshot(pkg, scope)
             _apply(pkg, row, kind)
-            _diff(pkg, row, before, _snapshot(pkg, scope), events)
+            after = _snapshot(pkg, scope)
+            _diff(pkg, row, before, after, events)
+            last = (pkg, scope, after)
     return events
