@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from piw_services.web.app import TreeApp
 from piw_services.web.serve import Tree
 from tests.hostile.conftest import examples, hostile_text, tried
-from tests.web.conftest import WHEEL
+from tests.web.conftest import WHEEL, wsgi_call
 
 AREA = "http"
 #: A server failure: any 5xx but 505 (HTTP Version Not Supported is the right answer to
@@ -110,19 +110,8 @@ def environ_for(target: str, method: str, accept: str | None, headers: dict) -> 
 
 
 def call(app, environ):
-    started = {}
-
-    def start_response(status, head, exc_info=None):
-        started["status"], started["head"] = status, head
-        return lambda data: None
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    return int(started["status"].split()[0]), started["head"], body
+    status, head, body = wsgi_call(app, environ)
+    return int(status.split()[0]), head, body
 
 
 def servable(root: Path) -> set[bytes]:

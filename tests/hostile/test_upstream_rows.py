@@ -38,6 +38,7 @@ from piw_services.upstream.poller import Poller, page_top
 from piw_services.upstream_client import UpstreamClient, UpstreamError
 from tests.conftest import reset_db
 from tests.hostile.conftest import any_text, examples, hostile_text, json_junk, tried
+from tests.upstream.test_poller import info_into
 
 AREA = "upstream rows"
 NOW = 1_700_000_000
@@ -377,15 +378,7 @@ def test_enrichment_survives_any_json_answer(db_engine, db, garbage, body, statu
     garbage.status, garbage.body, garbage.headers = status, body, {}
     poller = Poller(UpstreamClient(garbage.url, timeout=10), interval=10, enrich_days=30)
 
-    def needing(limit, since):
-        with db() as s:
-            return store.versions_needing_info(s, limit, since)
-
-    def save(infos):
-        with db() as s, s.begin():
-            return store.set_version_info(s, infos)
-
-    poller.enrich(needing, save)
+    poller.enrich(*info_into(db))
     with db() as s:
         v = store.package_state(s, "odd")["versions"]["1.0"]
     for key in ("requires_python", "yanked_reason"):

@@ -9,7 +9,7 @@ from piw_services.fake_pypi import FakePyPI
 from piw_services.reorderer import store
 from piw_services.upstream.poller import Poller
 from piw_services.upstream_client import UpstreamClient
-from tests.upstream.test_poller import store_into
+from tests.upstream.test_poller import info_into, store_into
 
 
 def test_recent_versions_get_requires_python_and_yank_reason(db):
@@ -33,13 +33,7 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
         last_serial, ingest = store_into(db)
         poller.poll(last_serial, ingest)
 
-        def needing(limit, since):
-            with db() as s:
-                return store.versions_needing_info(s, limit, since)
-
-        def save(infos):
-            with db() as s, s.begin():
-                return store.set_version_info(s, infos)
+        needing, save = info_into(db)
 
         assert needing(50, now - 30 * 86400) == [["fresh", "1.0"]]
         assert poller.enrich(needing, save) == 1
@@ -65,9 +59,7 @@ def test_json_api_failure_backs_off(db):
         poller = Poller(UpstreamClient(upstream.url), interval=10)
         poller.poll(*store_into(db))
 
-        def needing(limit, since):
-            with db() as s:
-                return store.versions_needing_info(s, limit, since)
+        needing, _ = info_into(db)
 
         poller.client.base_url = "http://127.0.0.1:9"  # upstream gone
         assert poller.enrich(needing, lambda infos: 0) == 0

@@ -51,6 +51,18 @@ def store_into(db):
     return last_serial, ingest
 
 
+def info_into(db):
+    """The (needing, store) pair ``Poller.enrich`` takes, on the reorderer's store."""
+    def needing(limit, since):
+        with db() as s:
+            return store.versions_needing_info(s, limit, since)
+
+    def save(infos):
+        with db() as s, s.begin():
+            return store.set_version_info(s, infos)
+    return needing, save
+
+
 def test_pages_until_caught_up_and_never_loses_its_place(db, upstream):
     poller, clock = make_poller(upstream)
     assert poller.poll(*store_into(db)) == 25

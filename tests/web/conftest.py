@@ -173,3 +173,20 @@ def wait_until(predicate, timeout=10.0):
             return
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def wsgi_call(app, environ):
+    """(status line, header list, body) of one call of a WSGI *app*, its result closed."""
+    started = {}
+
+    def start_response(status, headers, exc_info=None):
+        started["status"], started["headers"] = status, headers
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return started["status"], started["headers"], body

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Request
 from piw_services.web import app as app_module
 from piw_services.web.app import TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, Tree
-from tests.web.conftest import SERVED, WHEEL
+from tests.web.conftest import SERVED, WHEEL, wsgi_call
 
 
 def environ_for(path, method="GET", **headers):
@@ -23,20 +23,9 @@ def environ_for(path, method="GET", **headers):
 
 def call(app, environ):
     """(status, headers without Date, body) of one WSGI call."""
-    started = {}
-
-    def start_response(status, headers, exc_info=None):
-        started["status"], started["headers"] = status, headers
-        return lambda data: None
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    headers = {k.lower(): v for k, v in started["headers"] if k.lower() != "date"}
-    return started["status"], headers, body
+    status, head, body = wsgi_call(app, environ)
+    headers = {k.lower(): v for k, v in head if k.lower() != "date"}
+    return status, headers, body
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
