@@ -30,7 +30,7 @@ from tests.chaos.conftest import (
     held_and_serial,
 )
 from tests.conftest import BIN, free_port, reset_db, wait_for
-from tests.e2e.conftest import files_of, release, wheel
+from tests.e2e.conftest import builds, files_of, release, wheel
 
 pytestmark = pytest.mark.slow
 
@@ -205,8 +205,12 @@ def test_rabbitmq_and_postgresql_restarted_mid_run(system, db, processes, privat
              what="the reorderer to apply every row",
              describe=lambda: tuple(held_and_serial(db)))
     assert catalog(db) == expected_catalog(rows)
-    wait_for(lambda: all(built(p) for p in packages), 120, what="every build",
-             describe=lambda: {p: files_of(db, p) for p in packages})
+    # a builder uploads, then reports: the file lands before its build is recorded
+    wait_for(lambda: all(built(p) for p in packages)
+             and sorted(b["package"] for b in builds(db)) == packages, 120,
+             what="every build, its file and its record",
+             describe=lambda: ({p: files_of(db, p) for p in packages},
+                               [b["package"] for b in builds(db)]))
     recorded = assert_builds_and_files_agree(system, db)
     assert sorted(b["package"] for b in recorded) == packages
     # the same processes did it all: none died, every service answers (a new client: the
