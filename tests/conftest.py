@@ -1,7 +1,7 @@
 """Shared fixtures: a real PostgreSQL database (migrated once per run) and a real RabbitMQ.
 
 eventlet must be monkey-patched before anything imports sockets, or the first nameko container
-test hangs (shared/notes/nameko-stack.md).
+test hangs (docs/development.md, the nameko stack).
 """
 
 import os

@@ -5,7 +5,7 @@ Nothing is deleted here but database state that decides what may exist: jobs get
 builder still working on an old one can publish nothing: file_manager checks the job under its
 lock), builds are forgotten, skips recorded. The event, written to the outbox in the same
 transaction by the service, makes file_manager delete the files of the revoked jobs and the
-index rewrite the pages, each exactly once and after any crash (DESIGN.md, reorderer contract
+index rewrite the pages, each exactly once and after any crash (docs/architecture.md, the reorderer,
 point 3). A request that cannot be done raises :class:`AdminError` and changes nothing.
 """
 
@@ -195,7 +195,7 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
             builds.set_skip(session, name, None, reason)
     outcome = _revoked(Outcome(action, name, version, skip=reason), session, builds.revoke(
         session, name, versions, forget_builds=True, requeue=reason is None))
-    for v in versions:  # a removal deletes the version's logged downloads too (DESIGN.md)
+    for v in versions:  # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
         outcome.downloads_deleted += stats.delete_downloads(session, name, v)
     then = f"skipped: {reason}" if reason else "built again"
     outcome.summary = f"removed {_what(name, version)} ({_counts(outcome)}); {then}"

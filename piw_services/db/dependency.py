@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def ensure_green_psycopg() -> None:
     """Under eventlet, psycopg2 must yield while it waits, or one query blocks the process
-    (and its AMQP heartbeats): shared/notes/nameko-stack.md, pitfall 3."""
+    (and its AMQP heartbeats): docs/development.md, nameko pitfall 3."""
     import eventlet.patcher
     import psycopg2.extensions
 

@@ -75,7 +75,7 @@ class Installed:
 
 
 def armv6l_name(filename: str) -> str | None:
-    """The name an armv7l wheel is also served under for armv6l (DESIGN.md, Builders), or None.
+    """The name an armv7l wheel is also served under for armv6l (docs/builders.md, Build targets), or None.
 
     Only the platform part of the name is changed; a wheel already tagged for armv6l (or for no
     armv7l platform) gets no link.

@@ -1,4 +1,4 @@
-"""Anchored parsing of upstream changelog rows (DESIGN.md, reorderer contract point 4).
+"""Anchored parsing of upstream changelog rows (docs/architecture.md, the reorderer, point 4).
 
 Every action is matched whole: ``remove Owner x`` is a role change, not a removal, and
 ``add Owner filebot`` is not a file upload. Rows that do not fit are reported as

@@ -2,7 +2,7 @@
 requests, and the stats events they give rise to. Pure request logic on werkzeug objects, with
 no nameko in it (service.py is the thin nameko shell around :class:`Tree`).
 
-Rules (DESIGN.md, "The www tree and the index"):
+Rules (docs/architecture.md, "The www tree"):
 
 * A path is split on ``/`` *before* percent-decoding, one segment at a time, so an encoded
   slash, a backslash, NUL or any control character, a ``%`` left after decoding (double

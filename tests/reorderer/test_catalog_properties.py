@@ -42,7 +42,7 @@ def test_duplicates_change_nothing(raw, rnd):
 
 
 def test_chai_sequence_from_design():
-    """DESIGN.md's real example: in time order the remove comes first and is a no-op."""
+    """docs/architecture.md's real example: in time order the remove comes first and is a no-op."""
     log = [
         ["chai", "0.1.18", 1320779633, "new release", 256850],
         ["chai", "0.1.19", 1320788944, "new release", 256914],

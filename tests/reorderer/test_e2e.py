@@ -15,7 +15,7 @@ from tests.reorderer.reference import fold_events, reference, view
 
 MASTER = str(BIN / "piw-master")
 
-CHAI = [  # DESIGN.md's real example, in ascending serial order
+CHAI = [  # docs/architecture.md's real example, in ascending serial order
     {"name": "chai", "version": "0.1.18", "timestamp": 1320779633, "action": "new release",
      "serial": 256850},
     {"name": "chai", "version": "0.1.19", "timestamp": 1320788944, "action": "new release",
