@@ -195,7 +195,8 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
             builds.set_skip(session, name, None, reason)
     outcome = _revoked(Outcome(action, name, version, skip=reason), session, builds.revoke(
         session, name, versions, forget_builds=True, requeue=reason is None))
-    for v in versions:  # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
+    # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
+    for v in versions:
         outcome.downloads_deleted += stats.delete_downloads(session, name, v)
     then = f"skipped: {reason}" if reason else "built again"
     outcome.summary = f"removed {_what(name, version)} ({_counts(outcome)}); {then}"

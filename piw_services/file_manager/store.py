@@ -75,7 +75,8 @@ class Installed:
 
 
 def armv6l_name(filename: str) -> str | None:
-    """The name an armv7l wheel is also served under for armv6l (docs/builders.md, Build targets), or None.
+    """The name an armv7l wheel is also served under for armv6l, or None (docs/builders.md,
+    Build targets).
 
     Only the platform part of the name is changed; a wheel already tagged for armv6l (or for no
     armv7l platform) gets no link.
