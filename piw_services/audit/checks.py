@@ -13,9 +13,10 @@ outside the tree.
 
 Rules (the ones the system keeps):
 
-- a version is *alive* when ``versions.created_k > greatest(versions.deleted_k,
-  packages.deleted_k)`` and its package is alive (``created_k > deleted_k``) and not
-  quarantined (the reorderer's ``is_quarantined``);
+- a version is *alive* (servable) when the catalog's view ``servable_versions`` has it: alive,
+  in a package alive and not quarantined (the reorderer's rules, defined once in migration
+  0009's views); a live version whose files are withheld (``live_versions.withheld``) keeps
+  them, on no page;
 - a file is *current* when some ``build_targets`` row of its package and version has its
   ``job_id`` (removals and rebuilds give targets new job ids; a pure wheel that satisfied
   several ABIs keeps the job id of the target that built it);
@@ -45,8 +46,6 @@ SIMPLE = "simple"
 PROJECT = "project"
 METADATA = ".metadata"
 PAGES = ("index.html", "index.json")
-#: SQL: the package (aliased p) is quarantined in its current life (the reorderer's rule)
-QUARANTINED = "p.quarantined AND p.quarantine_k > p.deleted_k"
 #: the package name root-page disagreements are filed under (as in ``index_dirty``)
 ROOT = ":root"
 #: how many same-directory symlinks are followed to reach a file
@@ -525,15 +524,12 @@ def gather_catalog(session: Session, packages: Iterable[str]
                    ) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str, str]]]:
     """(alive packages among *packages*, alive versions of files rows, current targets of
     files rows): the rules of the module docstring, in SQL, for only what the audit needs."""
-    alive_pkg = f"p.created_k > p.deleted_k AND NOT ({QUARANTINED})"
     packages_alive = set(session.execute(text(
-        f"SELECT p.name FROM packages p WHERE p.name = ANY(:names) AND {alive_pkg}"),
+        "SELECT name FROM servable_packages WHERE name = ANY(:names)"),
         {"names": sorted(packages)}).scalars())
     versions = {(p, v) for p, v in session.execute(text(
-        "SELECT DISTINCT f.package, f.version FROM files f "
-        "JOIN packages p ON p.name = f.package "
-        "JOIN versions v ON v.package = f.package AND v.version = f.version "
-        f"WHERE v.created_k > greatest(v.deleted_k, p.deleted_k) AND {alive_pkg}"))}
+        "SELECT DISTINCT package, version FROM files JOIN servable_versions "
+        "USING (package, version)"))}
     targets = {(p, v, j) for p, v, j in session.execute(text(
         "SELECT DISTINCT t.package, t.version, t.job_id FROM build_targets t "
         "JOIN files f ON f.package = t.package AND f.version = t.version "
@@ -542,15 +538,13 @@ def gather_catalog(session: Session, packages: Iterable[str]
 
 
 def gather_stray_targets(session: Session) -> list[tuple[str, str, str, str, str]]:
-    alive = ("v.created_k > greatest(v.deleted_k, p.deleted_k) AND p.created_k > p.deleted_k")
     return [tuple(r) for r in session.execute(text(
         "SELECT t.package, t.version, t.abi, t.state, CASE WHEN bv.package IS NULL "
         "THEN 'build_dispatch does not know the version' ELSE 'the version is not alive' END "
         "FROM build_targets t LEFT JOIN build_versions bv "
         "ON bv.package = t.package AND bv.version = t.version "
-        "LEFT JOIN versions v ON v.package = t.package AND v.version = t.version "
-        "LEFT JOIN packages p ON p.name = t.package "
-        f"WHERE bv.package IS NULL OR v.package IS NULL OR p.name IS NULL OR NOT ({alive}) "
+        "LEFT JOIN live_versions lv ON lv.package = t.package AND lv.version = t.version "
+        "WHERE bv.package IS NULL OR lv.package IS NULL "
         "UNION ALL SELECT t.package, t.version, t.abi, t.state, 'an operator skipped it: ' "
         "|| coalesce(ps.reason, bv.skip_reason) FROM build_targets t "
         "JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
@@ -561,10 +555,8 @@ def gather_stray_targets(session: Session) -> list[tuple[str, str, str, str, str
 
 def gather_withheld(session: Session) -> set[tuple[str, str]]:
     return {(p, v) for p, v in session.execute(text(
-        "SELECT DISTINCT f.package, f.version FROM files f "
-        "JOIN packages p ON p.name = f.package "
-        "JOIN versions v ON v.package = f.package AND v.version = f.version "
-        f"WHERE v.created_k > greatest(v.deleted_k, p.deleted_k) AND {QUARANTINED}"))}
+        "SELECT DISTINCT package, version FROM files JOIN live_versions "
+        "USING (package, version) WHERE withheld"))}
 
 
 def gather_disk(www: Path) -> tuple[dict[str, dict[str, Entry]], dict[str, dict[str, Page]],

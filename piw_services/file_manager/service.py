@@ -238,8 +238,8 @@ class FileManagerService(ordered_events_consumer("file_manager")):
     def _version_alive(s: Session, package: str, version: str) -> bool | None:
         """Whether the catalog has the version alive; None when it has never heard of it."""
         return s.execute(text(
-            "SELECT v.created_k > greatest(v.deleted_k, p.deleted_k) FROM versions v "
-            "JOIN packages p ON p.name = v.package WHERE v.package = :p AND v.version = :v"),
+            "SELECT lv.package IS NOT NULL FROM versions v LEFT JOIN live_versions lv "
+            "USING (package, version) WHERE v.package = :p AND v.version = :v"),
             {"p": package, "v": version}).scalar()
 
     @staticmethod

@@ -125,9 +125,8 @@ def indexed_projects(session: Session) -> list[PackageSummary]:
             for name, summary in session.execute(text(
         "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
         "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
-        "FROM (SELECT DISTINCT f.package FROM files f JOIN packages p ON p.name = f.package "
-        "WHERE p.created_k > p.deleted_k AND NOT (p.quarantined AND p.quarantine_k > "
-        f"p.deleted_k) AND {CURRENT_JOB}) n ORDER BY 1"))]
+        "FROM (SELECT DISTINCT f.package FROM files f "
+        f"JOIN servable_packages p ON p.name = f.package WHERE {CURRENT_JOB}) n ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:

@@ -27,8 +27,8 @@ def mark(session: Session, packages: Iterable[str]) -> None:
 def mark_all(session: Session) -> int:
     """Every live package, and the root: for a full rebuild of the tree."""
     result = session.execute(text(
-        "INSERT INTO index_dirty (package) SELECT name FROM packages "
-        "WHERE created_k > deleted_k UNION SELECT :root ON CONFLICT DO NOTHING"),
+        "INSERT INTO index_dirty (package) SELECT name FROM live_packages "
+        "UNION SELECT :root ON CONFLICT DO NOTHING"),
         {"root": ROOT})
     return result.rowcount
 

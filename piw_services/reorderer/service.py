@@ -92,7 +92,7 @@ class ReordererService:
                 "(SELECT count(*) FROM malformed_rows), "
                 "(SELECT coalesce(max(seq), 0) FROM outbox), "
                 "(SELECT count(*) FROM outbox WHERE sent_at IS NULL), "
-                "(SELECT count(*) FROM packages WHERE created_k > deleted_k) "
+                "(SELECT count(*) FROM live_packages) "
                 "FROM upstream_state WHERE id = 1")).one()
         keys = ("last_serial", "max_ts", "held", "malformed", "outbox_seq", "outbox_unsent",
                 "packages")

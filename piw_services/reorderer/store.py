@@ -395,9 +395,8 @@ def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[l
     """Live versions released (or yanked) since *since_ts* whose upstream details we have not
     read since their newest creation or yank: newest first."""
     rows = session.execute(text(
-        "SELECT v.package, v.version FROM versions v JOIN packages p ON p.name = v.package "
-        "WHERE v.created_k > greatest(v.deleted_k, p.deleted_k) "
-        "AND greatest(v.created_k, v.yank_k) > v.info_k "
+        "SELECT v.package, v.version FROM live_versions JOIN versions v USING (package, version) "
+        "WHERE greatest(v.created_k, v.yank_k) > v.info_k "
         "AND greatest(v.created_k, v.yank_k) >= :since "
         "ORDER BY greatest(v.created_k, v.yank_k) DESC LIMIT :limit"),
         {"since": since_ts * K_SCALE, "limit": limit}).all()

@@ -27,6 +27,22 @@ def catalog(session):
     return view(store.load_packages(cur, [n for (n,) in cur.fetchall()]))
 
 
+def catalog_views(session):
+    """The catalog as migration 0009's views give it, in :func:`reference`'s terms."""
+    packages = dict(session.execute(text("SELECT name, quarantined FROM live_packages")).all())
+    versions = {(p, v): w for p, v, w in session.execute(text(
+        "SELECT package, version, withheld FROM live_versions")).all()}
+    servable = {tuple(r) for r in session.execute(text(
+        "SELECT package, version FROM servable_versions")).all()}
+    return packages, versions, servable
+
+
+def expected_views(expected):
+    packages = {n: p["quarantined"] for n, p in expected.items()}
+    versions = {(n, v): p["quarantined"] for n, p in expected.items() for v in p["versions"]}
+    return packages, versions, {pv for pv, withheld in versions.items() if not withheld}
+
+
 def outbox_events(session):
     rows = session.execute(text("SELECT events FROM outbox ORDER BY seq")).all()
     return [e for (events,) in rows for e in events]
@@ -61,6 +77,7 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
     with db() as s:
         expected = reference(valid_rows(raw))
         assert catalog(s) == expected
+        assert catalog_views(s) == expected_views(expected)
         assert fold_events(outbox_events(s)) == expected
         held = s.execute(text("SELECT count(*) FROM held_rows")).scalar()
         assert held == 0
