@@ -73,7 +73,8 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
     files: dict[str, list[IndexFile]] = defaultdict(list)
     for r in session.execute(text(
             "SELECT filename, version, sha256, size, created_at, requires_python, "
-            f"metadata_sha256, {SHOWN_APT_DEPENDS} AS apt_depends, unresolved, abi "
+            f"metadata_sha256, {SHOWN_APT_DEPENDS} AS apt_depends, unresolved, abi, "
+            "requires_dist "
             "FROM files f WHERE package = :p "
             f"AND {CURRENT_JOB} ORDER BY filename"), {"p": name}):
         v = live.get(r.version)
@@ -84,7 +85,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             requires_python=r.requires_python, metadata_sha256=r.metadata_sha256,
             yanked=v["yanked"], yanked_reason=v["yanked_reason"],
             apt_depends=tuple(r.apt_depends or ()), unresolved=tuple(r.unresolved or ()),
-            abi=r.abi))
+            abi=r.abi, requires_dist=tuple(r.requires_dist or ())))
     builds: dict[str, list[BuildStatus]] = defaultdict(list)
     logs: dict[int, bytes] = {}
     for r in session.execute(text(

@@ -23,6 +23,7 @@ class IndexFile:
     apt_depends: tuple[str, ...] = ()
     unresolved: tuple[str, ...] = ()  # libraries no Debian package provides
     abi: str = ""  # the build target (job queue) that produced it: cp311-linux_armv7l
+    requires_dist: tuple[str, ...] = ()  # the wheel's Requires-Dist, as its METADATA has them
 
 
 @dataclass(frozen=True)

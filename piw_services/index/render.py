@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .model import IndexFile, PackageSummary, Project, SiteInfo, VersionInfo
@@ -267,12 +269,70 @@ def _file_json(name: str, f: IndexFile) -> dict:
     }
 
 
-def project_json(project: Project) -> str:
-    """/project/<name>/json/: the project page's data for scripts (versions newest first)."""
+def pip_dependencies(requires_dist: Iterable[str]) -> list[str]:
+    """The canonical names a wheel needs from pip: its Requires-Dist less those only an extra
+    asks for, sorted (piwheels' slave/builder.py, ``calc_pip_dependencies``)."""
+    names = set()
+    for value in requires_dist:
+        try:
+            req = Requirement(value.strip())
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        names.add(canonicalize_name(req.name))
+    return sorted(names)
+
+
+def _wheel_tags(filename: str) -> tuple[str, str]:
+    """(ABI tag, platform tag) as a wheel's name spells them (``cp311``, ``linux_armv7l``;
+    compressed tag sets kept whole), as piwheels records a file's ``abi_tag`` and
+    ``platform_tag``."""
+    parts = filename.removesuffix(".whl").split("-")
+    return (parts[-2], parts[-1]) if len(parts) >= 5 else ("", "")
+
+
+def _piwheels_release(name: str, version: VersionInfo) -> dict:
+    """One entry of piwheels' ``releases``: its keys, in its order, of its types."""
+    files = {}
+    for f in version.files:
+        abi_tag, platform = _wheel_tags(f.filename)
+        files[f.filename] = {
+            "file_url": f"/simple/{name}/{_file_href(f.filename)}",
+            "filehash": f.sha256,
+            "filesize": f.size,
+            "builder_abi": f.abi.partition("-")[0],
+            "file_abi_tag": abi_tag,
+            "platform": platform,
+            "requires_python": f.requires_python,
+            "apt_dependencies": sorted(f.apt_depends),
+            "pip_dependencies": pip_dependencies(f.requires_dist),
+        }
+    released = version.released
+    if released is not None and released.tzinfo is not None:
+        released = released.astimezone(UTC)
+    return {
+        "released": released.strftime("%Y-%m-%d %H:%M:%S") if released else "",
+        "prerelease": version.prerelease,
+        "yanked": version.yanked,
+        "skip_reason": version.skip or "",
+        "files": files,
+    }
+
+
+def project_json(project: Project, base_url: str = "") -> str:
+    """/project/<name>/json/: first what piwheels.org serves there, key for key and type for
+    type (piwheels' master/the_scribe.py ``write_project_json`` and templates/json.pt), so
+    scripts written for piwheels work unchanged; then ours (``versions`` with every build per
+    target, ``downloads``), which those scripts never look at. Versions newest first."""
     return _dumps({
+        "package": project.name,
+        "summary": project.summary or "",
+        "pypi_url": f"https://pypi.org/project/{project.name}",
+        "piwheels_url": f"{base_url}/project/{project.name}/",
+        "releases": {v.version: _piwheels_release(project.name, v) for v in project.versions},
         "name": project.name,
         "display_name": project.display_name,
-        "summary": project.summary,
         "downloads": {"30d": project.downloads_30d, "all": project.downloads_all,
                       "per_day": [[d.isoformat(), n] for d, n in project.downloads_per_day]},
         "versions": [_version_json(project.name, v) for v in project.versions],
@@ -286,7 +346,9 @@ def home_html(site: SiteInfo) -> str:
 
 
 def packages_json(rows: Sequence[PackageSummary]) -> str:
-    """/packages.json for the home page's search: compact arrays, not objects, since it holds
-    every project (500k rows): ``[[name, summary, downloads_30d, downloads_all], ...]`` with
-    ``summary`` "" when there is none."""
-    return _dumps([[r.name, r.summary or "", r.downloads_30d, r.downloads_all] for r in rows])
+    """/packages.json, for the home page's search and for scripts written against piwheels.org:
+    compact arrays, since it holds every project (500k rows), in piwheels' order (its
+    master/the_scribe.py ``write_search_index``: name, downloads in the last 30 days, all
+    time) and then ours, which its readers' ``pkg, d_month, d_all, *_`` ignore:
+    ``[[name, downloads_30d, downloads_all, summary], ...]``, ``summary`` "" when none."""
+    return _dumps([[r.name, r.downloads_30d, r.downloads_all, r.summary or ""] for r in rows])

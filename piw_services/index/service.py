@@ -150,7 +150,7 @@ class IndexService(ordered_events_consumer("index")):
         crash_point("index.simple_pages_written")  # the package stays dirty: redone on restart
         tree.write(paths["project_html"],
                    render.project_html(project, SiteInfo(base_url=self._base_url())))
-        tree.write(paths["project_json"], render.project_json(project))
+        tree.write(paths["project_json"], render.project_json(project, self._base_url()))
         for build_id, log_gz in logs.items():
             relative = data.log_path(name, build_id)
             if not tree.path(relative).exists():

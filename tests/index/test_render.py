@@ -442,7 +442,8 @@ def test_project_html_refuses_script_urls():
 
 def test_project_json(project):
     data = json.loads(render.project_json(project))
-    assert set(data) == {"name", "display_name", "summary", "downloads", "versions"}
+    assert list(data) == ["package", "summary", "pypi_url", "piwheels_url", "releases",  # piwheels'
+                          "name", "display_name", "downloads", "versions"]  # ours
     assert data["name"] == "foo-bar-baz" and data["display_name"] == "Foo.Bar_baz"
     assert data["summary"] == HOSTILE_SUMMARY
     assert data["downloads"] == {"30d": 12345, "all": 9876543,
@@ -504,8 +505,8 @@ def test_packages_json():
     rows = [PackageSummary("numpy", "Arrays", 100, 1000), PackageSummary("x", None),
             PackageSummary("evil", HOSTILE_SUMMARY, 1, 2)]
     doc = render.packages_json(rows)
-    assert json.loads(doc) == [["numpy", "Arrays", 100, 1000], ["x", "", 0, 0],
-                               ["evil", HOSTILE_SUMMARY, 1, 2]]
+    assert json.loads(doc) == [["numpy", 100, 1000, "Arrays"], ["x", 0, 0, ""],
+                               ["evil", 1, 2, HOSTILE_SUMMARY]]
     assert " " not in doc.replace(HOSTILE_SUMMARY.replace('"', '\\"'), "")  # compact
     assert render.packages_json([]) == "[]"
 

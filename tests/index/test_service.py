@@ -47,10 +47,11 @@ def add_file(db, www, rabbit_config, package, version, filename, **extra):
         s.execute(text(
             "INSERT INTO files (filename, package, version, abi, job_id, size, sha256, "
             "metadata_sha256, requires_python, requires_dist, apt_depends, unresolved) "
-            "VALUES (:f, :p, :v, 'cp311-linux_armv7l', :f, 11, :h, NULL, :rp, '[]', "
-            "CAST(:apt AS json), '[]')"),
+            "VALUES (:f, :p, :v, 'cp311-linux_armv7l', :f, 11, :h, NULL, :rp, "
+            "CAST(:rd AS json), CAST(:apt AS json), '[]')"),
             {"f": filename, "p": package, "v": version, "h": "ab" * 32,
              "rp": extra.get("requires_python"),
+             "rd": json.dumps(extra.get("requires_dist", [])),
              "apt": json.dumps(extra.get("apt_depends", []))})
     event_dispatcher(rabbit_config)("file_manager", "files_changed",
                                     {"package": package, "version": version,
@@ -78,13 +79,23 @@ def test_files_yanks_and_removals_reach_the_pages(www, db, rabbit_config, rpc):
                     ("Foo.Bar", "2.0", "new release"),
                     ("Foo.Bar", "2.0", "add source file foo.bar-2.0.tar.gz")))
     add_file(db, www, rabbit_config, "foo-bar", "1.0", "foo_bar-1.0-py3-none-any.whl",
-             requires_python=">=3.9", apt_depends=["libxml2"])
+             requires_python=">=3.9", apt_depends=["libxml2"],
+             requires_dist=["Requests>=2", "pytest; extra == 'test'"])
     add_file(db, www, rabbit_config, "foo-bar", "2.0", "foo_bar-2.0-py3-none-any.whl")
     wait_for(lambda: "foo_bar-2.0-py3-none-any.whl" in (page(www, "simple/foo-bar/index.html")
                                                          or ""), 20, what="the simple page")
     html = page(www, "simple/foo-bar/index.html")
     assert 'data-requires-python="&gt;=3.9"' in html
     assert "sudo apt install libxml2" in page(www, "project/foo-bar/index.html")
+    wait_for(lambda: "foo_bar-2.0" in page(www, "project/foo-bar/json/index.json"), 20,
+             what="the project JSON")
+    releases = json.loads(page(www, "project/foo-bar/json/index.json"))["releases"]
+    assert list(releases) == ["2.0", "1.0"]  # piwheels' shape (tests/index/test_piwheels_json)
+    assert releases["1.0"]["files"]["foo_bar-1.0-py3-none-any.whl"] == {
+        "file_url": "/simple/foo-bar/foo_bar-1.0-py3-none-any.whl", "filehash": "ab" * 32,
+        "filesize": 11, "builder_abi": "cp311", "file_abi_tag": "none", "platform": "any",
+        "requires_python": ">=3.9", "apt_dependencies": ["libxml2"],
+        "pip_dependencies": ["requests"]}
     wait_for(lambda: 'href="foo-bar/"' in (page(www, "simple/index.html") or ""), 20,
              what="the root to list foo-bar")
     with db() as s, s.begin():  # what upstream's JSON API said (the upstream service's job)
@@ -92,7 +103,7 @@ def test_files_yanks_and_removals_reach_the_pages(www, db, rabbit_config, rpc):
                                       "summary": "Bars <for> foos"}])
     wait_for(lambda: "Bars &lt;for&gt; foos" in page(www, "project/foo-bar/index.html"), 20,
              what="the summary on the project page")
-    wait_for(lambda: ["foo-bar", "Bars <for> foos", 0, 0] in json.loads(
+    wait_for(lambda: ["foo-bar", 0, 0, "Bars <for> foos"] in json.loads(
         page(www, "packages.json")), 20, what="the summary in packages.json")
 
     ingest(db, [["Foo.Bar", "2.0", T0 + 100, "yank release", 2000]])
