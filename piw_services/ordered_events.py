@@ -21,8 +21,9 @@ from piw_services import outbox
 SOURCE_SERVICE = "reorderer"
 #: Besides the reorderer's catalog events, the outbox carries operators' changes, written by the
 #: admin service: ``{"type": "admin", "action": "remove" | "remove_package" | "skip" |
-#: "unskip" | "rebuild" | "add", "package", "version", "abi", "revoked_jobs": [job ids whose
-#: files must go]}``. build_dispatch has already applied it (in the admin's transaction).
+#: "unskip" | "rebuild" | "add" | "rebuild_pages", "package", "version", "abi", "pages" (the
+#: part of the site rebuild_pages rewrites), "revoked_jobs": [job ids whose files must go]}``.
+#: build_dispatch has already applied it (in the admin's transaction).
 ADMIN_EVENT = "admin"
 #: Seconds between catch-up reads of the outbox when no message arrives.
 CATCH_UP_INTERVAL = 2

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from builders import protocol
+from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name
 from piw_services.ordered_events import ADMIN_EVENT
@@ -52,6 +53,7 @@ class Outcome:
     version: str | None = None
     abi: str | None = None
     summary: str = ""
+    pages: str | None = None  # rebuild_pages: the part of the site (PAGE_PARTS)
     skip: str | None = None
     builds_forgotten: int = 0
     files: list[str] = field(default_factory=list)
@@ -64,7 +66,8 @@ class Outcome:
 
     def event(self) -> dict[str, Any]:
         return {"type": ADMIN_EVENT, "action": self.action, "package": self.package,
-                "version": self.version, "abi": self.abi, "revoked_jobs": self.revoked_jobs}
+                "version": self.version, "abi": self.abi, "pages": self.pages,
+                "revoked_jobs": self.revoked_jobs}
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
@@ -268,3 +271,24 @@ def add(session: Session, package: Any, version: Any = None) -> Outcome:
                        if outcome.queued else
                        f"nothing to add: {_what(name, version)} has every build it can have")
     return outcome
+
+
+def rebuild_pages(session: Session, part: Any, package: Any = None) -> Outcome:
+    """Have the index rewrite a part of the site, as piwheels' ``piw-rebuild`` does: ``home``
+    or ``search`` (the root pages: home page, packages.json, simple root), ``project`` or
+    ``both`` of one live package, or of every live package when *package* is None. Nothing
+    but pages changes; the index does it when it applies the event."""
+    part = PAGE_PART_ALIASES.get(part, part) if isinstance(part, str) else part
+    if part not in PAGE_PARTS:
+        raise BadRequest(f"no such part of the site: {_shown(part)} (one of "
+                         f"{', '.join(PAGE_PARTS)}, or index for both)")
+    if part in ("home", "search"):
+        if package is not None:
+            raise BadRequest(f"{part} is one page for the whole site: name no package")
+        return Outcome("rebuild_pages", "", pages=part,
+                       summary=f"rewriting the {part} pages (home page, packages.json, "
+                               "simple root)")
+    name = _live_package(session, package)["name"] if package is not None else ""
+    what = "simple and project pages" if part == "both" else "project pages"
+    return Outcome("rebuild_pages", name, pages=part,
+                   summary=f"rewriting the {what} of {name or 'every live package'}")

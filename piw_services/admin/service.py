@@ -71,6 +71,13 @@ class AdminService:
             dry_run: bool = False) -> dict[str, Any]:
         return self._run(actions.add, dry_run, package, version)
 
+    @rpc(expected_exceptions=actions.AdminError)
+    def rebuild_pages(self, part: str, package: str | None = None,
+                      dry_run: bool = False) -> dict[str, Any]:
+        """piwheels' ``piw-rebuild`` verbs: home, search, project or both (one package's
+        pages, or every package's when None)."""
+        return self._run(actions.rebuild_pages, dry_run, part, package)
+
     @rpc
     def status(self) -> dict[str, Any]:
         """How far each consumer is behind the outbox, and the skips in force."""
@@ -97,20 +104,21 @@ class AdminService:
             result.update(complete=True, waiting_for=[])
             return result
         log.info("%s (outbox batch %d)", outcome.summary, seq)
-        waiting = self._wait(seq, outcome.package)
+        waiting = self._wait(seq, outcome.package or None)
         result.update(seq=seq, complete=not waiting, waiting_for=waiting)
         return result
 
-    def _wait(self, seq: int, package: str) -> list[str]:
+    def _wait(self, seq: int, package: str | None) -> list[str]:
         """The consumers still to apply batch *seq* (and the index to rewrite *package*'s
-        pages) after waiting up to ADMIN_WAIT seconds."""
+        pages, or every page marked when None) after waiting up to ADMIN_WAIT seconds."""
         deadline = time.monotonic() + float(with_defaults(self.config)["ADMIN_WAIT"])
         while True:
             with self.db() as s:
                 marks = _marks(s)
                 behind = [c for c in CONSUMERS if marks.get(c, 0) < seq]
                 if "index" not in behind and s.execute(text(
-                        "SELECT 1 FROM index_dirty WHERE package = :p"), {"p": package}).first():
+                        "SELECT 1 FROM index_dirty WHERE package = :p OR CAST(:p AS text) "
+                        "IS NULL LIMIT 1"), {"p": package}).first():
                     behind.append("index")
             if not behind or time.monotonic() >= deadline:
                 return behind

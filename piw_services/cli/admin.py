@@ -1,4 +1,5 @@
-"""Operators' commands: ``piw-remove``, ``piw-skip``, ``piw-rebuild`` and ``piw-add``.
+"""Operators' commands: ``piw-remove``, ``piw-skip``, ``piw-rebuild``, ``piw-rebuild-wheels``
+and ``piw-add``.
 
 Each is a thin client of the ``admin`` service's RPC (which does the work in one transaction
 and tells file_manager and the index through the outbox): it asks for a dry run first, shows
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builders import protocol
+from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.config import load_config
 from piw_services.names import MAX_NAME_LENGTH, is_valid_name
 
@@ -335,7 +337,28 @@ def skip_main(argv: list[str] | None = None) -> int:
 
 
 def rebuild_main(argv: list[str] | None = None) -> int:
-    """``piw-rebuild``: build again (also how a failed build is retried)."""
+    """``piw-rebuild``: rewrite pages, with piwheels' verbs (its rebuild/__init__.py)."""
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("part", choices=(*PAGE_PARTS, *PAGE_PART_ALIASES),
+                            help="home or search: the root pages (home page, packages.json, "
+                                 "simple root); project: a package's pages; both (or index): "
+                                 "its simple and project pages")
+        parser.add_argument("package", type=_package, nargs="?",
+                            help="with project or both: only this package (default: every "
+                                 "package)")
+
+    def request(args: argparse.Namespace,
+                parser: argparse.ArgumentParser) -> tuple[str, dict[str, Any]]:
+        if args.package is not None and args.part in ("home", "search"):
+            parser.error(f"{args.part} takes no package")
+        return "rebuild_pages", {"part": args.part, "package": args.package}
+
+    return _main("piw-rebuild", "Rewrite pages of the site, as piwheels' piw-rebuild does "
+                 "(to build wheels again: piw-rebuild-wheels).", arguments, request, argv)
+
+
+def rebuild_wheels_main(argv: list[str] | None = None) -> int:
+    """``piw-rebuild-wheels``: build again (also how a failed build is retried)."""
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--abi", type=_abi,
                             help="only this build target (e.g. cp311-linux_armv7l), or each "
@@ -349,9 +372,9 @@ def rebuild_main(argv: list[str] | None = None) -> int:
         return "rebuild", {"package": args.package, "version": args.version,
                            "abi": args.abi}
 
-    return _main("piw-rebuild", "Build a package (or one version, or for one ABI) again: "
-                 "the files of its builds are deleted and new jobs queued (this is also how "
-                 "a failed build is retried).", arguments, request, argv)
+    return _main("piw-rebuild-wheels", "Build a package (or one version, or for one ABI) "
+                 "again: the files of its builds are deleted and new jobs queued (this is also "
+                 "how a failed build is retried).", arguments, request, argv)
 
 
 def add_main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from piw_services.faults import crash_point
 from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
-from piw_services.ordered_events import ordered_events_consumer
+from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
 from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ class IndexService(ordered_events_consumer("index")):
         dirty.mark(session, (e["package"] for e in events if e.get("package")))
         if any(e.get("type") == "version_info" for e in events):
             dirty.mark(session, [dirty.ROOT])  # a new summary for packages.json
+        for e in events:  # an operator's piw-rebuild of pages (admin.rebuild_pages)
+            if e.get("type") == ADMIN_EVENT and e.get("action") == "rebuild_pages":
+                if e.get("pages") in ("home", "search"):
+                    dirty.mark(session, [dirty.ROOT])
+                elif not e.get("package"):
+                    dirty.mark_all(session)
 
     def after_ordered_events(self) -> None:
         self._flush()

@@ -1,7 +1,9 @@
-"""The operators' commands (piw-remove, piw-skip, piw-rebuild, piw-add) and piw-operator-user,
+"""The operators' commands (piw-remove, piw-skip, piw-rebuild, piw-rebuild-wheels, piw-add) and
+piw-operator-user,
 run as real processes against the real RabbitMQ, PostgreSQL and (where the test needs it) the
 real master with its admin service, fed by piw-fake-pypi."""
 
+import json
 import os
 import pty
 import select
@@ -9,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from amqp.exceptions import AccessRefused
@@ -21,7 +24,7 @@ from piw_services.cli import operator_user as operator_user_cli
 from tests.conftest import BIN, ROOT, free_port, wait_for
 from tests.e2e.conftest import release
 
-COMMANDS = ("piw-remove", "piw-skip", "piw-rebuild", "piw-add")
+COMMANDS = ("piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add")
 
 
 def cli(env, *args, timeout=120):
@@ -66,7 +69,10 @@ def test_version_and_help(command):
     (["piw-skip", "foo"], "-r/--reason is required"),
     (["piw-skip", "-r", "  ", "foo"], "the reason must say something"),
     (["piw-skip", "-u", "-r", "why", "foo"], "--reason goes with a skip"),
-    (["piw-rebuild", "--abi", "cp3;11", "foo"], "or an ABI tag like cp311"),
+    (["piw-rebuild-wheels", "--abi", "cp3;11", "foo"], "or an ABI tag like cp311"),
+    (["piw-rebuild", "foo"], "invalid choice: 'foo' (choose from"),  # wheels: -wheels
+    (["piw-rebuild", "home", "foo"], "home takes no package"),
+    (["piw-rebuild", "project", "foo;"], "not a package name"),
     (["piw-remove", "foo\nbar", "1.0"], r"'foo\nbar'"),
     (["piw-remove", "foo; rm -rf ~", "1.0"], "not a package name: 'foo; rm -rf ~'"),
     (["piw-remove", "$(reboot)", "1.0"], "not a package name"),
@@ -193,7 +199,9 @@ def test_unknown_package_or_version_changes_nothing(master, db, piw_env):
     proc, _ = cli(piw_env, "piw-skip", "-y", "-r", "why", "foo", "9.9")
     assert proc.returncode == 1
     assert "foo has no live version '9.9' (newest: 2.0, 1.0)" in proc.stderr
-    proc, _ = cli(piw_env, "piw-rebuild", "-y", "--abi", "cp312", "nosuchpkg")
+    proc, _ = cli(piw_env, "piw-rebuild-wheels", "-y", "--abi", "cp312", "nosuchpkg")
+    assert proc.returncode == 1 and "nosuchpkg" in proc.stderr
+    proc, _ = cli(piw_env, "piw-rebuild", "-y", "both", "nosuchpkg")
     assert proc.returncode == 1 and "nosuchpkg" in proc.stderr
     proc, _ = cli(piw_env, "piw-skip", "-y", "-u", "foo")  # a BadRequest
     assert proc.returncode == 1 and "foo is not skipped" in proc.stderr
@@ -225,11 +233,11 @@ def test_every_command_as_an_operator(master, db, piw_env, operator_user, tmp_pa
     assert proc.returncode == 0 and proc.stderr == ""
     proc, _ = cli(env, "piw-skip", "-y", "-r", "licence forbids it", "foo")
     assert proc.returncode == 0 and "skipped every version of foo: licence" in proc.stderr
-    proc, _ = cli(env, "piw-rebuild", "-y", "foo", "2.0")
+    proc, _ = cli(env, "piw-rebuild-wheels", "-y", "foo", "2.0")
     assert proc.returncode == 1 and "is skipped (licence forbids it): unskip it" in proc.stderr
     proc, _ = cli(env, "piw-skip", "-y", "--unskip", "foo")
     assert proc.returncode == 0, proc.stderr
-    proc, _ = cli(env, "piw-rebuild", "-y", "-v", "--abi", "cp311", "foo", "2.0")
+    proc, _ = cli(env, "piw-rebuild-wheels", "-y", "-v", "--abi", "cp311", "foo", "2.0")
     assert proc.returncode == 0 and "rebuilding foo 2.0 for cp311" in proc.stderr
     assert "to build: 2.0 for cp311" in proc.stderr  # -v shows the plan
     proc, _ = cli(env, "piw-add", "-y", "foo")
@@ -237,6 +245,43 @@ def test_every_command_as_an_operator(master, db, piw_env, operator_user, tmp_pa
     with db() as s:
         assert not s.execute(text("SELECT 1 FROM build_versions WHERE skip_reason IS NOT NULL "
                                   "UNION ALL SELECT 1 FROM build_package_skips")).all()
+
+
+def test_page_rebuilds_as_an_operator(master, db, piw_env, operator_user):
+    """piwheels' piw-rebuild verbs, as the operator's user: a page deleted by hand comes
+    back; nothing but pages changes."""
+    master()
+    env = dict(piw_env, PIW_AMQP_URI=operator_user)
+    www = Path(piw_env["PIW_WWW"])
+    pages = [www / "project/foo/index.html", www / "project/foo/json/index.json",
+             www / "index.html", www / "packages.json"]
+    wait_for(lambda: all(p.exists() for p in pages), 60, what="foo's pages and the root's")
+    before = build_state(db)
+    for part, lost, said in (
+            ("project", pages[:2], "rewriting the project pages of foo"),
+            ("index", pages[:2], "rewriting the simple and project pages of foo"),
+            ("home", pages[2:], "rewriting the home pages"),
+            ("search", pages[3:], "rewriting the search pages")):
+        for page in lost:
+            page.unlink()
+        args = [part, "foo"] if part in ("project", "index") else [part]
+        proc, _ = cli(env, "piw-rebuild", "-y", *args)
+        assert proc.returncode == 0, proc.stderr
+        assert said in proc.stderr
+        assert all(p.exists() for p in lost), (part, proc.stderr)  # done when it returns
+    assert json.loads(pages[1].read_text())["package"] == "foo"
+    for page in pages[:2]:
+        page.unlink()
+    proc, _ = cli(env, "piw-rebuild", "-y", "project")  # every package
+    assert proc.returncode == 0, proc.stderr
+    assert "rewriting the project pages of every live package" in proc.stderr
+    assert all(p.exists() for p in pages)
+    proc, _ = cli(env, "piw-rebuild", "-y", "project", "nosuchpkg")
+    assert proc.returncode == 1 and "unknown package 'nosuchpkg'" in proc.stderr
+    after = build_state(db)
+    assert [row for row in after.pop("outbox") if row not in before["outbox"]]  # the events
+    before.pop("outbox")
+    assert after == before
 
 
 def _interact(env, args, answer):

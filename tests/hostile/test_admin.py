@@ -16,7 +16,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from piw_services.admin import actions
+from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS, actions
 from piw_services.cli import admin as cli
 from piw_services.names import canonical, is_valid_name
 from tests.admin.test_actions import snapshot
@@ -40,6 +40,8 @@ ACTIONS = {
     "unskip": lambda s, p, v: actions.unskip(s, p, v),
     "rebuild": lambda s, p, v: actions.rebuild(s, p, v),
     "add": lambda s, p, v: actions.add(s, p, v),
+    # the version's place takes the part of the site: a hostile part, or a hostile package
+    "rebuild_pages": lambda s, p, v: actions.rebuild_pages(s, v, p),
 }
 LIVE = {"1.0", "2.0"}
 
@@ -77,6 +79,7 @@ def test_actions_refuse_hostile_names_and_change_nothing(s, action, package, ver
         assume(action != "remove_package")
     else:
         assume(not names_foo(package))
+    assume(action != "rebuild_pages" or version not in (*PAGE_PARTS, *PAGE_PART_ALIASES))
     tried(AREA)
     before = snapshot(s)
     try:
