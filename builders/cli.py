@@ -6,11 +6,11 @@ once with one line on stderr and exit status 2 instead of a builder that loops o
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 from builders.builder import Builder
+from builders.commandline import command_parser, configure_logging
 from builders.config import ConfigError, load_settings, probe_python
 
 __all__ = ["main"]
@@ -18,14 +18,13 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the builder until SIGTERM/SIGINT; 0 then, 2 for bad settings."""
-    parser = argparse.ArgumentParser(
-        prog="piw-builder",
-        description="Take build jobs for this Python's ABI and platform (its build target, "
-                    "e.g. cp311-linux_armv7l) from RabbitMQ, build the wheels "
-                    "with pip, upload them to the piw master and report each result.")
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="YAML settings (default: $PIW_BUILDER_CONFIG, else "
-                             "config/builder.yaml)")
+    parser = command_parser(
+        "piw-builder",
+        "Take build jobs for this Python's ABI and platform (its build target, "
+        "e.g. cp311-linux_armv7l) from RabbitMQ, build the wheels "
+        "with pip, upload them to the piw master and report each result.",
+        config="YAML settings (default: $PIW_BUILDER_CONFIG, else ./config/builder.yaml, "
+               "else the packaged builder.yaml)")
     parser.add_argument("--label", metavar="NAME",
                         help="this builder's name on the status page (default: the LABEL "
                              "setting, else the host name)")
@@ -40,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"piw-builder: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = configure_logging(args, default=settings.log_level,
+                              console_format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                              ).level
     for noisy in ("amqp", "kombu"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING,
-                                              logging.getLevelName(settings.log_level)))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
     return Builder(settings, interpreter).run()
 
 

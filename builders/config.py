@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from builders import protocol, sysinfo
+from builders.commandline import ConfigSource, find_config
 
 __all__ = [
     "DEFAULTS",
@@ -40,26 +41,14 @@ __all__ = [
     "substitute",
 ]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "builder.yaml"
 CONFIG_ENV = "PIW_BUILDER_CONFIG"
+#: The default settings file, packaged with piw (a link to config/builder.yaml in the checkout).
+PACKAGE, FILENAME = "builders", "builder.yaml"
+DEFAULT_CONFIG = ConfigSource(f"{PACKAGE}:{FILENAME}", packaged=True)
 
-#: Every setting, as config/builder.yaml spells it; also what applies when that file is absent
-#: (a Pi that installed builders/ alone), so the environment overrides work either way.
-DEFAULTS: dict[str, str] = {
-    "AMQP_URI": "${PIW_BUILDER_AMQP_URI:pyamqp://guest:guest@127.0.0.1:5672/}",
-    "INDEX_URL": "${PIW_BUILDER_INDEX_URL:http://127.0.0.1:8700/simple/}",
-    "LABEL": "${PIW_BUILDER_LABEL:}",
-    "PYTHON": "${PIW_BUILDER_PYTHON:}",
-    "ABI": "${PIW_BUILDER_ABI:}",
-    "PLATFORM": "${PIW_BUILDER_PLATFORM:}",
-    "BUILD_TIMEOUT": "${PIW_BUILD_TIMEOUT:10800}",
-    "WORK_DIR": "${PIW_BUILDER_WORK_DIR:}",
-    "HEARTBEAT_INTERVAL": "${PIW_HEARTBEAT_INTERVAL:5}",
-    "PREINSTALLED": "${PIW_BUILDER_PREINSTALLED:}",
-    "REPLY_TIMEOUT": "${PIW_BUILDER_REPLY_TIMEOUT:30}",
-    "UPLOAD_RETRIES": "${PIW_BUILDER_UPLOAD_RETRIES:3}",
-    "LOG_LEVEL": "${PIW_BUILDER_LOG_LEVEL:INFO}",
-}
+#: Every setting, as the packaged builder.yaml spells it (``${PIW_...:default}``): what applies
+#: to a setting a builder's own file leaves out, so the environment overrides work either way.
+DEFAULTS: dict[str, str] = yaml.safe_load(DEFAULT_CONFIG.read_text())
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -248,9 +237,10 @@ _PARSERS: dict[str, tuple[str, Callable[[object], Any]]] = {
 }
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(source: ConfigSource) -> dict[str, Any]:
+    path = source.name
     try:
-        text = path.read_text()
+        text = source.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
@@ -271,19 +261,16 @@ def _read_file(path: Path) -> dict[str, Any]:
 def load_settings(path: str | os.PathLike[str] | None = None,
                   env: Mapping[str, str] | None = None,
                   label: str | None = None) -> Settings:
-    """Read ``path`` (else ``$PIW_BUILDER_CONFIG``, else config/builder.yaml when it exists,
-    else just :data:`DEFAULTS`), substitute the environment and check every setting.
+    """Read ``path`` (else ``$PIW_BUILDER_CONFIG``, else ./config/builder.yaml when it exists,
+    else the packaged one: builders.commandline.find_config), substitute the environment
+    and check every setting.
 
     ``label`` (the command line's ``--label``) beats the file. Raises :class:`ConfigError`.
     """
     env = os.environ if env is None else env
-    chosen = path or env.get(CONFIG_ENV) or None
-    source = Path(chosen) if chosen else DEFAULT_CONFIG
+    source = find_config(path, CONFIG_ENV, FILENAME, PACKAGE, env)
     raw: dict[str, Any] = dict(DEFAULTS)
-    if chosen or DEFAULT_CONFIG.exists():
-        raw.update(_read_file(source))
-    else:
-        source = Path("<built-in defaults>")
+    raw.update(_read_file(source))
     if label is not None:
         raw["LABEL"] = label
     values: dict[str, Any] = {}
@@ -294,7 +281,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
                 value = substitute(value, env)
             values[attr] = parse(value)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {key} {exc}") from None
+            raise ConfigError(f"{source.name}: {key} {exc}") from None
     return Settings(**values)
 
 

@@ -6,15 +6,14 @@ the same files the same way.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from builders import protocol
+from builders.commandline import ConfigSource, find_config
 
 with warnings.catch_warnings():  # nameko's CLI module imports pkg_resources
     warnings.simplefilter("ignore")
@@ -32,61 +31,52 @@ class ConfigLoader(yaml.SafeLoader):
 
 
 ConfigLoader.add_constructor("!env_var", env_var_constructor)
-ConfigLoader.add_constructor("!raw_env_var", partial(env_var_constructor, raw=True))
+ConfigLoader.add_constructor("!raw_env_var", functools.partial(env_var_constructor, raw=True))
 ConfigLoader.add_implicit_resolver("!env_var", IMPLICIT_ENV_VAR_MATCHER, None)
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DEFAULT_CONFIG = CONFIG_DIR / "master.yaml"
+#: The default configuration, packaged with piw (a link to config/master.yaml in the checkout):
+#: also the one list of defaults for any setting a deployment's own file leaves out.
+PACKAGE, FILENAME, CONFIG_ENV = "piw_services", "master.yaml", "PIW_CONFIG"
 
-#: Defaults for every setting a deployment may leave out of its YAML.
-DEFAULTS: dict[str, Any] = {
-    "AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/",
-    "DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/piw",
-    "WWW": "./var/www",
-    "UPSTREAM": "https://pypi.org",
-    "HOLD_SECONDS": 300,
-    "POLL_INTERVAL": 10,
-    "UPSTREAM_TIMEOUT": 60,
-    "BACKOFF_MAX": 300,
-    "ENRICH_DAYS": 30,
-    "BUILDER_SILENCE_LIMIT": protocol.DEFAULT_SILENCE_LIMIT,
-    "QUEUE_WINDOW": 1000,
-    "FILE_COMMIT_WAIT": 3.0,
-    "UPLOAD_MAX_AGE": 4 * 3600,
-    "INDEX_ROOT_INTERVAL": 5,
-    # seconds after which a temp file of a page write belongs to no writer (swept once, this
-    # long after the index starts)
-    "INDEX_TEMP_MAX_AGE": 60,
-    "BASE_URL": "",
-    # web: nameko's own key for the @http bind address, and the key of the client hash in
-    # download and search events (empty: a random one per process)
-    "WEB_SERVER_ADDRESS": "127.0.0.1:8080",
-    "STATS_SALT": "",
-    # stats: seconds between samples of the master host, between writes of the stats and
-    # status pages, between asking the index to refresh download counts; days readings are kept
-    "STATS_SAMPLE_INTERVAL": 30,
-    "STATS_PAGE_INTERVAL": 60,
-    "STATS_INDEX_INTERVAL": 300,
-    "STATS_READINGS_DAYS": 7,
-    # seconds an admin call waits for file_manager and the index to apply it before answering
-    "ADMIN_WAIT": 30,
-}
+
+def _parse(source: ConfigSource) -> dict[str, Any]:
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise SystemExit(f"cannot read config file {source.name}: "
+                         f"{exc.strerror or exc}") from exc
+    try:
+        data = yaml.load(text, Loader=ConfigLoader) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"config file {source.name}: not valid YAML: "
+                         f"{' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise SystemExit(f"config file {source.name} must hold a mapping, "
+                         f"not {type(data).__name__}")
+    return data
+
+
+@functools.cache
+def defaults() -> dict[str, Any]:
+    """The packaged config, its ${PIW_*} variables substituted (once per process)."""
+    return _parse(ConfigSource(f"{PACKAGE}:{FILENAME}", packaged=True))
+
 
 def load_config(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Read a config file (default ``config/master.yaml``), applying env substitution."""
-    path = Path(path or os.environ.get("PIW_CONFIG") or DEFAULT_CONFIG)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SystemExit(f"cannot read config file {path}: {exc.strerror}") from exc
-    data = yaml.load(text, Loader=ConfigLoader) or {}
-    if not isinstance(data, dict):
-        raise SystemExit(f"config file {path} must hold a mapping, not {type(data).__name__}")
-    return with_defaults(data)
+    """Read the config (``-c`` *path*, else $PIW_CONFIG, else ./config/master.yaml, else the
+    packaged one; see builders.commandline.find_config), applying env substitution and the
+    packaged defaults for what it leaves out."""
+    return with_defaults(_parse(find_config(path, CONFIG_ENV, FILENAME, PACKAGE)))
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the settings a config leaves out; services call this on nameko's config too."""
-    merged = dict(DEFAULTS)
+    """Fill the settings a config leaves out; services call this on nameko's config too.
+    LOGGING is not a setting: a file without it logs plainly (and tests keep their capture)."""
+    merged = {k: v for k, v in defaults().items() if k != "LOGGING"}
     merged.update({k: v for k, v in config.items() if v is not None})
     return merged
+
+
+#: The ``-c`` help of every master command (what it reads from the file is said after).
+CONFIG_HELP = ("config file (default: $PIW_CONFIG, else ./config/master.yaml, else the "
+               "packaged master.yaml)")

@@ -1,9 +1,19 @@
 """The master's config loader: nameko's ${ENV:default} substitution, without changing how
 anything else in the process reads YAML (the builder's config is read by yaml.safe_load)."""
 
+import pytest
 import yaml
 
-from piw_services.config import load_config
+from piw_services.config import defaults, load_config
+
+
+@pytest.fixture(autouse=True)
+def fresh_defaults():
+    """The packaged defaults are read once per process, with that process's environment:
+    these tests change the environment, so they read them afresh and leave no trace."""
+    defaults.cache_clear()
+    yield
+    defaults.cache_clear()
 
 
 def test_env_substitution_and_typed_defaults(monkeypatch, tmp_path):
@@ -22,3 +32,33 @@ def test_other_yaml_readers_in_the_process_are_untouched():
     load_config()
     assert yaml.safe_load("INDEX_URL: ${PIW_BUILDER_INDEX_URL:https://x/}") == {
         "INDEX_URL": "${PIW_BUILDER_INDEX_URL:https://x/}"}
+
+
+def test_one_list_of_defaults(monkeypatch, tmp_path):
+    """The packaged master.yaml is config/master.yaml, and what a deployment's file leaves out
+    comes from it (with the environment), wherever the command runs."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    assert (repo / "piw_services" / "master.yaml").read_text() == \
+        (repo / "config" / "master.yaml").read_text()
+    monkeypatch.chdir(tmp_path)  # no ./config/master.yaml here: the packaged one
+    monkeypatch.delenv("PIW_CONFIG", raising=False)
+    assert load_config() == defaults()
+    own = tmp_path / "own.yaml"
+    own.write_text("HOLD_SECONDS: 5\n")
+    config = load_config(own)
+    assert config["HOLD_SECONDS"] == 5 and config["UPSTREAM"] == defaults()["UPSTREAM"]
+    assert "LOGGING" not in config  # the file's own choice: plain logging
+
+
+def test_a_missing_or_broken_config_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"cannot read config file .*absent.yaml: No such"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("A: [1,\n")
+    with pytest.raises(SystemExit, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(SystemExit, match="must hold a mapping, not list"):
+        load_config(bad)

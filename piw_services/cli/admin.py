@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib.metadata
 import logging
 import re
 import sys
@@ -23,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builders import protocol
+from builders.commandline import command_parser, configure_logging
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
-from piw_services.config import load_config
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.names import MAX_NAME_LENGTH, is_valid_name
 
 EXIT_DONE = 0
@@ -101,45 +101,19 @@ def _reason(value: str) -> str:
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser with the options every operator command shares (piwheels' piw-remove's)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s (piw) {importlib.metadata.version('piw')}")
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="the master's config, for AMQP_URI (default config/master.yaml)")
-    loud = parser.add_mutually_exclusive_group()
-    loud.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    loud.add_argument("-v", "--verbose", action="store_true", help="print more detail")
-    parser.add_argument("-l", "--log-file", metavar="FILE",
-                        help="append what is done to FILE, with timestamps")
-    parser.add_argument("-y", "--yes", action="store_true",
-                        help="do not ask for confirmation")
-    return parser
+    """A parser with the common options (piwheels' piw-remove's), -y/--yes included."""
+    return command_parser(prog, description, epilog=EPILOG, confirm=True,
+                          config=CONFIG_HELP + "; AMQP_URI is read from it",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _logger(prog: str, args: argparse.Namespace) -> logging.Logger:
     log = logging.getLogger(f"piw.cli.{prog}")
-    log.setLevel(logging.DEBUG)
     log.propagate = False
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if args.quiet else
-                     logging.DEBUG if args.verbose else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(console)
-    if args.log_file:
-        try:
-            handler = logging.FileHandler(args.log_file, mode="a", encoding="utf-8")
-        except OSError as exc:
-            raise Failure(f"cannot open log file {args.log_file}: {exc.strerror}",
-                          EXIT_USAGE) from None
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {prog}: "
-                                               "%(message)s"))
-        log.addHandler(handler)
-    return log
+    return configure_logging(args, log, file_level=logging.DEBUG)  # the record says who
 
 
 def broker_address(amqp_uri: str) -> str:
@@ -221,11 +195,7 @@ def _confirm(log: logging.Logger, plan: dict[str, Any], args: argparse.Namespace
 
 def run(prog: str, args: argparse.Namespace, method: str, kwargs: dict[str, Any]) -> int:
     """Dry run, confirmation, then the change; returns the exit status (see EPILOG)."""
-    try:
-        log = _logger(prog, args)
-    except Failure as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return exc.status
+    log = _logger(prog, args)
     try:
         return _run(log, args, method, kwargs)
     except Failure as exc:

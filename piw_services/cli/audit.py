@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -117,11 +119,9 @@ def run(db_url: str, www: Path, hashes: bool = False, wait: float = 0, settle: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="piw-audit", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="config file (default config/master.yaml); "
-                                               "DB_URL and WWW are read from it")
+    parser = command_parser("piw-audit", __doc__,
+                            config=CONFIG_HELP + "; DB_URL and WWW are read from it",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--www", help="the www tree (default: the config's WWW)")
     parser.add_argument("--hashes", action="store_true",
                         help="also compare the sha256 of every file and .metadata (reads them)")
@@ -133,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=0, metavar="SECONDS",
                         help="when something disagrees, look again every second for up to "
                              "SECONDS and report only what persists")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="print nothing when clean, and no progress")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # -q: nothing printed when clean, and no progress
+    configure_logging(args, default=logging.WARNING)  # what it finds is printed
 
     def say(message: str) -> None:
         if not args.quiet:

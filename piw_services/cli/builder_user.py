@@ -9,21 +9,21 @@ AMQP_URI to put in the builder's config.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import secrets
 import sys
 
 import requests
 
 from builders import protocol
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.rabbit_users import add_user, management_api, remove_user, user_uri
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="piw-builder-user", description=__doc__.splitlines()[0])
+    parser = command_parser("piw-builder-user", __doc__.splitlines()[0], config=CONFIG_HELP)
     parser.add_argument("name", help="the builder's RabbitMQ user name (e.g. its host name)")
-    parser.add_argument("-c", "--config", help="master config (default config/master.yaml)")
     parser.add_argument("--target", help="allow only this build target's job queue, "
                         "<abi>-<platform> (e.g. cp311-linux_armv7l); default: any target")
     parser.add_argument("--password", help="default: a new random one, printed")
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="RabbitMQ management port (default 15672)")
     parser.add_argument("--remove", action="store_true", help="remove the user instead")
     args = parser.parse_args(argv)
+    configure_logging(args, default=logging.WARNING)  # what it finds is printed
     if args.target:
         try:
             protocol.check_target(args.target)

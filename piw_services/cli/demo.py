@@ -7,7 +7,6 @@ it is caught up, and keeps running until Ctrl-C, which stops everything it start
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -19,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from piw_services.config import load_config
+from builders.commandline import command_parser
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.fake_pypi.buildreqs import write_build_requirements
 from piw_services.fake_pypi.history import synthetic_history
 
@@ -70,8 +70,7 @@ def write_scenario(path: Path, now: int, synthetic: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="./run demo", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", help="config file (default config/master.yaml)")
+    parser = command_parser("./run demo", __doc__.splitlines()[0], config=CONFIG_HELP)
     parser.add_argument("--port", type=int, default=8700, help="port of the fake upstream")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="also replay N generated history events before the scenario")

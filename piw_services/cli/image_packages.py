@@ -14,6 +14,7 @@ comments are skipped; anything else is refused with its line number.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from collections.abc import Iterable
@@ -22,7 +23,8 @@ from typing import IO
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -165,13 +167,12 @@ def _db_message(exc: Exception, shown: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="piw-image-packages", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    config_help = "config file (default config/master.yaml); DB_URL is read from it"
-    parser.add_argument("-c", "--config", help=config_help)
+    config_help = CONFIG_HELP + "; DB_URL is read from it"
+    parser = command_parser("piw-image-packages", __doc__, config=config_help,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)  # -c after the command works too
-    common.add_argument("-c", "--config", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("-c", "--configuration", "--config", dest="config", metavar="FILE",
+                        default=argparse.SUPPRESS, help=config_help)
     commands = parser.add_subparsers(dest="command", required=True)
     load_cmd = commands.add_parser("load", parents=[common],
                                    help="replace a distro's list of preinstalled packages "
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                    help="the distros loaded, with counts and load times")
     list_cmd.add_argument("--distro", help="only this one")
     args = parser.parse_args(argv)
+    configure_logging(args, default=logging.WARNING)  # what it finds is printed
 
     def fail(message: str) -> int:
         print(f"piw-image-packages: {message}", file=sys.stderr)

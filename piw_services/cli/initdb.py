@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="piw-initdb", description=__doc__)
-    parser.add_argument("-c", "--config", help="config file (default config/master.yaml)")
+    parser = command_parser("piw-initdb", __doc__, config=CONFIG_HELP)
     parser.add_argument("--check", action="store_true",
                         help="only check that the schema is current (exit 1 when not)")
     args = parser.parse_args(argv)
+    log = logging.getLogger("piw.cli.initdb")
+    log.propagate = False  # its own lines; alembic's go to the root logger, warnings only
+    configure_logging(args, log)
     config = load_config(args.config)
 
     from sqlalchemy.engine import make_url
@@ -27,16 +30,16 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"piw-initdb: {problem}", file=sys.stderr)
             return 1
-        print(f"{shown}: schema is current ({head_revision()})")
+        log.info("%s: schema is current (%s)", shown, head_revision())
         return 0
     try:
         if create_database(url):
-            print(f"created database {shown}")
+            log.info("created database %s", shown)
         upgrade(url)
     except Exception as exc:
         print(f"piw-initdb: cannot set up {shown}: {exc}", file=sys.stderr)
         return 1
-    print(f"{shown}: schema at {head_revision()}")
+    log.info("%s: schema at %s", shown, head_revision())
     return 0
 
 

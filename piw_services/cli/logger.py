@@ -21,7 +21,6 @@ the end of the input, sends what is left and prints how many lines it read.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import logging.config
@@ -39,7 +38,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.web.serve import Hit, classify, make_event, salt_key
 
 with warnings.catch_warnings():  # nameko imports eventlet, which announces its deprecation
@@ -429,9 +429,9 @@ def stats_key(config: dict[str, Any]) -> bytes:
 
 def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
     """The console script; *stop* (for tests) ends --follow, as SIGTERM or SIGINT does."""
-    parser = argparse.ArgumentParser(prog="piw-logger", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", help="config file (default config/master.yaml): "
-                        "AMQP_URI and STATS_SALT, as the web service's")
+    parser = command_parser("piw-logger", __doc__.splitlines()[0],
+                            config=CONFIG_HELP + ": AMQP_URI and STATS_SALT, as the web "
+                                                 "service's")
     parser.add_argument("-f", "--follow", action="store_true",
                         help="keep reading the file as it grows, across log rotation")
     parser.add_argument("--from-end", action="store_true",
@@ -445,8 +445,8 @@ def main(argv: list[str] | None = None, stop: Stop | None = None) -> int:
     config = load_config(args.config)
     if "LOGGING" in config:
         logging.config.dictConfig(config["LOGGING"])
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(args, default=logging.getLogger().level if "LOGGING" in config
+                      else logging.INFO, console_format="%(asctime)s %(levelname)s %(message)s")
 
     if stop is None:
         stopping = threading.Event()

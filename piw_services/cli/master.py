@@ -1,12 +1,11 @@
 """``piw-master``: every master service in one process, for operators and tests.
 
-For scaling out, run services separately instead: ``nameko run --config config/master.yaml
-piw_services.reorderer.service`` (any number of instances of any service).
+For scaling out, run services separately instead: ``piw-master --only reorderer`` (any
+number of instances of any service, on any host).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 
@@ -18,8 +17,9 @@ eventlet.monkey_patch()
 
 import logging.config  # noqa: E402
 
+from builders.commandline import command_parser, configure_logging  # noqa: E402
 from piw_services.cli.services import MASTER_SERVICES  # noqa: E402
-from piw_services.config import load_config  # noqa: E402
+from piw_services.config import CONFIG_HELP, load_config  # noqa: E402
 
 
 def service_classes(names: list[str]) -> list[type]:
@@ -33,16 +33,15 @@ def service_classes(names: list[str]) -> list[type]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="piw-master", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", help="config file (default config/master.yaml)")
+    parser = command_parser("piw-master", __doc__.splitlines()[0], config=CONFIG_HELP)
     parser.add_argument("--only", action="append", choices=sorted(MASTER_SERVICES),
                         help="run only this service (repeatable)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if "LOGGING" in config:
         logging.config.dictConfig(config["LOGGING"])
-    else:
-        logging.basicConfig(level=logging.INFO)
+    configure_logging(args, default=logging.getLogger().level if "LOGGING" in config
+                      else logging.INFO, console_format="%(asctime)s %(levelname)s %(message)s")
     names = args.only or list(MASTER_SERVICES)
 
     from nameko.cli.run import run

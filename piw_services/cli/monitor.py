@@ -9,7 +9,7 @@ The frame is made by :func:`format_status`, a pure function, so it is tested wit
 
 from __future__ import annotations
 
-import argparse
+import logging
 import shutil
 import sys
 import time
@@ -17,8 +17,9 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
+from builders.commandline import command_parser, configure_logging
 from piw_services.cli.admin import Failure, check_broker
-from piw_services.config import load_config
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.stats.model import (
     BuilderStatus,
     Count,
@@ -187,10 +188,8 @@ def _live(rpc: Any, interval: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``piw-monitor``."""
-    parser = argparse.ArgumentParser(
-        prog="piw-monitor", description="Show piw's builders, queues and recent builds live.")
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="the master's config, for AMQP_URI (default config/master.yaml)")
+    parser = command_parser("piw-monitor", "Show piw's builders, queues and recent builds "
+                            "live.", config=CONFIG_HELP + "; AMQP_URI is read from it")
     parser.add_argument("-i", "--interval", type=float, default=2.0, metavar="SECONDS",
                         help="seconds between refreshes (default 2)")
     parser.add_argument("--once", action="store_true",
@@ -198,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.interval <= 0:
         parser.error("--interval must be positive")
+    configure_logging(args, default=logging.WARNING)
     config = load_config(args.config)
     try:
         check_broker(config["AMQP_URI"])

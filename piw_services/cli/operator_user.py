@@ -10,13 +10,14 @@ AMQP_URI to put in the operator's config.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import secrets
 import sys
 
 import requests
 
-from piw_services.config import load_config
+from builders.commandline import command_parser, configure_logging
+from piw_services.config import CONFIG_HELP, load_config
 from piw_services.rabbit_users import (
     RPC_EXCHANGE,
     add_user,
@@ -30,15 +31,14 @@ from piw_services.rabbit_users import (
 
 def main(argv: list[str] | None = None) -> int:
     """Create or remove the user; 0 on success, 1 when RabbitMQ refuses or is unreachable."""
-    parser = argparse.ArgumentParser(prog="piw-operator-user",
-                                     description=__doc__.splitlines()[0])
+    parser = command_parser("piw-operator-user", __doc__.splitlines()[0], config=CONFIG_HELP)
     parser.add_argument("name", help="the operator's RabbitMQ user name")
-    parser.add_argument("-c", "--config", help="master config (default config/master.yaml)")
     parser.add_argument("--password", help="default: a new random one, printed")
     parser.add_argument("--api-port", type=int, default=15672,
                         help="RabbitMQ management port (default 15672)")
     parser.add_argument("--remove", action="store_true", help="remove the user instead")
     args = parser.parse_args(argv)
+    configure_logging(args, default=logging.WARNING)  # what it finds is printed
     config = load_config(args.config)
     api, auth, vhost = management_api(config["AMQP_URI"], args.api_port)
     exchange = config.get("rpc_exchange") or RPC_EXCHANGE

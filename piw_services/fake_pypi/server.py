@@ -39,6 +39,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
+from builders.commandline import command_parser, configure_logging
+
 from .catalog import (
     GENERATED_DIRNAME,
     Catalog,
@@ -737,10 +739,8 @@ def _parse_fail(text: str) -> tuple[str, int, int | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: serve until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(
-        prog="piw-fake-pypi",
-        description="A fake PyPI (XML-RPC changelog, simple index, JSON API) for tests.",
-    )
+    parser = command_parser(  # no -c: it reads no config file
+        "piw-fake-pypi", "A fake PyPI (XML-RPC changelog, simple index, JSON API) for tests.")
     parser.add_argument("--events", required=True, help="JSONL event log (may not exist yet)")
     parser.add_argument("--packages", help="directory of real files to serve (and cache into)")
     parser.add_argument("--host", default="127.0.0.1")
@@ -761,13 +761,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MODE:COUNT[:RETRY_AFTER]",
         help=f"fail the first XML-RPC calls; MODE is one of {', '.join(FAIL_MODES)}",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    args = parser.parse_args(argv)  # -v logs every request
+    configure_logging(args, default=logging.WARNING,
+                      console_format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         server = FakePyPI(
             args.events,

@@ -31,11 +31,6 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_shipped_file_is_the_built_in_defaults():
-    shipped = yaml.safe_load((REPO / "config" / "builder.yaml").read_text())
-    assert shipped == DEFAULTS
-
-
 def test_defaults_without_any_environment():
     s = load_settings(REPO / "config" / "builder.yaml", env={})
     assert s.amqp_uri == "pyamqp://guest:guest@127.0.0.1:5672/"
@@ -96,10 +91,22 @@ def test_config_file_from_the_environment(tmp_path):
     assert load_settings(env={"PIW_BUILDER_CONFIG": str(path)}).label == "chosen"
 
 
-def test_without_the_default_file_the_built_in_defaults_apply(monkeypatch, tmp_path):
-    monkeypatch.setattr(config, "DEFAULT_CONFIG", tmp_path / "absent.yaml")
+def test_away_from_a_checkout_the_packaged_file_applies(monkeypatch, tmp_path):
+    """From a directory without config/builder.yaml (an installed Pi), the packaged file is
+    read, and the environment still sets every setting."""
+    monkeypatch.chdir(tmp_path)
     s = load_settings(env={"PIW_BUILD_TIMEOUT": "99"})
-    assert s.build_timeout == 99.0
+    assert s.build_timeout == 99.0 and s.index_url == "http://127.0.0.1:8700/simple/"
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config", "BUILD_TIMEOUT: 7\n")  # ./config/builder.yaml beats it
+    assert load_settings(env={}).build_timeout == 7.0
+    assert load_settings(env={}).heartbeat_interval == 5.0  # the rest from the defaults
+
+
+def test_the_defaults_are_the_packaged_file():
+    """One list: DEFAULTS is read from the packaged builder.yaml, which is config/'s."""
+    assert DEFAULTS == yaml.safe_load((REPO / "config" / "builder.yaml").read_text())
+    assert set(DEFAULTS) == set(config._PARSERS)
 
 
 def test_substitute():
