@@ -19,10 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from builders import protocol
+from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name
-from piw_services.ordered_events import ADMIN_EVENT
 from piw_services.reorderer.store import package_state
 from piw_services.stats import store as stats
 
@@ -65,7 +65,7 @@ class Outcome:
     revoked_jobs: list[str] = field(default_factory=list, repr=False)
 
     def event(self) -> dict[str, Any]:
-        return {"type": ADMIN_EVENT, "action": self.action, "package": self.package,
+        return {"type": ev.ADMIN, "action": self.action, "package": self.package,
                 "version": self.version, "abi": self.abi, "pages": self.pages,
                 "revoked_jobs": self.revoked_jobs}
 

@@ -21,6 +21,7 @@ from packaging.tags import Tag, compatible_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from builders import protocol
+from piw_services import events as ev
 
 DAY = 86400
 
@@ -51,19 +52,19 @@ def fold_events(events: Iterable[Mapping[str, Any]]) -> BatchPlan:
     """Reduce a batch, in order, to what it changes for build_dispatch."""
     plan = BatchPlan()
     for e in events:
-        kind, package = e.get("type"), e.get("package")
-        if kind == "package_removed":
+        kind, package = e.get("type"), str(e.get("package"))
+        if kind == ev.PACKAGE_REMOVED:
             plan.wiped.add(package)
             for key in [k for k in plan.versions if k[0] == package]:
                 del plan.versions[key]
-        elif kind == "version_removed":
+        elif kind == ev.VERSION_REMOVED:
             plan.versions[(package, e["version"])] = VersionChange(reset=True, alive=False)
-        elif kind == "version_added":
+        elif kind == ev.VERSION_ADDED:
             change = plan.versions.setdefault((package, e["version"]), VersionChange())
             # a version_added for a version we may know means a new life of it
             change.reset, change.alive = True, True
             change.buildable, change.released = bool(e["buildable"]), int(e["released"])
-        elif kind == "version_buildable":
+        elif kind == ev.VERSION_BUILDABLE:
             change = plan.versions.setdefault((package, e["version"]), VersionChange())
             change.buildable = bool(e["buildable"])
     return plan

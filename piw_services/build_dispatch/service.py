@@ -12,12 +12,13 @@ from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from builders import protocol
+from piw_services import events as ev
+from piw_services import ordered_events
 from piw_services.build_dispatch import store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
-from piw_services.ordered_events import ordered_events_consumer
 from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 PUBLISH_BATCH = 1000
 
 
-class BuildDispatchService(ordered_events_consumer("build_dispatch")):
+class BuildDispatchService(ordered_events.OrderedEventsConsumer):
+    consumer_name = "build_dispatch"
     name = "build_dispatch"
 
     db = Database()
@@ -74,7 +76,7 @@ class BuildDispatchService(ordered_events_consumer("build_dispatch")):
             log.info("builder %d: job %s %s: %s", msg["builder_id"], msg["job_id"],
                      msg["status"], outcome)
             if outcome.get("package"):
-                self.dispatch("builds_changed", {"package": outcome["package"],
+                self.dispatch(ev.BUILDS_CHANGED, {"package": outcome["package"],
                                                  "version": outcome["version"]})
             return protocol.ok(**outcome)
         raise protocol.ProtocolError(f"unknown request type {kind!r:.40}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import eventlet
@@ -32,18 +33,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from builders import protocol
+from piw_services import events as ev
+from piw_services import ordered_events
 from piw_services.builder_queues import builder_queue
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.db.models import BuildTarget, File
 from piw_services.faults import crash_point
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
-from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
 from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
 
-EVENT = "files_changed"
 #: Held shared by commits while they install, exclusively by removals (see the module doc).
 FILES_LOCK = 0x70697702
 #: Two-key advisory locks in this namespace serialise commits of one filename.
@@ -74,7 +75,8 @@ def same_version(wheel_version: Version, version: str) -> bool:
         return str(wheel_version) == version
 
 
-class FileManagerService(ordered_events_consumer("file_manager")):
+class FileManagerService(ordered_events.OrderedEventsConsumer):
+    consumer_name = "file_manager"
     name = "file_manager"
 
     db = Database()
@@ -115,7 +117,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
             return protocol.error(str(exc), retry=exc.retry)
         return reply
 
-    def _commit_checked(self, msg: dict[str, Any]) -> dict[str, Any]:
+    def _commit_checked(self, msg: Mapping[str, Any]) -> dict[str, Any]:
         info, upload_id = msg["info"], msg["upload_id"]
         filename = info["filename"]
         with self.db() as s:
@@ -156,7 +158,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
                          "removed": []}])
         return protocol.ok(filename=filename, path=installed.path, links=[link] if link else [])
 
-    def _job_of(self, s: Session, msg: dict[str, Any]) -> tuple[str, str, str]:
+    def _job_of(self, s: Session, msg: Mapping[str, Any]) -> tuple[str, str, str]:
         """(package, version, target) of the commit's job, once the commit may publish at
         all: a wheel of that version whose platform is the target's (or ``any``)."""
         job_id, builder_id, filename = msg["job_id"], msg["builder_id"], msg["info"]["filename"]
@@ -262,7 +264,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
     # -- removals --------------------------------------------------------------------------
     def _consume_ordered_events(self, batch: dict[str, Any] | None) -> None:
         # announce removals only once their transaction (with the consumer mark) committed
-        self._pending = []
+        self._pending: list[dict[str, Any]] = []
         super()._consume_ordered_events(batch)
         self._announce(self._pending)
 
@@ -276,17 +278,17 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         jobs: set[str] = set()
         for event in events:
             kind = event.get("type")
-            if kind == "package_removed":
+            if kind == ev.PACKAGE_REMOVED:
                 packages.add(event["package"])
-            elif kind == "version_removed":
+            elif kind == ev.VERSION_REMOVED:
                 versions.add((event["package"], event["version"]))
-            elif kind == "file_added":
+            elif kind == ev.FILE_ADDED:
                 filenames.add(event["filename"])
-            elif kind == ADMIN_EVENT:
+            elif kind == ev.ADMIN:
                 jobs.update(event.get("revoked_jobs") or ())
         if not (packages or versions or filenames or jobs):
             return
-        conditions = []
+        conditions: list[Any] = []
         if packages:
             conditions.append(File.package.in_(packages))
         if versions:
@@ -310,7 +312,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
         """Delete the files matching *where* (and links to them): read the rows, delete the
         files on disk, then the rows. Returns the files_changed payloads."""
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FILES_LOCK})
-        rows = s.execute(select(File.filename, File.package, File.version).where(where)).all()
+        rows = list(s.execute(select(File.filename, File.package, File.version).where(where)))
         if not rows:
             return []
         names = [r.filename for r in rows]
@@ -343,7 +345,7 @@ class FileManagerService(ordered_events_consumer("file_manager")):
 
     def _announce(self, changes: list[dict[str, Any]]) -> None:
         for change in changes:
-            self.dispatch(EVENT, change)
+            self.dispatch(ev.FILES_CHANGED, change)
 
     # -- housekeeping ----------------------------------------------------------------------
     @rpc

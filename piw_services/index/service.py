@@ -19,13 +19,14 @@ from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from sqlalchemy.orm import Session
 
+from piw_services import events as ev
+from piw_services import ordered_events
 from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.faults import crash_point
 from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
-from piw_services.ordered_events import ADMIN_EVENT, ordered_events_consumer
 from piw_services.rpc import rpc
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class Pages(DependencyProvider):
         return self
 
 
-class IndexService(ordered_events_consumer("index")):
+class IndexService(ordered_events.OrderedEventsConsumer):
+    consumer_name = "index"
     name = "index"
 
     db = Database()
@@ -66,10 +68,10 @@ class IndexService(ordered_events_consumer("index")):
     # -- what makes pages dirty ---------------------------------------------------------------
     def apply_events(self, session: Any, seq: int, events: list[dict[str, Any]]) -> None:
         dirty.mark(session, (e["package"] for e in events if e.get("package")))
-        if any(e.get("type") == "version_info" for e in events):
+        if any(e.get("type") == ev.VERSION_INFO for e in events):
             dirty.mark(session, [dirty.ROOT])  # a new summary for packages.json
         for e in events:  # an operator's piw-rebuild of pages (admin.rebuild_pages)
-            if e.get("type") == ADMIN_EVENT and e.get("action") == "rebuild_pages":
+            if e.get("type") == ev.ADMIN and e.get("action") == "rebuild_pages":
                 if e.get("pages") in ("home", "search"):
                     dirty.mark(session, [dirty.ROOT])
                 elif not e.get("package"):
@@ -78,19 +80,23 @@ class IndexService(ordered_events_consumer("index")):
     def after_ordered_events(self) -> None:
         self._flush()
 
-    @event_handler("file_manager", "files_changed", handler_type=SERVICE_POOL)
-    def on_files_changed(self, payload: dict[str, Any]) -> None:
-        self._mark_and_flush(payload.get("package"))
+    @event_handler(ev.FILES_CHANGED_SOURCE, ev.FILES_CHANGED, handler_type=SERVICE_POOL)
+    def on_files_changed(self, payload: Any) -> None:
+        self._mark_and_flush(ev.FILES_CHANGED, payload)
 
-    @event_handler("build_dispatch", "builds_changed", handler_type=SERVICE_POOL)
-    def on_builds_changed(self, payload: dict[str, Any]) -> None:
-        self._mark_and_flush(payload.get("package"))
+    @event_handler(ev.BUILDS_CHANGED_SOURCE, ev.BUILDS_CHANGED, handler_type=SERVICE_POOL)
+    def on_builds_changed(self, payload: Any) -> None:
+        self._mark_and_flush(ev.BUILDS_CHANGED, payload)
 
-    def _mark_and_flush(self, package: Any) -> None:
-        if isinstance(package, str) and package:
-            with self.db() as s, s.begin():
-                dirty.mark(s, [package])
-            self._flush()
+    def _mark_and_flush(self, event_type: str, payload: Any) -> None:
+        try:
+            package = ev.check_service_event(event_type, payload)["package"]
+        except ev.EventError as exc:
+            log.warning("dropped a malformed %s event: %s", event_type, exc)
+            return
+        with self.db() as s, s.begin():
+            dirty.mark(s, [package])
+        self._flush()
 
     # -- writing ------------------------------------------------------------------------------
     @timer(interval=1)

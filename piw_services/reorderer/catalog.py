@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from piw_services import events as ev
 from piw_services.reorderer.parse import CREATING, K_SCALE, Kind, Row
 
 SOURCE_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
@@ -204,7 +205,7 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
     base = {"package": pkg.name, "serial": row.serial, "timestamp": row.timestamp}
     (head0, vers0), (head1, vers1) = before, after
     if head0 and (not head1 or head1[2] != head0[2]):
-        out.append({"type": "package_removed", **base, "life": head0[2]})
+        out.append({"type": ev.PACKAGE_REMOVED, **base, "life": head0[2]})
         head0 = None
         vers0 = {}
     for ver, old in vers0.items():  # removals, children before parents
@@ -212,19 +213,19 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
         if old is None:
             continue
         if new is None or new[0] != old[0]:
-            out.append({"type": "version_removed", **base, "version": ver})
+            out.append({"type": ev.VERSION_REMOVED, **base, "version": ver})
         elif old[4] != new[4]:
             kept = {f for f, _ in new[4]}
             for fn, _ in old[4] - new[4]:
                 if fn not in kept:
-                    out.append({"type": "file_removed", **base, "version": ver, "filename": fn})
+                    out.append({"type": ev.FILE_REMOVED, **base, "version": ver, "filename": fn})
     if head1 and not head0:
-        out.append({"type": "package_added", **base, "display_name": head1[1],
+        out.append({"type": ev.PACKAGE_ADDED, **base, "display_name": head1[1],
                     "life": head1[2]})
     elif head1 and head0 and head1[1] != head0[1]:
-        out.append({"type": "package_renamed", **base, "display_name": head1[1]})
+        out.append({"type": ev.PACKAGE_RENAMED, **base, "display_name": head1[1]})
     if head1 and bool(head1[3]) != bool(head0 and head0[3]):
-        out.append({"type": "package_quarantined" if head1[3] else "package_unquarantined",
+        out.append({"type": ev.PACKAGE_QUARANTINED if head1[3] else ev.PACKAGE_UNQUARANTINED,
                     **base})
     for ver, new in vers1.items():
         if new is None:
@@ -234,21 +235,21 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
             old = None  # a new life of the version
         if old is None:
             v = pkg.versions[ver]
-            out.append({"type": "version_added", **base, "version": ver, "life": new[0],
+            out.append({"type": ev.VERSION_ADDED, **base, "version": ver, "life": new[0],
                         "released": timestamp_of(v.release_k or v.created_k),
                         "yanked": new[1], "yanked_reason": new[2],
                         "buildable": new[3] is None, "unbuildable_reason": new[3]})
             added = new[4]
         else:
             if old[1] != new[1]:
-                out.append({"type": "version_yanked" if new[1] else "version_unyanked",
+                out.append({"type": ev.VERSION_YANKED if new[1] else ev.VERSION_UNYANKED,
                             **base, "version": ver, "reason": new[2]})
             if old[3] != new[3]:
-                out.append({"type": "version_buildable", **base, "version": ver,
+                out.append({"type": ev.VERSION_BUILDABLE, **base, "version": ver,
                             "buildable": new[3] is None, "unbuildable_reason": new[3]})
             added = new[4] - old[4] if new[4] != old[4] else ()
         for fn, pyver in sorted(added):
-            out.append({"type": "file_added", **base, "version": ver, "filename": fn,
+            out.append({"type": ev.FILE_ADDED, **base, "version": ver, "filename": fn,
                         "pyver": pyver})
 
 

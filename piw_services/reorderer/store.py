@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from piw_services import events as ev
 from piw_services import outbox
 from piw_services.db.bulk import copy_rows, upsert_rows
 from piw_services.names import canonical, is_valid_name
@@ -98,7 +99,8 @@ def horizon(max_ts: int, hold: float, now: float) -> int:
 
 
 def _cursor(session: Session) -> Any:
-    return session.connection().connection.dbapi_connection.cursor()
+    dbapi: Any = session.connection().connection.dbapi_connection
+    return dbapi.cursor()
 
 
 def _lock_state(cur: Any) -> tuple[int, int]:
@@ -143,7 +145,8 @@ _PLAN_FREELY = "RESET enable_hashjoin; RESET enable_mergejoin; RESET jit"
 
 
 def load_packages(cur: Any, names: Iterable[str],
-                  versions: Iterable[tuple[str, str]] | None = None) -> dict[str, PackageState]:
+                  versions: Iterable[tuple[str, str | None]] | None = None
+                  ) -> dict[str, PackageState]:
     """The named packages (absent ones are left out) with their versions and files: all of
     them, or, when *versions* is given, only those (package, version) pairs and the versions
     of packages named in *versions* as ``(package, None)``."""
@@ -151,7 +154,8 @@ def load_packages(cur: Any, names: Iterable[str],
     packages: dict[str, PackageState] = {}
     cur.execute(f"SELECT {', '.join(PKG_COLUMNS)} FROM packages WHERE name = ANY(%s)", (names,))
     for r in cur.fetchall():
-        packages[r[0]] = PackageState(*r, stored=True)
+        pkg = packages[r[0]] = PackageState(*r)
+        pkg.stored = True
     if not packages:
         return packages
     if versions is None:
@@ -203,14 +207,15 @@ def save_packages(cur: Any, packages: Iterable[PackageState]) -> None:
         p.dirty = False
         p.dirty_versions.clear()
         p.dirty_files.clear()
-    for table, columns, key in (("packages", PKG_COLUMNS, ("name",)),
-                                ("versions", VER_COLUMNS, ("package", "version")),
-                                ("upstream_files", FILE_COLUMNS,
-                                 ("package", "version", "filename"))):
+    unique_key: tuple[str, ...]
+    for table, columns, unique_key in (("packages", PKG_COLUMNS, ("name",)),
+                                       ("versions", VER_COLUMNS, ("package", "version")),
+                                       ("upstream_files", FILE_COLUMNS,
+                                        ("package", "version", "filename"))):
         new, changed = rows[table]
         if new:
             copy_rows(cur, table, columns, new)
-        upsert_rows(cur, table, columns, key, changed)
+        upsert_rows(cur, table, columns, unique_key, changed)
 
 
 def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
@@ -400,7 +405,7 @@ def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[l
         "AND greatest(v.created_k, v.yank_k) >= :since "
         "ORDER BY greatest(v.created_k, v.yank_k) DESC LIMIT :limit"),
         {"since": since_ts * K_SCALE, "limit": limit}).all()
-    return [list(r) for r in rows]
+    return [[str(package), str(version)] for package, version in rows]
 
 
 def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
@@ -420,7 +425,7 @@ def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
             {"p": info["package"], "v": info["version"], "rp": info.get("requires_python"),
              "reason": info.get("yanked_reason"), "summary": info.get("summary")}).first()
         if row and row[0]:
-            events.append({"type": "version_info", "package": info["package"],
+            events.append({"type": ev.VERSION_INFO, "package": info["package"],
                            "version": info["version"],
                            "requires_python": info.get("requires_python"),
                            "yanked_reason": info.get("yanked_reason"),

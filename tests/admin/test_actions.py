@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from builders import protocol
+from piw_services import events as ev
 from piw_services import outbox
 from piw_services.admin import actions
 from piw_services.build_dispatch import store
@@ -78,6 +79,7 @@ def test_remove_forgets_builds_revokes_jobs_and_builds_again(s):
     assert (out.package, out.version, out.skip) == ("foo", "1.0", None)
     assert out.files == [WHEEL] and out.builds_forgotten == 1
     assert job in out.revoked_jobs and out.event()["revoked_jobs"] == out.revoked_jobs
+    assert ev.check_ordered_event(out.event())["type"] == ev.ADMIN
     assert sorted(map(tuple, out.queued)) == [("1.0", CP311), ("1.0", CP313)]
     assert states(s)[("1.0", CP311)] == "pending" and states(s)[("1.0", CP313)] == "pending"
     assert job_of(s, "foo", "1.0", CP311) != job

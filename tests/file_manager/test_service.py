@@ -10,6 +10,7 @@ from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import text
 
+from piw_services import events as ev
 from piw_services import outbox
 from piw_services.db.models import Package, Version
 from piw_services.file_manager.service import FileManagerService
@@ -35,9 +36,9 @@ class Listener:
 
     name = "test_files_listener"
 
-    @event_handler("file_manager", "files_changed")
+    @event_handler(ev.FILES_CHANGED_SOURCE, ev.FILES_CHANGED)
     def on_files_changed(self, payload):
-        CHANGES.append(payload)
+        CHANGES.append(ev.check_service_event(ev.FILES_CHANGED, payload))
 
 
 @pytest.fixture

@@ -6,14 +6,15 @@ import json
 
 from sqlalchemy import text
 
+from piw_services import ordered_events
 from piw_services.db.dependency import Database
-from piw_services.ordered_events import ordered_events_consumer
 
 TABLE = ("CREATE TABLE IF NOT EXISTS test_applied (seq bigint, idx int, event jsonb, "
          "applied_at timestamptz DEFAULT clock_timestamp())")
 
 
-class RecordingConsumer(ordered_events_consumer("recording")):
+class RecordingConsumer(ordered_events.OrderedEventsConsumer):
+    consumer_name = "recording"
     name = "recording_consumer"
     db = Database()
 

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from piw_services.events import check_ordered_event
 from piw_services.reorderer import store
 from piw_services.reorderer.parse import Row, parse_row
 from tests.conftest import reset_db
@@ -79,6 +80,8 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
         assert catalog(s) == expected
         assert catalog_views(s) == expected_views(expected)
         assert fold_events(outbox_events(s)) == expected
+        for event in outbox_events(s):
+            check_ordered_event(event)
         held = s.execute(text("SELECT count(*) FROM held_rows")).scalar()
         assert held == 0
 

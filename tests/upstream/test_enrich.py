@@ -5,6 +5,7 @@ import time
 
 from sqlalchemy import text
 
+from piw_services import events as ev
 from piw_services.fake_pypi import FakePyPI
 from piw_services.reorderer import store
 from piw_services.upstream.poller import Poller
@@ -45,7 +46,9 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
         assert store.package_state(s, "fresh")["summary"] == "Fresh <wheels> & more"
         assert store.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] is None
         events = [e for (batch,) in s.execute(text("SELECT events FROM outbox ORDER BY seq"))
-                  for e in batch if e["type"] == "version_info"]
+                  for e in batch if e["type"] == ev.VERSION_INFO]
+    for event in events:
+        ev.check_ordered_event(event)
     assert events == [{"type": "version_info", "package": "fresh", "version": "1.0",
                        "requires_python": ">=3.9", "yanked_reason": "broken <on> Pi",
                        "summary": "Fresh <wheels> & more"}]
