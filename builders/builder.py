@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 REQUEST_ATTEMPTS = 3
 #: Seconds between looks for a job queue that does not exist yet.
 QUEUE_RETRY = 10.0
+#: Seconds before a request is sent again that RabbitMQ could route to no queue (the master's
+#: request queue is not there yet: build_dispatch is starting).
+NO_ROUTE_RETRY = 1.0
 #: Longest pause between attempts to reach RabbitMQ or the master.
 BACKOFF_MAX = 60.0
 #: Longest the main thread blocks in drain_events: how soon it notices a finished build or a
@@ -246,6 +249,7 @@ class Session:
         self.reply_to = ""
         self._replies: dict[str, Mapping[str, Any]] = {}
         self._waiting: set[str] = set()
+        self._unrouted: set[str] = set()
         self._next_status = 0.0
         self._producer: Producer
         self._jobs_consumer: Consumer
@@ -271,7 +275,8 @@ class Session:
             channel = self.conn.channel()
             self._producer = Producer(channel, exchange=Exchange(protocol.EXCHANGE,
                                                                  no_declare=True),
-                                      serializer="json", auto_declare=False)
+                                      serializer="json", auto_declare=False,
+                                      on_return=self._on_return)
             replies = Queue("", exclusive=True, auto_delete=True, channel=channel)
             replies.declare()
             self.reply_to = replies.name
@@ -295,6 +300,14 @@ class Session:
             self._replies[correlation_id] = check_answer(message.decode())
         except (ValueError, KombuError) as exc:
             log.warning("ignoring a malformed answer from the master: %s", exc)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str,
+                   message: Message) -> None:
+        """RabbitMQ returns a mandatory request it could route to no queue (before it
+        confirms it): nobody will answer it, so the request need not wait for an answer."""
+        correlation_id = message.properties.get("correlation_id")
+        if correlation_id in self._waiting:
+            self._unrouted.add(correlation_id)
 
     def consume_jobs(self, target: str) -> None:
         """Consume the build target's job queue, one unacked job at a time; wait while it is
@@ -387,14 +400,19 @@ class Session:
         behind its own file's chunks, and an answer to any copy of it is as good."""
         if routing_key != protocol.REQUESTS:
             return {}
-        return {"expiration": self.settings.reply_timeout}
+        return {"expiration": self.settings.reply_timeout, "mandatory": True}
 
-    def _await(self, ids: set[str], timeout: float) -> Mapping[str, Any] | None:
+    def _await(self, ids: set[str], latest: str, timeout: float
+               ) -> Mapping[str, Any] | str | None:
+        """The answer to any of *ids*; "unrouted" as soon as RabbitMQ has returned *latest*
+        (and no earlier try is answered); None after *timeout*."""
         deadline = time.monotonic() + timeout
         while True:
             for correlation_id in ids:
                 if correlation_id in self._replies:
                     return self._replies.pop(correlation_id)
+            if latest in self._unrouted:
+                return "unrouted"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -410,6 +428,7 @@ class Session:
         backoff = Backoff()
         ids: set[str] = set()
         attempt = 0
+        unrouted = False
         try:
             while True:
                 attempt += 1
@@ -419,7 +438,17 @@ class Session:
                 self.publish(message, routing_key, reply_to=self.reply_to,
                              correlation_id=correlation_id, delivery_mode=2,
                              **self._expiry(routing_key))
-                answer = self._await(ids, self.settings.reply_timeout)
+                answer = self._await(ids, correlation_id, self.settings.reply_timeout)
+                if answer == "unrouted":  # nobody will answer: ask again soon, say so once
+                    problem = (f"the master's request queue {routing_key} does not exist yet "
+                               "(is build_dispatch running?)")
+                    if attempts is not None and attempt >= attempts:
+                        raise ConnectionTrouble(f"{problem}; gave up after {attempt} tries")
+                    if not unrouted:
+                        log.warning("%s; asking again every %gs", problem, NO_ROUTE_RETRY)
+                    unrouted = True
+                    self.wait(NO_ROUTE_RETRY)
+                    continue
                 if answer is None:
                     problem = (f"no answer to {what} from the master within "
                                f"{self.settings.reply_timeout:g}s (is it running?)")
@@ -434,6 +463,7 @@ class Session:
                 self.wait(delay)
         finally:
             self._waiting -= ids
+            self._unrouted -= ids
             for correlation_id in ids:
                 self._replies.pop(correlation_id, None)
 

@@ -52,8 +52,11 @@ class Outcome:
     package: str
     version: str | None = None
     abi: str | None = None
+    #: what was done, in the past tense; ``plan``: the same as a dry run says it (what would
+    #: be done), which the service answers as the summary of a dry run
     summary: str = ""
     pages: str | None = None  # rebuild_pages: the part of the site (PAGE_PARTS)
+    plan: str = field(default="", repr=False)
     skip: str | None = None
     builds_forgotten: int = 0
     files: list[str] = field(default_factory=list)
@@ -69,9 +72,12 @@ class Outcome:
                 "version": self.version, "abi": self.abi, "pages": self.pages,
                 "revoked_jobs": self.revoked_jobs}
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, dry_run: bool = False) -> dict[str, Any]:
         result = asdict(self)
         del result["revoked_jobs"]
+        plan = result.pop("plan")
+        if dry_run:
+            result["summary"] = plan or result["summary"]
         return result
 
 
@@ -167,9 +173,11 @@ def _what(package: str, version: str | None) -> str:
     return f"{package} {version}" if version else f"every version of {package}"
 
 
-def _counts(outcome: Outcome) -> str:
-    return (f"{outcome.builds_forgotten} builds forgotten, {len(outcome.files)} files deleted, "
-            f"{len(outcome.queued)} builds queued")
+def _counts(outcome: Outcome, would: bool = False) -> str:
+    n, files, queued = outcome.builds_forgotten, len(outcome.files), len(outcome.queued)
+    if would:
+        return f"would forget {n} builds, delete {files} files and queue {queued} builds"
+    return f"{n} builds forgotten, {files} files deleted, {queued} builds queued"
 
 
 # -- the actions -------------------------------------------------------------------------------
@@ -201,8 +209,15 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
     # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
     for v in versions:
         outcome.downloads_deleted += stats.delete_downloads(session, name, v)
-    then = f"skipped: {reason}" if reason else "built again"
-    outcome.summary = f"removed {_what(name, version)} ({_counts(outcome)}); {then}"
+    what = _what(name, version)
+    if reason:
+        then = f"skipped from now on: {reason}"
+    elif outcome.queued:  # the targets are pending again: a builder takes them next
+        then = "built again shortly, from upstream's sdist"
+    else:
+        then = "not built again: upstream has no sdist of it"
+    outcome.summary = f"removed {what} ({_counts(outcome)}); {then}"
+    outcome.plan = f"would remove {what} ({_counts(outcome, would=True)}); {then}"
     return outcome
 
 
@@ -215,6 +230,8 @@ def skip(session: Session, package: Any, version: Any = None, reason: Any = None
         session, name, versions, forget_builds=False, requeue=False, keep_built=True))
     outcome.summary = (f"skipped {_what(name, version)}: {reason} "
                        f"({len(outcome.dropped)} pending builds dropped)")
+    outcome.plan = (f"would skip {_what(name, version)}: {reason} "
+                    f"(and drop {len(outcome.dropped)} pending builds)")
     return outcome
 
 
@@ -230,6 +247,7 @@ def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
     outcome = Outcome("unskip", name, version,
                       queued=[list(q) for q in builds.add_targets(session, name, versions)])
     outcome.summary = f"unskipped {_what(name, version)} ({len(outcome.queued)} builds queued)"
+    outcome.plan = f"would unskip {_what(name, version)} (and queue {len(outcome.queued)} builds)"
     return outcome
 
 
@@ -248,8 +266,9 @@ def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None
         raise BadRequest(f"{_what(name, version)} is skipped ({reason}): unskip it first")
     outcome = _revoked(Outcome("rebuild", name, version, abi), session, builds.revoke(
         session, name, versions, abi, forget_builds=False, requeue=True))
-    outcome.summary = (f"rebuilding {_what(name, version)}"
-                       f"{f' for {abi}' if abi else ''} ({_counts(outcome)})")
+    what = f"{_what(name, version)}{f' for {abi}' if abi else ''}"
+    outcome.summary = f"rebuilding {what} ({_counts(outcome)})"
+    outcome.plan = f"would rebuild {what} ({_counts(outcome, would=True)})"
     return outcome
 
 
@@ -270,6 +289,8 @@ def add(session: Session, package: Any, version: Any = None) -> Outcome:
     outcome.summary = (f"queued {len(outcome.queued)} builds of {_what(name, version)}"
                        if outcome.queued else
                        f"nothing to add: {_what(name, version)} has every build it can have")
+    if outcome.queued:
+        outcome.plan = f"would queue {len(outcome.queued)} builds of {_what(name, version)}"
     return outcome
 
 
@@ -285,10 +306,11 @@ def rebuild_pages(session: Session, part: Any, package: Any = None) -> Outcome:
     if part in ("home", "search"):
         if package is not None:
             raise BadRequest(f"{part} is one page for the whole site: name no package")
-        return Outcome("rebuild_pages", "", pages=part,
-                       summary=f"rewriting the {part} pages (home page, packages.json, "
-                               "simple root)")
+        pages = f"the {part} pages (home page, packages.json, simple root)"
+        return Outcome("rebuild_pages", "", pages=part, summary=f"rewriting {pages}",
+                       plan=f"would rewrite {pages}")
     name = _live_package(session, package)["name"] if package is not None else ""
     what = "simple and project pages" if part == "both" else "project pages"
-    return Outcome("rebuild_pages", name, pages=part,
-                   summary=f"rewriting the {what} of {name or 'every live package'}")
+    pages = f"the {what} of {name or 'every live package'}"
+    return Outcome("rebuild_pages", name, pages=part, summary=f"rewriting {pages}",
+                   plan=f"would rewrite {pages}")

@@ -98,7 +98,7 @@ class AdminService:
             else:
                 seq = outbox.write(s, [outcome.event()])[-1]
                 s.commit()
-        result = outcome.as_dict()
+        result = outcome.as_dict(dry_run=bool(dry_run))
         result["dry_run"] = bool(dry_run)
         if dry_run:
             result.update(complete=True, waiting_for=[])

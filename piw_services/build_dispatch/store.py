@@ -464,7 +464,15 @@ def status(session: Session) -> dict[str, Any]:
     for b in builders:
         for key in ("job_started_at", "last_seen"):
             b[key] = b[key].isoformat() if b[key] else None
+    # an operator's skip drops a version's targets: count what it keeps unbuilt per target
+    operator_skips = dict(session.execute(text(
+        "SELECT a.abi, count(*) FROM build_versions bv CROSS JOIN build_abis a "
+        "WHERE a.enabled AND bv.buildable AND (bv.skip_reason IS NOT NULL OR "
+        f"EXISTS ({PACKAGE_SKIP.format('bv')})) AND NOT EXISTS (SELECT 1 FROM build_targets t "
+        "WHERE t.package = bv.package AND t.version = bv.version AND t.abi = a.abi) "
+        "GROUP BY a.abi")).all())
     return {"abis": enabled_abis(session), "targets": targets, "builders": builders,
+            "operator_skips": operator_skips,
             "builds": session.execute(text("SELECT count(*) FROM builds")).scalar_one()}
 
 

@@ -149,52 +149,97 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         from nameko.standalone.rpc import ClusterRpcProxy
 
+    def check_children() -> None:
+        for child in children:
+            if child.poll() is not None:
+                print(f"[piw] {Path(child.args[0]).name} exited with {child.returncode}; "
+                      "see var/demo/services.log", flush=True)
+                stop()
+
     started = time.monotonic()
-    caught_up = False
+    print("[piw] waiting for the master services to start", flush=True)
+    # asked over RPC only once they consume: a call to a service not there yet fails noisily
+    while not services_up(config["AMQP_URI"], PROGRESS_SERVICES):
+        check_children()
+        time.sleep(1)
+    ready = ""
+    shown = ""
     with ClusterRpcProxy({"AMQP_URI": config["AMQP_URI"]}, timeout=10) as rpc:
         while True:
-            for child in children:
-                if child.poll() is not None:
-                    print(f"[piw] {child.args[0]} exited with {child.returncode}; "
-                          "see var/demo/services.log", flush=True)
-                    stop()
+            check_children()
             try:
-                s = rpc.reorderer.status()
-                u = rpc.upstream.status()
-            except Exception as exc:  # services still starting
-                print(f"[piw] waiting for services ({type(exc).__name__})", flush=True)
-                time.sleep(2)
-                continue
-            builds = build_counts(rpc.build_dispatch.status())
-            print(f"[piw] upstream serial {s['last_serial']}/{last}  held {s['held']}  "
-                  f"packages {s['packages']}  event batches {s['outbox_seq']}  "
-                  f"malformed rows {s['malformed']}  builds: {builds['built']} built, "
-                  f"{builds['failed']} failed, {builds['skipped']} skipped, "
-                  f"{builds['pending']} to do"
-                  + (f"  upstream error: {u['last_error']}" if u["last_error"] else ""),
-                  flush=True)
-            if (not caught_up and s["last_serial"] >= last and s["held"] == 0
-                    and builds["pending"] == 0 and builds["built"]):
-                caught_up = True
-                print(f"[piw] caught up and built in {time.monotonic() - started:.1f}s. "
-                      f"The index is {index}/simple/ (pages: {index}/). Try:\n"
-                      f"  python3 -m venv /tmp/try && /tmp/try/bin/pip install "
-                      f"--index-url {index}/simple/ zlibby pitemp\n"
-                      f"  .venv/bin/nameko shell --config config/master.yaml\n"
-                      f"  >>> n.rpc.build_dispatch.status()\n"
-                      f"Ctrl-C stops everything.", flush=True)
+                line, done = progress(rpc.reorderer.status(), rpc.upstream.status(),
+                                      rpc.build_dispatch.status(), last)
+            except Exception as exc:  # a service busy or restarting: asked again below
+                line, done = f"no answer from the services yet ({type(exc).__name__})", False
+            if line != shown:  # only what changed: the ready message stays on screen
+                shown = line
+                print(f"[piw] {line}" + (f"  (index: {index}/simple/)" if ready else ""),
+                      flush=True)
+            if not ready and done:
+                ready = (f"[piw] caught up and built in {time.monotonic() - started:.1f}s. "
+                         f"The index is {index}/simple/ (pages: {index}/). Try:\n"
+                         f"  python3 -m venv /tmp/try && /tmp/try/bin/pip install "
+                         f"--index-url {index}/simple/ zlibby pitemp\n"
+                         f"  .venv/bin/nameko shell --config config/master.yaml\n"
+                         f"  >>> n.rpc.build_dispatch.status()\n"
+                         f"Ctrl-C stops everything.")
+                print(ready, flush=True)
                 if args.exit_when_caught_up:
                     stop()
-            time.sleep(2 if not caught_up else 10)
+            time.sleep(2)
+
+
+#: The services whose status the progress line shows.
+PROGRESS_SERVICES = ("reorderer", "upstream", "build_dispatch")
+
+
+def services_up(amqp_uri: str, names: tuple[str, ...]) -> bool:
+    """Whether each nameko service in *names* consumes its RPC queue (``rpc-<name>``)."""
+    from kombu import Connection
+
+    with Connection(amqp_uri, connect_timeout=5) as conn:
+        for name in names:
+            try:
+                channel = conn.channel()
+                _, _, consumers = channel.queue_declare(f"rpc-{name}", passive=True)
+                channel.close()
+            except conn.channel_errors:  # 404: the queue is not there yet
+                return False
+            if not consumers:
+                return False
+    return True
+
+
+def progress(reorderer: dict[str, Any], upstream: dict[str, Any], dispatch: dict[str, Any],
+             last: int) -> tuple[str, bool]:
+    """One line of the demo's progress (upstream, the catalog, the builds and, while builds
+    wait, what they wait for), and whether every event is applied and every build done."""
+    builds = build_counts(dispatch)
+    skipped = f"{builds['skipped']} skipped"
+    if builds["operator"]:
+        skipped += f" ({builds['operator']} by an operator)"
+    line = (f"upstream serial {reorderer['last_serial']}/{last}  held {reorderer['held']}  "
+            f"packages {reorderer['packages']}  event batches {reorderer['outbox_seq']}  "
+            f"malformed rows {reorderer['malformed']}  builds: {builds['built']} built, "
+            f"{builds['failed']} failed, {skipped}, {builds['pending']} to do")
+    if upstream["last_error"]:
+        line += f"  upstream error: {upstream['last_error']}"
+    if builds["pending"] and not any(b["state"] == "alive" for b in dispatch["builders"]):
+        line += "  (waiting for the builder to say hello: var/demo/builder.log)"
+    applied = reorderer["last_serial"] >= last and not reorderer["held"]
+    return line, applied and not builds["pending"] and bool(builds["built"])
 
 
 def build_counts(status: dict[str, Any]) -> dict[str, int]:
-    """build_dispatch's target counts, summed over ABIs, as built / failed / skipped /
-    pending."""
+    """build_dispatch's target counts, summed over ABIs, as built / failed / skipped (of
+    which ``operator``: targets an operator's skip keeps unbuilt) / pending."""
     counts = {"built": 0, "failed": 0, "skipped": 0, "pending": 0}
     for states in status["targets"].values():
         for state, n in states.items():
             counts[state if state in counts else "pending"] += n
+    counts["operator"] = sum(status.get("operator_skips", {}).values())
+    counts["skipped"] += counts["operator"]
     return counts
 
 

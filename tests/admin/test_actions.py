@@ -85,7 +85,13 @@ def test_remove_forgets_builds_revokes_jobs_and_builds_again(s):
     assert job_of(s, "foo", "1.0", CP311) != job
     assert s.execute(text("SELECT count(*) FROM builds")).scalar() == 0
     assert s.execute(text("SELECT job_id FROM builders WHERE id = :b"), {"b": b}).scalar() is None
-    assert "removed foo 1.0" in out.summary and "built again" in out.summary
+    assert out.summary.startswith("removed foo 1.0 (1 builds forgotten, 1 files deleted")
+    assert out.summary.endswith("built again shortly, from upstream's sdist")
+    # a dry run's answer says what would be done
+    plan = out.as_dict(dry_run=True)["summary"]
+    assert plan.startswith("would remove foo 1.0 (would forget 1 builds, delete 1 files and "
+                           "queue 2 builds)"), plan
+    assert "plan" not in out.as_dict() and out.as_dict()["summary"] == out.summary
     # the builder that still holds the old job may neither claim nor report it
     assert not store.claim(s, {"builder_id": b, "job_id": job, "redelivered": True})[0]
     assert store.record_result(s, result(b, job, files=[WHEEL]))["build_id"] is None

@@ -321,14 +321,16 @@ def test_on_a_terminal_it_shows_the_plan_and_asks(master, db, piw_env):
     before = build_state(db)
     status, shown = _interact(piw_env, ["piw-remove", "foo", "2.0"], b"n\n")
     assert status == 1, shown
-    assert shown.index("removed foo 2.0") < shown.index("Proceed? [y/N]")
+    # the dry run says what would be done, not what was
+    assert shown.index("dry run: would remove foo 2.0") < shown.index("Proceed? [y/N]")
+    assert "removed foo" not in shown and "(would forget 0 builds, delete 0 files" in shown
     assert "cancelled: nothing was changed" in shown
     assert build_state(db) == before
     # -q hides everything but errors, not what is being agreed to
     status, shown = _interact(piw_env, ["piw-skip", "-q", "-r", "broken", "foo", "2.0"],
                               b"y\n")
     assert status == 0, shown
-    assert shown.index("skipped foo 2.0: broken") < shown.index("Proceed? [y/N]")
+    assert shown.index("would skip foo 2.0: broken") < shown.index("Proceed? [y/N]")
     with db() as s:
         assert s.execute(text("SELECT skip_reason FROM build_versions WHERE package = 'foo' "
                               "AND version = '2.0'")).scalar_one() == "broken"

@@ -239,3 +239,19 @@ def test_a_job_whose_requires_python_excludes_its_abi_is_skipped_at_claim(sessio
     build, reason = store.claim(session, {"builder_id": b, "job_id": job, "redelivered": False})
     assert not build and reason == "Requires-Python >=3.99 excludes Python 3.11"
     assert ("newpy", "2.0", CP311, "skipped", reason) in targets(session, "newpy")
+
+
+def test_status_counts_the_targets_an_operators_skip_keeps_unbuilt(session):
+    store.apply_events(session, [added("foo", "1.0"), added("foo", "2.0"), added("bar", "1.0"),
+                                 added("baz", "1.0", buildable=False)], now=NOW)
+    assert store.status(session)["operator_skips"] == {}
+    # as the admin service skips: the skip recorded, the targets dropped
+    store.set_skip(session, "foo", "1.0", "too big")
+    store.revoke(session, "foo", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
+    store.set_skip(session, "baz", None, "not wanted")  # nothing to build: nothing kept back
+    status = store.status(session)
+    assert status["operator_skips"] == {CP311: 1, CP313: 1}
+    assert status["targets"] == {CP311: {"pending": 2}, CP313: {"pending": 2}}
+    store.set_skip(session, "bar", None, "the whole package")
+    store.revoke(session, "bar", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
+    assert store.status(session)["operator_skips"] == {CP311: 2, CP313: 2}

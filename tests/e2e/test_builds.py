@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -158,3 +159,21 @@ def test_two_abis_take_only_their_own_jobs_and_a_pure_wheel_serves_both(system, 
     assert "pure_pkg-1.0-py3-none-any.whl" in names
     assert any(n.startswith("zlib_user-0.2-cp312-cp312-") for n in names)
     assert any(n.startswith("zlib_user-0.2-cp311-cp311-") for n in names)
+
+
+def test_a_builder_up_before_build_dispatch_says_hello_as_soon_as_it_runs(system, processes):
+    """The builders' exchange exists (stats declares it) before build_dispatch's request queue
+    does: RabbitMQ routes a hello sent then to no queue. The builder hears so and asks again
+    every second, instead of waiting out its reply timeout (a demo stalled 30 s on it)."""
+    system.start([], without=("build_dispatch",), PIW_BUILDER_REPLY_TIMEOUT="600")
+    system.builder("early")
+    wait_for(lambda: "request queue piw.requests does not exist yet" in processes.log("early"),
+             60, what="the builder's hello to find no queue", describe=lambda: processes.log(
+                 "early")[-2000:])
+    started = time.monotonic()
+    system.service("build_dispatch")
+    wait_for(lambda: "connected to" in processes.log("early"), 120, what="the builder's hello "
+             "to be answered", describe=lambda: processes.log("early")[-2000:])
+    # build_dispatch's own start takes a few seconds; the reply timeout is ten minutes
+    assert time.monotonic() - started < 60
+    assert "no answer to hello" not in processes.log("early")
