@@ -25,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSON, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from piw_services.useragent import FIELDS
+
 
 class Base(DeclarativeBase):
     pass
@@ -305,8 +307,6 @@ class IndexDirty(Base):
 # operator's removal of a version deletes that version's downloads (stats.store.delete_downloads).
 def _agent_columns() -> dict[str, Mapped[str | None]]:
     """useragent.FIELDS as nullable text columns (the raw rows keep what the agent said)."""
-    from piw_services.web.useragent import FIELDS
-
     return {name: mapped_column(Text) for name in FIELDS}
 
 

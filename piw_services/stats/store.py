@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from piw_services.db.bulk import copy_rows
 from piw_services.names import canonical, is_valid_name
 from piw_services.stats import model
-from piw_services.web.useragent import FIELDS, MAX_FIELD
+from piw_services.useragent import FIELDS, MAX_FIELD
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from piw_services.names import canonical, is_valid_name
-from piw_services.web.useragent import cached_fields
+from piw_services.useragent import cached_fields
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"

@@ -147,14 +147,10 @@ def test_output_is_deterministic_and_unchanged_pages_are_not_rewritten(tmp_path)
     assert not [p for p in tmp_path.rglob(".*.tmp")]
 
 
-def test_both_pages_render_well_under_a_second():
-    stats, status = sample.stats_report(), sample.status_report(builders=10)
-    pages.render_stats(stats)  # warm up imports and font caches
-    start = time.perf_counter()
-    pages.render_stats(stats)
-    middle = time.perf_counter()
-    pages.render_status(status)
-    end = time.perf_counter()
-    print(f"\n/stats/ {middle - start:.3f} s, /status/ (10 builders, 6 h of minutely "
-          f"readings) {end - middle:.3f} s")
-    assert end - start < 1.0
+def test_both_pages_render_every_builder_of_a_large_status():
+    """Ten builders with six hours of minutely readings each; how long it takes is bench/stats'
+    business ("stats and status HTML pages")."""
+    status = sample.status_report(builders=10)
+    html = pages.render_status(status)
+    assert all(f"pi{i:02d}" in html for i in range(1, 11))
+    assert "<svg" in pages.render_stats(sample.stats_report())

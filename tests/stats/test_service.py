@@ -13,7 +13,7 @@ from piw_services.stats.service import StatsService
 from tests.build_dispatch.test_service import Builder, hello
 from tests.conftest import wait_for
 from tests.stats.test_store import download, heartbeat_msg, search
-from tests.web.test_useragent import UV
+from tests.test_useragent import UV
 
 
 @pytest.fixture

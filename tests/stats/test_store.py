@@ -12,7 +12,7 @@ from piw_services.build_dispatch import store as dispatch
 from piw_services.stats import store
 from piw_services.web.serve import Hit, make_event, salt_key
 from tests.admin.test_actions import build, feed, release_rows
-from tests.web.test_useragent import PIP, UV
+from tests.test_useragent import PIP, UV
 
 #: build targets (ABI on a platform), as build_dispatch keys them
 CP311 = "cp311-linux_armv7l"

@@ -7,11 +7,11 @@ import time
 import requests
 from nameko.testing.services import restrict_entrypoints
 
+from piw_services.useragent import FIELDS
 from piw_services.web.serve import SIMPLE_JSON
 from piw_services.web.service import WebService
-from piw_services.web.useragent import FIELDS
+from tests.test_useragent import PIP
 from tests.web.conftest import RECEIVED, SALT, WHEEL, WHEEL_V6, wait_until
-from tests.web.test_useragent import PIP
 
 CLIENT = "203.0.113.7"
 EXPECTED_CLIENT = hashlib.blake2b(CLIENT.encode(), digest_size=16, key=SALT.encode()).hexdigest()

@@ -17,13 +17,13 @@ import requests
 
 from piw_services.cli import logger
 from piw_services.cli.logger import LogLine, Totals, main, parse_line, parse_time
+from piw_services.useragent import FIELDS
 from piw_services.web.serve import SIMPLE_JSON, Hit, make_event, salt_key
 from piw_services.web.service import MAX_BATCH
-from piw_services.web.useragent import FIELDS
 from tests.conftest import BIN, ROOT
+from tests.test_useragent import PIP, UV
 from tests.web.conftest import OLD, RECEIVED, SALT, WHEEL, WHEEL_V6, wait_until
 from tests.web.test_nginx import NGINX, nginx  # noqa: F401 (a fixture, used by name)
-from tests.web.test_useragent import PIP, UV
 
 CLIENT = "203.0.113.7"
 WHEN = "10/Oct/2023:13:55:36 +0200"

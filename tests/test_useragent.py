@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from piw_services.web.useragent import FIELDS, MAX_FIELD, parse_user_agent
+from piw_services.useragent import FIELDS, MAX_FIELD, parse_user_agent
 
 PIP = (
     'pip/23.0.1 {"ci":null,"cpu":"armv7l","distro":{"id":"bookworm","libc":{"lib":"glibc",'

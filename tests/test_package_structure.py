@@ -1,0 +1,101 @@
+"""Who may import whom (docs/architecture.md, "Shared code"), read from the source with ast.
+
+- builders/ (what a Pi installs) imports nothing of piw_services;
+- shared modules (piw_services/*.py and piw_services/db/) import no service and no tool;
+- a service reads another service's data only through that service's named read module or an
+  event, never through its ``store``;
+- service packages import each other without cycles.
+
+The imports that break the last two rules today are listed by name below; each is work left
+(issue 15): remove its line when it goes, and add none.
+"""
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"admin", "audit", "build_dispatch", "file_manager", "index", "reorderer", "stats",
+            "upstream", "web"}
+TOOLS = {"cli", "fake_pypi"}
+
+#: (importing service, imported module) that reach into another service's store today
+KNOWN_STORE_IMPORTS = {
+    ("admin", "piw_services.build_dispatch.store"),
+    ("admin", "piw_services.reorderer.store"),
+    ("admin", "piw_services.stats.store"),
+    ("index", "piw_services.reorderer.store"),
+    ("index", "piw_services.stats.store"),
+}
+#: service-package import cycles today, each as a sorted pair
+KNOWN_CYCLES = {("index", "stats")}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module *path* imports (``from a import b`` counts as ``a.b`` and ``a``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def package_of(path: Path) -> str | None:
+    """The piw_services subpackage *path* belongs to (None for a top-level module)."""
+    parts = path.relative_to(ROOT / "piw_services").parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def service_imported(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[0] == "piw_services" and parts[1] in SERVICES | TOOLS:
+        return parts[1]
+    return None
+
+
+def sources(top: str):
+    return sorted((ROOT / top).rglob("*.py"))
+
+
+def test_builders_import_nothing_of_the_server():
+    bad = [f"{p.relative_to(ROOT)}: {m}" for p in sources("builders") for m in imports(p)
+           if m.split(".")[0] == "piw_services"]
+    assert not bad, bad
+
+
+def test_shared_modules_import_no_service_or_tool():
+    bad = []
+    for path in sources("piw_services"):
+        if package_of(path) not in (None, "db"):
+            continue
+        bad += [f"{path.relative_to(ROOT)}: {m}" for m in imports(path) if service_imported(m)]
+    assert not bad, bad
+
+
+def test_no_service_reads_another_service_store():
+    found = set()
+    for path in sources("piw_services"):
+        owner = package_of(path)
+        if owner not in SERVICES:
+            continue
+        for module in imports(path):
+            other = service_imported(module)
+            if other and other != owner and module.split(".")[-1] == "store":
+                found.add((owner, module))
+    assert found <= KNOWN_STORE_IMPORTS, sorted(found - KNOWN_STORE_IMPORTS)
+    assert found == KNOWN_STORE_IMPORTS, f"gone, remove: {KNOWN_STORE_IMPORTS - found}"
+
+
+def test_service_packages_have_no_new_cycles():
+    edges: dict[str, set[str]] = defaultdict(set)
+    for path in sources("piw_services"):
+        owner = package_of(path)
+        if owner in SERVICES:
+            edges[owner].update(o for m in imports(path)
+                                if (o := service_imported(m)) in SERVICES and o != owner)
+    cycles = {tuple(sorted((a, b))) for a in edges for b in edges[a] if a in edges.get(b, ())}
+    assert cycles <= KNOWN_CYCLES, sorted(cycles - KNOWN_CYCLES)
+    assert cycles == KNOWN_CYCLES, f"gone, remove: {KNOWN_CYCLES - cycles}"
