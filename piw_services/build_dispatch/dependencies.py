@@ -39,7 +39,7 @@ class JobQueues(DependencyProvider):
     """Injects :meth:`publish`: ``self.jobs.publish([{"target", "priority", "body"}, ...])``."""
 
     def setup(self) -> None:
-        #: BUILD_ABIS as ``[(target key, distro), ...]``, read here so that a bad setting
+        #: BUILD_ABIS as ``[logic.Target, ...]``, read here so that a bad setting
         #: stops the service at start with the reason (a ValueError naming the entry)
         self.configured = logic.parse_targets(self.container.config.get("BUILD_ABIS"),
                                               sysinfo.platform_tag())

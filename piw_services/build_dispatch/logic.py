@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, compatible_tags
@@ -138,34 +138,53 @@ def pure_wheel_targets(filename: str, targets: Iterable[str]) -> list[str]:
 #: The platform word of a ``BUILD_ABIS`` entry that means this machine's own platform tag
 #: (one-machine setups: the demo and the tests, where master and builder share a host).
 HOST_PLATFORM = "host"
+#: The fourth word of a ``BUILD_ABIS`` entry declaring its image ARMv6-compatible.
+ARMV6 = "armv6"
 
 
-def parse_targets(setting: str | list[Any] | None, host_platform: str
-                  ) -> list[tuple[str, str]]:
-    """``BUILD_ABIS`` as ``"cp311:linux_armv7l:bookworm,cp313:linux_aarch64:trixie"`` (or a
-    YAML list of such strings) -> ``[(target key, distro), ...]``. The platform ``host``
-    means *host_platform*. The old ``abi:distro`` form is refused by name: it said nothing
-    of the platform, and guessing the master's own would queue jobs no Pi takes."""
+class Target(NamedTuple):
+    """One ``BUILD_ABIS`` entry: the target key, its image's distro, and whether that image
+    is ARMv6-compatible (its armv7l wheels are then also served as armv6l; see
+    docs/builders.md, "armv6l")."""
+
+    key: str
+    distro: str
+    armv6: bool = False
+
+
+def parse_targets(setting: str | list[Any] | None, host_platform: str) -> list[Target]:
+    """``BUILD_ABIS`` as ``"cp311:linux_armv7l:bookworm:armv6,cp311:linux_aarch64:bookworm"``
+    (or a YAML list of such strings) -> ``[Target, ...]``. The platform ``host`` means
+    *host_platform*. The old ``abi:distro`` form is refused by name: it said nothing of the
+    platform, and guessing the master's own would queue jobs no Pi takes. ``armv6`` is only
+    for ``linux_armv7l``: no other platform's wheels run on an ARMv6 Pi."""
     if not setting:
         return []
     items = setting.split(",") if isinstance(setting, str) else [str(s) for s in setting]
-    targets: list[tuple[str, str]] = []
+    targets: list[Target] = []
     for item in (i.strip() for i in items if i.strip()):
         parts = item.split(":")
-        if len(parts) != 3 or not all(parts):
+        if len(parts) not in (3, 4) or not all(parts):
             raise ValueError(
-                f"BUILD_ABIS: {item!r} is not abi:platform:distro, e.g. "
+                f"BUILD_ABIS: {item!r} is not abi:platform:distro[:{ARMV6}], e.g. "
                 f"cp311:linux_armv7l:bookworm or cp311:linux_aarch64:bookworm "
                 f"({HOST_PLATFORM!r} as the platform means this machine's, {host_platform})")
-        abi, platform, distro = parts
+        abi, platform, distro = parts[:3]
+        armv6 = len(parts) == 4
+        if armv6 and parts[3] != ARMV6:
+            raise ValueError(f"BUILD_ABIS: {item!r}: the fourth word can only be {ARMV6!r} "
+                             f"(the image is ARMv6-compatible), not {parts[3]!r}")
         if platform == HOST_PLATFORM:
             platform = host_platform
+        if armv6 and platform != "linux_armv7l":
+            raise ValueError(f"BUILD_ABIS: {item!r}: only linux_armv7l wheels can be served "
+                             f"to ARMv6 Pis, not {platform} ones")
         try:
             key = protocol.target_key(abi, platform)
         except protocol.ProtocolError as exc:
             raise ValueError(f"BUILD_ABIS: {item!r}: {exc}") from None
-        if key not in (k for k, _ in targets):
-            targets.append((key, distro))
+        if key not in (t.key for t in targets):
+            targets.append(Target(key, distro, armv6))
     return targets
 
 

@@ -106,25 +106,27 @@ def _insert_targets(session: Session, rows: list[Any], now: float) -> int:
     return result.rowcount
 
 
-# -- build targets (the rows of build_abis: key <abi>-<platform>, distro) -----------------
-def sync_abis(session: Session, abis: list[tuple[str, str]], now: float | None = None
+# -- build targets (the rows of build_abis: key <abi>-<platform>, distro, armv6) ----------
+def sync_abis(session: Session, abis: Iterable[tuple], now: float | None = None
               ) -> list[str]:
-    """Make the enabled build targets exactly *abis* (``(key, distro)`` pairs from
-    logic.parse_targets; the column is still called abi); queue every buildable version for
-    targets that were not enabled before. Returns those newly enabled."""
+    """Make the enabled build targets exactly *abis* (logic.Target, or plain ``(key,
+    distro[, armv6])`` tuples; the key's column is still called abi); queue every buildable
+    version for targets that were not enabled before. Returns those newly enabled."""
+    abis = [logic.Target(*target) for target in abis]
     now = time.time() if now is None else now
     # waits for batches being applied, so the versions they add are queued below
     session.execute(text("LOCK TABLE build_abis IN SHARE ROW EXCLUSIVE MODE"))
     before = {r[0] for r in session.execute(text(
         "SELECT abi FROM build_abis WHERE enabled"))}
-    for abi, distro in abis:
+    for target in abis:
         session.execute(text(
-            "INSERT INTO build_abis (abi, distro, enabled) VALUES (:a, :d, true) "
-            "ON CONFLICT (abi) DO UPDATE SET distro = excluded.distro, enabled = true"),
-            {"a": abi, "d": distro})
+            "INSERT INTO build_abis (abi, distro, armv6, enabled) VALUES (:a, :d, :v6, true) "
+            "ON CONFLICT (abi) DO UPDATE SET distro = excluded.distro, armv6 = excluded.armv6, "
+            "enabled = true"),
+            {"a": target.key, "d": target.distro, "v6": target.armv6})
     session.execute(text("UPDATE build_abis SET enabled = false WHERE NOT abi = ANY(:a)"),
-                    {"a": [a for a, _ in abis]})
-    new = [abi for abi, _ in abis if abi not in before]
+                    {"a": [t.key for t in abis]})
+    new = [t.key for t in abis if t.key not in before]
     for abi in new:
         rows = session.execute(text(
             "SELECT package, version, released, :abi FROM build_versions bv WHERE buildable "

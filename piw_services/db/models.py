@@ -154,6 +154,8 @@ class BuildAbi(Base):
     __tablename__ = "build_abis"
     abi: Mapped[str] = mapped_column(Text, primary_key=True)
     distro: Mapped[str] = mapped_column(Text)
+    #: the image is ARMv6-compatible: its armv7l wheels are also served as armv6l (0010)
+    armv6: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
 
 

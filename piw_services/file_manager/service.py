@@ -144,7 +144,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
                 verdict = self.store.verify(upload_id, info["size"], info["sha256"])
                 if not verdict.ok:
                     raise StoreError(verdict.problem or "incomplete upload", retry=True)
-            link = self._link_for(s, package, filename)
+            link = self._link_for(s, package, filename, abi)
             installed = self.store.install(upload_id, package, filename, link)
             self._upsert(s, package, version, abi, msg["job_id"], info,
                          installed.metadata_sha256, link)
@@ -200,7 +200,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             return protocol.ok(filename=filename, path=path, kept_existing=True,
                                sha256=row.sha256)
         if row.link_of is None:
-            link = self._link_for(s, package, filename)
+            link = self._link_for(s, package, filename, row.abi)
             if self.store.repair(package, filename, link) is None:
                 return None  # row without its file: install it again
         self.store.discard(upload_id)
@@ -219,11 +219,16 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
                 raise StoreError(verdict.problem or "incomplete upload", retry=True)
             eventlet.sleep(COMMIT_POLL)
 
-    def _link_for(self, s: Session, package: str, filename: str) -> str | None:
-        """The armv6l name to serve an armv7l wheel under, unless upstream serves that name or
-        a real (not linked) armv6l wheel has it."""
+    def _link_for(self, s: Session, package: str, filename: str, target: str) -> str | None:
+        """The armv6l name to serve an armv7l wheel under: only when its target's image is
+        ARMv6-compatible (build_abis.armv6; a Debian armhf build would crash a Pi Zero with
+        "Illegal instruction"), and not when upstream serves that name or a real (not
+        linked) armv6l wheel has it."""
         link = armv6l_name(filename)
-        if link is None or self._upstream_serves(s, package, link):
+        if link is None or not s.execute(text(
+                "SELECT armv6 FROM build_abis WHERE abi = :a"), {"a": target}).scalar():
+            return None
+        if self._upstream_serves(s, package, link):
             return None
         row = s.get(File, link)
         if row is not None and row.link_of != filename:

@@ -89,8 +89,10 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
     builds: dict[str, list[BuildStatus]] = defaultdict(list)
     logs: dict[int, bytes] = {}
     for r in session.execute(text(
-            "SELECT t.version, t.abi, t.state, t.note, b.id, b.duration, b.log_gz "
+            "SELECT t.version, t.abi, t.state, t.note, b.id, b.duration, b.log_gz, "
+            "coalesce(a.armv6, false) AS armv6 "
             "FROM build_targets t LEFT JOIN builds b ON b.id = t.build_id AND b.abi = t.abi "
+            "LEFT JOIN build_abis a ON a.abi = t.abi "
             "WHERE t.package = :p ORDER BY t.abi"), {"p": name}):
         log_url = None
         if r.id is not None and r.log_gz:
@@ -98,7 +100,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             log_url = "/" + log_path(name, r.id)
         builds[r.version].append(BuildStatus(
             abi=r.abi, state=SHOWN_STATE.get(r.state, r.state), note=r.note,
-            duration=r.duration, log_url=log_url))
+            duration=r.duration, log_url=log_url, armv6=r.armv6))
     skips = dict(session.execute(text(
         "SELECT version, skip_reason FROM build_versions WHERE package = :p "
         "AND skip_reason IS NOT NULL"), {"p": name}).all())

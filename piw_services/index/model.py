@@ -37,6 +37,8 @@ class BuildStatus:
     note: str | None = None
     duration: float | None = None
     log_url: str | None = None
+    #: the target's image is ARMv6-compatible: its armv7l wheels also serve armv6l Pis
+    armv6: bool = False
 
     @property
     def python_abi(self) -> str:

@@ -248,7 +248,7 @@ def _version_json(name: str, version: VersionInfo) -> dict:
         "skip": version.skip,
         "builds": [
             {"target": b.abi, "abi": b.python_abi, "platform": b.platform, "state": b.state,
-             "note": b.note, "duration": b.duration, "log_url": b.log_url}
+             "note": b.note, "duration": b.duration, "log_url": b.log_url, "armv6": b.armv6}
             for b in version.builds
         ],
         "files": [_file_json(name, f) for f in version.files],

@@ -104,18 +104,28 @@ def test_build_abis_setting_names_abi_platform_and_distro():
     parse = logic.parse_targets
     assert parse("cp311:linux_armv7l:bookworm, cp311:linux_aarch64:bookworm,"
                  "cp313:linux_aarch64:trixie", "linux_x86_64") == [
-        ("cp311-linux_armv7l", "bookworm"), ("cp311-linux_aarch64", "bookworm"),
-        ("cp313-linux_aarch64", "trixie")]
+        ("cp311-linux_armv7l", "bookworm", False), ("cp311-linux_aarch64", "bookworm", False),
+        ("cp313-linux_aarch64", "trixie", False)]
     # "host": this machine's platform (the demo and the tests build locally)
     assert parse(["cp311:host:bookworm"], "linux_x86_64") == [
-        ("cp311-linux_x86_64", "bookworm")]
+        ("cp311-linux_x86_64", "bookworm", False)]
     assert parse("", "linux_x86_64") == parse(None, "linux_x86_64") == []
     assert parse("cp311:linux_armv7l:bookworm,cp311:linux_armv7l:bookworm", "x") == [
-        ("cp311-linux_armv7l", "bookworm")]
+        ("cp311-linux_armv7l", "bookworm", False)]
     # the old abi:distro form says nothing of the platform: refused, naming the new form
-    with pytest.raises(ValueError, match="'cp311:bookworm' is not abi:platform:distro, e.g. "
-                                         "cp311:linux_armv7l:bookworm"):
+    with pytest.raises(ValueError, match=r"'cp311:bookworm' is not abi:platform:distro\[:armv6\]"
+                                         ", e.g. cp311:linux_armv7l:bookworm"):
         parse("cp311:bookworm", "linux_x86_64")
+    # an image declared ARMv6-compatible (32-bit Raspberry Pi OS): its armv7l wheels also
+    # serve armv6l; no other platform can be, and the word is only "armv6"
+    assert parse("cp311:linux_armv7l:bookworm:armv6,cp311:linux_aarch64:bookworm", "x") == [
+        logic.Target("cp311-linux_armv7l", "bookworm", True),
+        logic.Target("cp311-linux_aarch64", "bookworm", False)]
+    for bad, what in (("cp311:linux_aarch64:bookworm:armv6", "only linux_armv7l wheels"),
+                      ("cp311:linux_armv7l:bookworm:yes", "the fourth word can only be 'armv6'"),
+                      ("cp311:linux_armv7l:bookworm:armv6:x", "not abi:platform:distro")):
+        with pytest.raises(ValueError, match=f"BUILD_ABIS: .*{what}"):
+            parse(bad, "linux_x86_64")
     for bad, what in (("../etc:linux_armv7l:bookworm", "not an ABI tag"),
                       ("cp311:linux-armv7l:bookworm", "not a platform tag"),
                       ("cp311:any:bookworm", "not a platform tag"),

@@ -125,8 +125,13 @@ def builder(rabbit_config):
 
 def add_target(db, package="foo", version="1.0", abi="cp311-linux_armv7l", job_id="j1",
                builder_id=1,
-               state="building"):
+               state="building", armv6=True):
+    """A job being built, of a target (in build_abis) whose image is ARMv6-compatible unless
+    *armv6* is false."""
     with db() as s, s.begin():
+        s.execute(text(
+            "INSERT INTO build_abis (abi, distro, armv6) VALUES (:a, 'bookworm', :v6) "
+            "ON CONFLICT (abi) DO UPDATE SET armv6 = excluded.armv6"), {"a": abi, "v6": armv6})
         s.execute(text(
             "INSERT INTO build_targets (package, version, abi, state, job_id, priority, "
             "builder_id) VALUES (:p, :v, :a, :s, :j, 5, :b)"),

@@ -207,6 +207,21 @@ def test_filename_upstream_serves_is_refused(service, builder, db, www, tmp_path
     assert tree(www / "simple") == []
 
 
+def test_armv7l_wheel_of_an_armv7_only_image_gets_no_armv6l_name(service, builder, db, www,
+                                                                 tmp_path):
+    """A Debian armhf userland builds ARMv7 code: serving it to a Pi Zero as armv6l would
+    crash there with "Illegal instruction" (BUILD_ABIS without ``:armv6``)."""
+    add_target(db, armv6=False)
+    src = wheel(tmp_path / "src", ARMV7)
+    reply = builder.upload(src)
+    assert reply["ok"] and reply["links"] == []
+    assert tree(www / "simple/foo") == [ARMV7, ARMV7 + ".metadata"]
+    assert sorted(rows(db)) == [ARMV7]
+    # a repeated commit (redelivery) does not make the link either
+    assert builder.upload(src, upload_id="u2")["ok"]
+    assert tree(www / "simple/foo") == [ARMV7, ARMV7 + ".metadata"]
+
+
 def test_armv6l_name_upstream_serves_gets_no_link(service, builder, db, www, tmp_path):
     add_target(db)
     add_upstream_file(db, ARMV6)

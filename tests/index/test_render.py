@@ -63,7 +63,7 @@ def project():
             VersionInfo(
                 "1.10", T0 - timedelta(days=3), prerelease=False,
                 builds=(
-                    BuildStatus("cp311-linux_armv7l", "built", duration=75.5),
+                    BuildStatus("cp311-linux_armv7l", "built", duration=75.5, armv6=True),
                     BuildStatus("cp313-linux_aarch64", "failed",
                                 note="gcc: internal error & <oops>",
                                 duration=3601, log_url="/logs/0000/1234.txt.gz"),
@@ -81,7 +81,7 @@ def project():
             VersionInfo(
                 "1.9", T0 - timedelta(days=30), prerelease=False, yanked=True,
                 yanked_reason=None,
-                builds=(BuildStatus("cp311-linux_armv7l", "built", duration=4.2),
+                builds=(BuildStatus("cp311-linux_armv7l", "built", duration=4.2, armv6=True),
                         BuildStatus("cp313-linux_aarch64", "skipped",
                                     note="needs Python <3.12")),
                 files=(wheel("foo_bar_baz", "1.9", "cp311", size=900),),
@@ -457,7 +457,7 @@ def test_project_json(project):
     assert v110["builds"][1] == {
         "target": "cp313-linux_aarch64", "abi": "cp313", "platform": "linux_aarch64",
         "state": "failed", "note": "gcc: internal error & <oops>",
-        "duration": 3601, "log_url": "/logs/0000/1234.txt.gz",
+        "duration": 3601, "log_url": "/logs/0000/1234.txt.gz", "armv6": False,
     }
     assert [(b["abi"], b["platform"], b["state"]) for b in v110["builds"]] == [
         ("cp311", "linux_armv7l", "built"), ("cp313", "linux_aarch64", "failed"),
