@@ -1,13 +1,26 @@
 """A client for upstream's APIs (PyPI or piw-fake-pypi): the XML-RPC changelog and the JSON API.
 
-Failures are sorted into what callers act on: :class:`RateLimited` (HTTP 429 or XML-RPC fault
--32500, as PyPI sends them) and :class:`Unavailable` (5xx, timeouts, refused connections) both
-mean "back off and try again"; anything else is :class:`UpstreamError`.
+Failures are sorted into what callers act on: :class:`RateLimited` (wait what upstream says,
+then go on) and :class:`Unavailable` (5xx, timeouts, refused connections: back off and try
+again); :class:`Refused` (upstream answers a fault that is not a rate limit: a method disabled
+or removed, or a server error) is told apart, because waiting a little will not end it; any
+other unusable answer is :class:`UpstreamError`.
+
+How warehouse faults (warehouse/legacy/api/xmlrpc/views.py, read 2026-12): everything goes out
+with HTTP 200. Its ``ratelimit()`` decorator raises ``XMLRPCWrappedError(HTTPTooManyRequests(
+"... too many requests by the client. Limit may reset in N seconds."))``, fault -32500, and its
+egress tween (warehouse/rate_limiting/headers.py) adds ``RateLimit: "xmlrpc.client";r=0;t=N``.
+The same code -32500 carries every deprecated or disabled method (``changelog``,
+``list_packages``, ``package_releases``...: ``RuntimeError: ... deprecated`` or ``ValueError``)
+and, through pyramid_rpc, any server error ("application error"); an unknown method is -32601.
+So a -32500 is a rate limit only when its text says so. A CDN in front may also answer HTTP 429
+with Retry-After.
 """
 
 from __future__ import annotations
 
 import html
+import importlib.metadata
 import re
 import xmlrpc.client
 from typing import Any
@@ -15,7 +28,11 @@ from typing import Any
 import requests
 
 RATE_LIMIT_FAULT = -32500
-USER_AGENT = "piw (https://github.com/piw; wheel index for Raspberry Pi)"
+#: A fault text that means "too many requests" (warehouse's HTTPTooManyRequests message).
+_RATE_LIMITED_TEXT = re.compile(r"TooManyRequests|too many requests", re.IGNORECASE)
+_RESETS_IN = re.compile(r"reset in (\d+) seconds")
+#: ``RateLimit: "xmlrpc.client";r=0;t=42`` (draft-ietf-httpapi-ratelimit-headers-10)
+_RATELIMIT_T = re.compile(r"\bt=(\d+)")
 
 
 # The changelog is an array of flat arrays of strings, ints and nils. Parsing that with
@@ -79,6 +96,22 @@ class Unavailable(UpstreamError):
     pass
 
 
+class Refused(UpstreamError):
+    """Upstream answered a fault that is not a rate limit: the method is disabled, removed or
+    failing on its side. Retrying soon will not help; an operator should know."""
+
+
+def user_agent(contact: str) -> str:
+    """What we call ourselves upstream: piw, its version, and the operator's contact (from
+    ``UPSTREAM_CONTACT``), so PyPI's admins can reach a misbehaving mirror's operator."""
+    try:
+        version = importlib.metadata.version("piw")
+    except importlib.metadata.PackageNotFoundError:
+        version = "dev"
+    who = f"; contact: {contact}" if contact else "; no contact configured"
+    return f"piw/{version} (wheel index for Raspberry Pi{who})"
+
+
 def backoff_delay(failures: int, retry_after: float | None = None, base: float = 1.0,
                   cap: float = 300.0) -> float:
     """Seconds to wait after the *failures*-th failure in a row (exponential, capped);
@@ -90,20 +123,34 @@ def backoff_delay(failures: int, retry_after: float | None = None, base: float =
 
 
 def _retry_after(resp: requests.Response) -> float | None:
+    """Seconds upstream asks us to wait: Retry-After, else the RateLimit header's ``t``."""
     try:
         return float(resp.headers["Retry-After"])
     except (KeyError, ValueError):
-        return None
+        pass
+    match = _RATELIMIT_T.search(resp.headers.get("RateLimit", ""))
+    return float(match.group(1)) if match else None
+
+
+def fault_error(method: str, fault: xmlrpc.client.Fault, resp: requests.Response
+                ) -> UpstreamError:
+    """What an XML-RPC fault means: a rate limit only when it says so (see module doc)."""
+    text = str(fault.faultString)[:500]
+    if fault.faultCode == RATE_LIMIT_FAULT and _RATE_LIMITED_TEXT.search(text):
+        match = _RESETS_IN.search(text)
+        retry_after = float(match.group(1)) if match else _retry_after(resp)
+        return RateLimited(f"{method}: {text}", retry_after)
+    return Refused(f"upstream refuses {method}: fault {fault.faultCode}: {text}")
 
 
 class UpstreamClient:
     """Speaks to ``{base}/pypi`` (XML-RPC) and ``{base}/pypi/<name>/json``."""
 
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 60.0, contact: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
-        self.http.headers["User-Agent"] = USER_AGENT
+        self.http.headers["User-Agent"] = user_agent(contact)
 
     def _call(self, method: str, *params: Any, fast: bool = False) -> Any:
         body = xmlrpc.client.dumps(params, method, allow_none=True)
@@ -123,10 +170,7 @@ class UpstreamClient:
         try:
             (result,), _ = xmlrpc.client.loads(resp.content, use_builtin_types=True)
         except xmlrpc.client.Fault as fault:
-            if fault.faultCode == RATE_LIMIT_FAULT:
-                raise RateLimited(f"{method}: {fault.faultString}") from fault
-            raise UpstreamError(f"{method}: fault {fault.faultCode}: {fault.faultString}"
-                                ) from fault
+            raise fault_error(method, fault, resp) from fault
         except Exception as exc:  # expat errors, wrong shapes
             raise UpstreamError(f"{method}: unreadable answer: {exc}") from exc
         return result

@@ -14,9 +14,10 @@ outside the tree.
 Rules (the ones the system keeps):
 
 - a version is *alive* (servable) when the catalog's view ``servable_versions`` has it: alive,
-  in a package alive and not quarantined (the reorderer's rules, defined once in migration
-  0009's views); a live version whose files are withheld (``live_versions.withheld``) keeps
-  them, on no page;
+  in a package alive and not quarantined, and not itself quarantined upstream (the
+  reorderer's rules, defined once in the views of migrations 0009 and 0010); a live version
+  whose files are withheld (``live_versions.withheld``: it or its package is quarantined)
+  keeps them, on no page;
 - a file is *current* when some ``build_targets`` row of its package and version has its
   ``job_id`` (removals and rebuilds give targets new job ids; a pure wheel that satisfied
   several ABIs keeps the job id of the target that built it);
@@ -129,7 +130,7 @@ class Snapshot:
     alive_packages: set[str] = field(default_factory=set)
     alive_versions: set[tuple[str, str]] = field(default_factory=set)
     targets: set[tuple[str, str, str]] = field(default_factory=set)
-    #: live versions of quarantined packages: their files stay, on no page
+    #: live versions quarantined upstream (or of quarantined packages): files stay, on no page
     withheld: set[tuple[str, str]] = field(default_factory=set)
     simple_pages: dict[str, dict[str, Page]] = field(default_factory=dict)
     project_pages: dict[str, list[str]] = field(default_factory=dict)
@@ -244,7 +245,8 @@ def check_catalog(rows: Iterable[FileRow], alive_versions: set[tuple[str, str]],
                   withheld: set[tuple[str, str]] = frozenset()) -> list[Disagreement]:
     """``dead_version_file`` (its version is not alive) and ``revoked_file`` (no current
     target has its job id); a dead version's file is reported as that alone. Files of a
-    quarantined package's live versions are *withheld*: kept, but on no page."""
+    version quarantined upstream (or of a quarantined package) are *withheld*: kept, but on
+    no page."""
     found = []
     for row in rows:
         p, v = row.package, row.version

@@ -28,6 +28,12 @@ NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
 TARGET_IS = "(CAST(:a AS text) IS NULL OR {0} = :a OR split_part({0}, '-', 1) = :a)"
 #: SQL for "an operator skipped the package of the row aliased {}" (format it with the alias).
 PACKAGE_SKIP = "SELECT 1 FROM build_package_skips s WHERE s.package = {}.package"
+#: SQL for "upstream quarantined the version of the row aliased {}, or its package" (the
+#: catalog's view, as it is now): such a job waits, pending, until it is cleared.
+QUARANTINED = ("SELECT 1 FROM live_versions l WHERE l.package = {0}.package "
+               "AND l.version = {0}.version AND l.withheld")
+#: What a claim of a quarantined version's job answers.
+QUARANTINED_NOTE = "quarantined upstream: waits until upstream clears it"
 
 
 # -- ordered events ---------------------------------------------------------------------------
@@ -148,7 +154,8 @@ def take_pending(session: Session, abi: str, limit: int) -> list[dict[str, Any]]
     pending."""
     rows = session.execute(text(
         "UPDATE build_targets t SET state = 'queued', updated_at = now() FROM ("
-        "SELECT package, version, abi FROM build_targets WHERE state = 'pending' AND abi = :a "
+        "SELECT package, version, abi FROM build_targets x WHERE state = 'pending' "
+        f"AND abi = :a AND NOT EXISTS ({QUARANTINED.format('x')}) "
         "ORDER BY priority DESC, updated_at LIMIT :n FOR UPDATE SKIP LOCKED) p "
         "WHERE (t.package, t.version, t.abi) = (p.package, p.version, p.abi) "
         "RETURNING t.package, t.version, t.job_id, t.priority"), {"a": abi, "n": limit}).all()
@@ -220,13 +227,21 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
         return False, f"unknown builder {builder_id}: say hello first"
     row = session.execute(text(
         "SELECT t.state, t.builder_id, t.note, coalesce(ps.reason, bv.skip_reason), t.abi, "
-        "t.package, t.version, v.requires_python FROM build_targets t "
+        f"t.package, t.version, v.requires_python, EXISTS ({QUARANTINED.format('t')}) "
+        "FROM build_targets t "
         "LEFT JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
         "LEFT JOIN versions v ON v.package = t.package AND v.version = t.version "
         "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.job_id = :j FOR UPDATE OF t"), {"j": msg["job_id"]}).first()
     if row is not None and row[4] != builder_abi:
         return False, f"job is for {row[4]}, builder {builder_id} builds {builder_abi}"
+    if row is not None and row[8] and (row[0] in ("pending", "queued") or row[0] == "building"
+                                       and (row[1] == builder_id or msg["redelivered"])):
+        # upstream took it down since it was queued: back to pending, published once cleared
+        session.execute(text(
+            "UPDATE build_targets SET state = 'pending', builder_id = NULL, updated_at = now() "
+            "WHERE job_id = :j"), {"j": msg["job_id"]})
+        return False, QUARANTINED_NOTE
     excluded = row is not None and row[0] in ("pending", "queued", "building") and \
         logic.python_excluded(row[7], row[4])
     if excluded:  # known since the job was queued (upstream's JSON API): nothing to build

@@ -77,6 +77,9 @@ class MalformedRow(Base):
     serial: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
+    # reorderer/parse.py PARSER_VERSION of the parser that judged it: a newer one reads the
+    # row again (reorderer.store.reparse_malformed)
+    parser: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now())
 
@@ -109,6 +112,9 @@ class Version(Base):
     # The newest creation or yank whose details (Requires-Python, yank reason) we have read
     # from upstream's JSON API; a version needs a look when it has a newer one.
     info_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # warehouse's release quarantine (LWW like the yank): withheld while set
+    quarantine_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    quarantined: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class UpstreamFile(Base):
@@ -413,3 +419,5 @@ class MasterReading(Base):
     disk_used: Mapped[float | None] = mapped_column(Float)
     queues: Mapped[dict] = mapped_column(JSON)  # {target: jobs waiting}
     behind_upstream: Mapped[int | None] = mapped_column(BigInteger)
+    # the upstream service's last refusal ("upstream refuses changelog_since_serial: ...")
+    upstream_problem: Mapped[str | None] = mapped_column(Text)

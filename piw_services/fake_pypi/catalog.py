@@ -206,6 +206,8 @@ def project_view(
     view = ServedProject(project.name, project.canonical, project.last_serial)
     keys: dict[Version | str, str] = {}
     for version, release in project.releases.items():
+        if release.quarantined:  # warehouse/packaging/utils.py: on no index, 404 in JSON
+            continue
         keys.setdefault(_version_key(version), version)
         view.releases[version] = _release_view(release)
     for dir_file in sorted(dir_files, key=lambda f: f.path.name):
@@ -234,6 +236,8 @@ def project_view(
         )
     if generate:
         for version, release in project.releases.items():
+            if release.quarantined:
+                continue
             rows: list[FileState | None] = list(release.files.values())
             for row in rows if release.had_file_rows else [None]:
                 served = _generated_file(project, release, row)
@@ -300,8 +304,8 @@ class Catalog:
         """The served view of a project by any spelling; None if not served."""
         canonical = canonicalize_name(name)
         state = self.log.project_state(canonical)
-        if state is None and self.log.is_known(canonical):
-            return None  # removed: its files in the directory are not served either
+        if (state is None and self.log.is_known(canonical)) or (state and state.quarantined):
+            return None  # removed or quarantined: its files in the directory are not served
         dir_files = tuple(self._dir.get(canonical, ()))
         with self._lock:
             cached = self._cache.get(canonical)
@@ -318,7 +322,8 @@ class Catalog:
     def names(self) -> dict[str, str]:
         """Canonical -> display name of every served project (for ``/simple/``)."""
         state = self.log.state()
-        names = {canonical: project.name for canonical, project in state.projects.items()}
+        names = {canonical: project.name for canonical, project in state.projects.items()
+                 if not project.quarantined}
         for canonical, dir_files in self._dir.items():
             if canonical not in state.known:
                 names[canonical] = min(dir_files, key=lambda f: f.path.name).name

@@ -3,7 +3,11 @@
 Shaped like the real changelog: many packages, releases that come with their files, bursts in
 one second, stretches whose timestamps run backwards by hours to weeks (as in PyPI's early
 years), yanks, file and release removals, whole-project deletions, names re-registered under
-another spelling, role changes that must be ignored. Deterministic for a given seed.
+another spelling, release and project quarantines (and their clearing), and every role,
+invitation and team action warehouse writes today, which must be ignored (warehouse: manage/
+views/__init__.py, manage/views/teams.py, manage/views/organizations.py, accounts/views.py,
+admin/views/projects.py, packaging/services.py, utils/project.py; a username with non-ASCII
+letters too, which warehouse sends as character references). Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,21 @@ _SYLLABLES = [
     "chai",
     "mock",
     "geo",
+]
+#: Journal actions of roles, invitations and teams, as warehouse writes them (2026).
+PEOPLE_ACTIONS = [
+    "add Owner someone",
+    "remove Owner someone",
+    "add Maintainer x",
+    "docupdate",
+    "invite Owner someone",
+    "revoke_invite Maintainer someone",
+    "accepted Owner someone",
+    "change Owner someone to Maintainer",
+    "add Maintainer Release Team",  # a team of an organisation (manage/views/__init__.py)
+    "change Maintainer Release Team to Owner",  # manage/views/teams.py
+    "remove Owner Release Team",
+    "add Owner j\u00fcrgen",
 ]
 
 
@@ -132,21 +151,18 @@ def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
                 new = _respell(rng, old)
                 live.append([new, [], {}])
                 out.append(emit(new, None, "create"))
+            elif roll < 0.96 and versions:
+                # warehouse/utils/project.py: a release taken down, mostly cleared later
+                version = rng.choice(versions)
+                out.append(emit(name, version, "release quarantined"))
+                if rng.random() < 0.7:
+                    out.append(emit(name, version, "release quarantine cleared"))
+            elif roll < 0.962:
+                out.append(emit(name, None, "project quarantined"))
+                if rng.random() < 0.7:
+                    out.append(emit(name, None, "project quarantine cleared"))
             else:
-                out.append(
-                    emit(
-                        name,
-                        None,
-                        rng.choice(
-                            [
-                                "add Owner someone",
-                                "remove Owner someone",
-                                "add Maintainer x",
-                                "docupdate",
-                            ]
-                        ),
-                    )
-                )
+                out.append(emit(name, None, rng.choice(PEOPLE_ACTIONS)))
         for event in out:
             if emitted >= n:
                 return

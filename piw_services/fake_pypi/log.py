@@ -13,6 +13,7 @@ of 50,000 rows is served by joining byte strings rather than re-marshalling.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
@@ -230,6 +231,19 @@ def marshal_value(value: Any) -> str:
     return "".join(out)
 
 
+#: Characters XML 1.0 does not allow (warehouse's ``_illegal_xml_chars_re``, in part).
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def clean_for_xml(text: str) -> str:
+    """An action as warehouse sends it (legacy/api/xmlrpc/views.py ``_clean_for_xml``):
+    non-ASCII as character references (``jürgen`` -> ``j&#252;rgen``, whose ``&`` the
+    marshaller then escapes), characters XML cannot carry removed."""
+    if text.isascii() and not _ILLEGAL_XML.search(text):
+        return text
+    return _ILLEGAL_XML.sub("", text.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+
+
 def _marshal_event(event: Event) -> bytes:
     if event.raw is not None:
         return marshal_value(event.raw).encode("utf-8")
@@ -246,7 +260,7 @@ def _marshal_event(event: Event) -> bytes:
         f"<value><string>{_escape(event.name)}</string></value>\n"
         f"{version}"
         f"<value><{ts_tag}>{ts}</{ts_tag}></value>\n"
-        f"<value><string>{_escape(event.action)}</string></value>\n"
+        f"<value><string>{_escape(clean_for_xml(event.action))}</string></value>\n"
         f"<value><{serial_tag}>{event.serial}</{serial_tag}></value>\n"
         "</data></array></value>\n"
     ).encode()

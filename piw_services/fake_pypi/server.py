@@ -11,6 +11,37 @@ paths as production:
 * the JSON API at ``/pypi/<name>/json`` and ``/pypi/<name>/<version>/json``;
 * a JSON control API under ``/_control/`` to append events, inject failures
   and read counters while a test runs.
+
+What it imitates of warehouse (pypi/warehouse, read at 6b62157, 2026-08; each point has a
+test in tests/fake_pypi or tests/upstream):
+
+* ``changelog_since_serial`` / ``changelog_last_serial``
+  (warehouse/legacy/api/xmlrpc/views.py): rows ``(name, version, timestamp, action, id)``,
+  at most 50,000 after the serial, ordered by id; the action passed through
+  ``_clean_for_xml`` (non-ASCII as character references, ``jürgen`` -> the text
+  ``j&#252;rgen``; see log.clean_for_xml). Every answer is HTTP 200, faults included.
+* Faults (same file): the rate limit is fault -32500
+  ``HTTPTooManyRequests: ... Limit may reset in N seconds.``, with the ``RateLimit`` and
+  ``RateLimit-Policy`` headers of warehouse/rate_limiting/headers.py (mode ``fault``); the
+  methods warehouse turned off answer -32500 with its own words (``changelog``,
+  ``list_packages``, ``package_data``, ... in :data:`TURNED_OFF`; mode ``disabled`` answers
+  ``changelog_since_serial`` so); any server error is pyramid_rpc's -32500
+  ``application error`` (mode ``error``); an unknown method -32601, bad parameters -32602. A
+  CDN in front answers HTTP 429 with Retry-After (mode ``429``); 500 and 503 too.
+* Quarantine (warehouse/utils/project.py writes ``project quarantined``, ``project quarantine
+  cleared``, ``release quarantined``, ``release quarantine cleared``;
+  warehouse/packaging/utils.py and legacy/api/json.py filter ``QuarantineEnter``): a
+  quarantined release is on no simple page and 404 in the JSON API (the project's JSON then
+  shows the latest other release); a quarantined project is 404 everywhere and leaves the
+  root index, until cleared.
+* The JSON API (warehouse/legacy/api/json.py): ``/pypi/<name>/json`` and
+  ``/pypi/<name>/<version>/json``; a name that is not the normalized one is answered 301 to
+  it, as ``json_project``/``json_release`` do; a version is also found by its canonical form.
+* History (history.py): every journal action warehouse writes today, from ``create`` to
+  team roles, invitations and quarantines (grep ``JournalEntry(`` in warehouse).
+
+Not imitated: legacy ``rename from`` moving releases (the log keeps old and new names apart),
+authentication, ``list_packages_with_serial``'s caching, and the CDN's own caching of pages.
 """
 
 from __future__ import annotations
@@ -54,12 +85,36 @@ from .log import EventLog, EventLogError, marshal_value
 
 logger = logging.getLogger(__name__)
 
-FAIL_MODES = ("429", "500", "503", "fault")
+#: Failure modes of XML-RPC calls: "429" a CDN's HTTP 429 with Retry-After; "500"/"503"
+#: server errors; "fault" warehouse's rate limit (fault -32500, HTTP 200, RateLimit headers);
+#: "disabled" the call answered as warehouse answers a method it turned off (fault -32500,
+#: ``RuntimeError: ... deprecated``); "error" pyramid_rpc's fault for any server error.
+FAIL_MODES = ("429", "500", "503", "fault", "disabled", "error")
 XMLRPC_PATHS = ("/pypi", "/pypi/", "/RPC2", "/RPC2/")
 TOO_MANY_REQUESTS = (
     "HTTPTooManyRequests: The action could not be performed because there were too many "
     "requests by the client. Limit may reset in {retry_after} seconds."
 )
+XMLRPC_DEPRECATION_URL = "https://warehouse.pypa.io/api-reference/xml-rpc.html#deprecated-methods"
+#: warehouse's answer to a method it has turned off (views.py: package_data, package_urls...)
+DISABLED = f"RuntimeError: This API has been deprecated. See {XMLRPC_DEPRECATION_URL} " \
+           "for more information."
+#: What warehouse answers the methods it has turned off, by name (views.py, 2026).
+TURNED_OFF = {
+    "changelog": "ValueError: The changelog method has been deprecated, use "
+                 "changelog_since_serial instead.",
+    "system.multicall": "ValueError: MultiCall requests have been deprecated, use individual "
+                        "requests instead.",
+    "package_data": DISABLED,
+    "package_urls": DISABLED,
+    "top_packages": "RuntimeError: This API has been removed. Use BigQuery instead. "
+                    f"See {XMLRPC_DEPRECATION_URL} for more information.",
+    "list_packages": "RuntimeError: PyPI no longer supports the XMLRPC list_packages method. "
+                     f"Use Simple API instead. See {XMLRPC_DEPRECATION_URL} for more "
+                     "information.",
+}
+#: pyramid_rpc's XmlRpcApplicationError: any exception in a view (warehouse's exception_view).
+APPLICATION_ERROR = "application error"
 _MAX_BODY = 256 * 1024 * 1024
 _RESPONSE_HEAD = b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"
 _RESPONSE_TAIL = b"</param>\n</params>\n</methodResponse>\n"
@@ -307,8 +362,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "text/plain",
                 {"Retry-After": str(retry_after)} if mode == "503" else None,
             )
+        elif mode == "fault":
+            # warehouse/rate_limiting/headers.py: its tween adds these to the fault's answer
+            self._send(200, _fault_body(-32500, message), "text/xml",
+                       {"RateLimit": f'"xmlrpc.client";r=0;t={retry_after}',
+                        "RateLimit-Policy": '"xmlrpc.client";q=120;w=60;pk=:ip:'})
         else:
-            self._send(200, _fault_body(-32500, message), "text/xml")
+            text = DISABLED if mode == "disabled" else APPLICATION_ERROR
+            self._send(200, _fault_body(-32500, text), "text/xml")
 
     # -- control API -----------------------------------------------------------
 
@@ -472,6 +533,9 @@ class _Handler(BaseHTTPRequestHandler):
         if project is None or release is None:
             self._not_found(json_body=True)
             return
+        if name != project.canonical:  # warehouse/legacy/api/json.py json_project
+            self._redirect(f"/pypi/{quote(project.canonical)}/json")
+            return
         releases = {
             version: [self._file_dict(f) for f in rel.files]
             for version, rel in project.releases.items()
@@ -505,6 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
                     pass
         if project is None or release is None:
             self._not_found(json_body=True)
+            return
+        if name != project.canonical:  # warehouse/legacy/api/json.py json_release
+            self._redirect(f"/pypi/{quote(project.canonical)}/{quote(version)}/json")
             return
         self._json(
             200,
@@ -623,9 +690,10 @@ class FakePyPI:
     def fail_next(self, mode: str | int, count: int = 1, retry_after: float | None = None) -> None:
         """Make the next ``count`` XML-RPC calls fail with ``mode``.
 
-        Modes: "429" (with Retry-After), "500", "503", "fault" (XML-RPC fault
-        -32500 worded like PyPI's rate limiting).  Repeated calls queue up: the
-        failures are served in the order they were requested.
+        Modes (see :data:`FAIL_MODES`): "429" (with Retry-After), "500", "503",
+        "fault" (warehouse's rate limit), "disabled" (the method turned off),
+        "error" (any other server error).  Repeated calls queue up: the failures
+        are served in the order they were requested.
         """
         mode = str(mode)
         if mode not in FAIL_MODES:
@@ -699,6 +767,8 @@ class FakePyPI:
             projects = self.log.state().projects.values()
             result = {project.name: project.last_serial for project in projects}
             return [marshal_value(result).encode("utf-8")], 0
+        if method in TURNED_OFF:
+            raise _XMLRPCFault(-32500, TURNED_OFF[method])
         raise _XMLRPCFault(-32601, f"server error; requested method not found: {method!r}")
 
     def catalog(self) -> Catalog:

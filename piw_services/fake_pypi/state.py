@@ -48,6 +48,7 @@ class ReleaseState:
     summary: str = ""
     yanked: bool = False
     yanked_reason: str | None = None
+    quarantined: bool = False  # "release quarantined": on no index until cleared
     had_file_rows: bool = False
     files: dict[str, FileState] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # filenames removed by "remove file"
@@ -62,6 +63,7 @@ class ProjectState:
     timestamp: int
     last_serial: int
     releases: dict[str, ReleaseState] = field(default_factory=dict)
+    quarantined: bool = False  # "project quarantined": on no index until cleared
 
 
 @dataclass
@@ -157,6 +159,17 @@ def apply_events(events: Iterable[Event]) -> PyPIState:
                 project.last_serial = max(project.last_serial, event.serial)
         elif action == "remove project" or (action == "remove" and version is None):
             state.projects.pop(canonical, None)
+        elif action in ("project quarantined", "project quarantine cleared"):
+            project = state.projects.get(canonical)
+            if project is not None:
+                project.quarantined = action == "project quarantined"
+                project.last_serial = max(project.last_serial, event.serial)
+        elif action in ("release quarantined", "release quarantine cleared") and version:
+            release = state.release(canonical, version)
+            if release is not None:
+                release.quarantined = action == "release quarantined"
+                state.projects[canonical].last_serial = max(
+                    state.projects[canonical].last_serial, event.serial)
         elif action in ("yank release", "unyank release") and version is not None:
             project = state.projects.get(canonical)
             release = None if project is None else project.releases.get(version)

@@ -78,7 +78,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             "FROM files f WHERE package = :p "
             f"AND {CURRENT_JOB} ORDER BY filename"), {"p": name}):
         v = live.get(r.version)
-        if v is None:  # its version is going: file_manager is removing the file
+        if v is None or v["quarantined"]:  # going (file_manager removes it), or withheld
             continue
         files[r.version].append(IndexFile(
             filename=r.filename, sha256=r.sha256, size=r.size, upload_time=r.created_at,
@@ -110,7 +110,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
         versions.append(VersionInfo(
             version=ver, released=datetime.fromtimestamp(v["released"], UTC),
             prerelease=_prerelease(ver), yanked=v["yanked"], yanked_reason=v["yanked_reason"],
-            skip=skips.get(ver) or v["unbuildable_reason"],
+            skip=skips.get(ver) or v["unbuildable_reason"], quarantined=v["quarantined"],
             builds=tuple(builds.get(ver, ())), files=tuple(files.get(ver, ()))))
     downloads = package_downloads(session, name, DOWNLOAD_DAYS)
     return Project(name=name, display_name=state["display_name"], summary=state["summary"],
@@ -121,15 +121,17 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
 
 def indexed_projects(session: Session) -> list[PackageSummary]:
     """Projects with at least one file we serve (the root simple index lists these; not a
-    quarantined one, whose pages are gone and whose files are withheld), with
+    quarantined one, whose pages are gone and whose files are withheld, nor one whose only
+    files are of releases quarantined upstream), with
     the summary of their newest release that has one and their downloads."""
     downloads = downloads_by_package(session, DOWNLOAD_DAYS)
     return [PackageSummary(name, summary, *downloads.get(name, (0, 0)))
             for name, summary in session.execute(text(
         "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
         "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
-        "FROM (SELECT DISTINCT f.package FROM files f "
-        f"JOIN servable_packages p ON p.name = f.package WHERE {CURRENT_JOB}) n ORDER BY 1"))]
+        "FROM (SELECT DISTINCT f.package FROM files f JOIN servable_versions s "
+        f"ON s.package = f.package AND s.version = f.version WHERE {CURRENT_JOB}) n "
+        "ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:

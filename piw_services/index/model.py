@@ -59,6 +59,7 @@ class VersionInfo:
     yanked: bool = False
     yanked_reason: str | None = None
     skip: str | None = None  # why it is not built (binary-only upstream, an operator's skip)
+    quarantined: bool = False  # taken down upstream: its files are withheld (not listed)
     builds: tuple[BuildStatus, ...] = ()
     files: tuple[IndexFile, ...] = ()
 

@@ -246,6 +246,7 @@ def _version_json(name: str, version: VersionInfo) -> dict:
         "yanked": version.yanked,
         "yanked_reason": version.yanked_reason,
         "skip": version.skip,
+        "quarantined": version.quarantined,
         "builds": [
             {"target": b.abi, "abi": b.python_abi, "platform": b.platform, "state": b.state,
              "note": b.note, "duration": b.duration, "log_url": b.log_url, "armv6": b.armv6}

@@ -48,6 +48,9 @@ class VersionState:
     yanked: bool = False
     yanked_reason: str | None = None
     requires_python: str | None = None
+    # "release quarantined" / "release quarantine cleared": last writer wins, like a yank
+    quarantine_k: int = 0
+    quarantined: bool = False
     files: dict[str, FileState] = field(default_factory=dict)
 
 
@@ -96,6 +99,10 @@ class PackageState:
     def version_yanked(self, v: VersionState) -> bool:
         return v.yanked and v.yank_k > self.floor(v)
 
+    def version_quarantined(self, v: VersionState) -> bool:
+        """Taken down upstream (warehouse's release quarantine) in the version's life."""
+        return v.quarantined and v.quarantine_k > self.floor(v)
+
     def live_files(self, v: VersionState) -> dict[str, FileState]:
         return {fn: f for fn, f in v.files.items() if self.file_alive(v, f)}
 
@@ -143,6 +150,9 @@ def _apply(pkg: PackageState, row: Row, kind: Kind) -> None:
     elif kind in (Kind.YANK, Kind.UNYANK):
         if k > v.yank_k:
             v.yank_k, v.yanked = k, kind is Kind.YANK
+    elif kind in (Kind.RELEASE_QUARANTINE, Kind.RELEASE_UNQUARANTINE):
+        if k > v.quarantine_k:
+            v.quarantine_k, v.quarantined = k, kind is Kind.RELEASE_QUARANTINE
     elif kind in (Kind.ADD_FILE, Kind.REMOVE_FILE):
         assert row.filename is not None
         f = v.files.get(row.filename)
@@ -186,7 +196,7 @@ def _version_view(pkg: PackageState, v: VersionState) -> tuple[Any, ...] | None:
         reason = "binary-only: no source file upstream"
     yanked = v.yanked and v.yank_k > floor
     return (floor % K_SCALE, yanked, v.yanked_reason if yanked else None, reason,
-            frozenset(files))
+            frozenset(files), v.quarantined and v.quarantine_k > floor)
 
 
 def _snapshot(pkg: PackageState, versions: Iterable[str]) -> tuple[Any, dict[str, Any]]:
@@ -238,12 +248,16 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
             out.append({"type": ev.VERSION_ADDED, **base, "version": ver, "life": new[0],
                         "released": timestamp_of(v.release_k or v.created_k),
                         "yanked": new[1], "yanked_reason": new[2],
-                        "buildable": new[3] is None, "unbuildable_reason": new[3]})
+                        "buildable": new[3] is None, "unbuildable_reason": new[3],
+                        "quarantined": new[5]})
             added = new[4]
         else:
             if old[1] != new[1]:
                 out.append({"type": ev.VERSION_YANKED if new[1] else ev.VERSION_UNYANKED,
                             **base, "version": ver, "reason": new[2]})
+            if old[5] != new[5]:
+                out.append({"type": "version_quarantined" if new[5]
+                            else "version_unquarantined", **base, "version": ver})
             if old[3] != new[3]:
                 out.append({"type": ev.VERSION_BUILDABLE, **base, "version": ver,
                             "buildable": new[3] is None, "unbuildable_reason": new[3]})

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 
 from piw_services.names import canonical, is_valid_name
 
+#: Bumped whenever the parser understands rows it used to call malformed: rows recorded by an
+#: older one are parsed again (reorderer.store.reparse_malformed). 1: until 2026-12-03;
+#: 2: warehouse's "release quarantined" / "release quarantine cleared", numeric character
+#: references in actions.
+PARSER_VERSION = 2
+
 #: k = timestamp * K_SCALE + serial orders rows by (timestamp, serial) in one bigint.
 K_SCALE = 1_000_000_000
 MAX_SERIAL = K_SCALE - 1
@@ -37,13 +43,16 @@ class Kind(enum.StrEnum):
     RENAME = "rename from"
     QUARANTINE = "project quarantined"
     UNQUARANTINE = "project quarantine cleared"
+    RELEASE_QUARANTINE = "release quarantined"
+    RELEASE_UNQUARANTINE = "release quarantine cleared"
 
 
 #: Kinds that make a package exist (a later one after a deletion starts a new life).
 CREATING = frozenset({Kind.CREATE, Kind.RELEASE, Kind.ADD_FILE, Kind.RENAME})
 #: Kinds that need a version.
 VERSIONED = frozenset(
-    {Kind.RELEASE, Kind.ADD_FILE, Kind.REMOVE_FILE, Kind.REMOVE_RELEASE, Kind.YANK, Kind.UNYANK}
+    {Kind.RELEASE, Kind.ADD_FILE, Kind.REMOVE_FILE, Kind.REMOVE_RELEASE, Kind.YANK, Kind.UNYANK,
+     Kind.RELEASE_QUARANTINE, Kind.RELEASE_UNQUARANTINE}
 )
 
 
@@ -94,6 +103,9 @@ _SIMPLE = {
     "unyank release": Kind.UNYANK,
     "project quarantined": Kind.QUARANTINE,
     "project quarantine cleared": Kind.UNQUARANTINE,
+    # warehouse/utils/project.py quarantine_release / clear_release_quarantine (2026)
+    "release quarantined": Kind.RELEASE_QUARANTINE,
+    "release quarantine cleared": Kind.RELEASE_UNQUARANTINE,
 }
 _ADD_FILE = re.compile(r"add (\S+) file (\S+)")
 _REMOVE_FILE = re.compile(r"remove file (\S+)")
@@ -106,6 +118,15 @@ _IGNORED = [
     re.compile(r"(?:add|remove) url .*"),
 ]
 _BAD_TEXT = re.compile(r"[\s\x00-\x1f\x7f]")
+#: warehouse sends actions through ``_clean_for_xml`` (legacy/api/xmlrpc/views.py):
+#: ``encode("ascii", "xmlcharrefreplace")``, so "add Owner jürgen" arrives as the text
+#: "add Owner j&#252;rgen" (the & itself escaped on the wire). Only the action is treated so.
+_CHARREF = re.compile(r"&#(\d{1,7});")
+
+
+def _charref(m: re.Match[str]) -> str:
+    n = int(m.group(1))
+    return chr(n) if 0 < n <= 0x10FFFF and not 0xD800 <= n <= 0xDFFF else m.group(0)
 
 
 _REPR = reprlib.Repr()
@@ -157,6 +178,8 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
         return Malformed(None, f"bad serial {_shown(serial_raw)}", raw)
     if not isinstance(action, str):
         return Malformed(serial, f"action is {type(action).__name__}, not text", raw)
+    if "&#" in action:
+        action = _CHARREF.sub(_charref, action)
     if not is_valid_name(name):
         return Malformed(serial, f"invalid project name {_shown(name)}", raw)
     if version is not None and (

@@ -100,7 +100,12 @@ class ReordererService:
 
     @timer(interval=2)
     def tick(self) -> None:
-        """Release held rows on the wall clock when following live; relay what is unsent."""
+        """Parse again what an older parser could not use (after an upgrade); release held
+        rows on the wall clock when following live; relay what is unsent."""
+        while True:
+            with self.db() as s, s.begin():
+                if store.reparse_malformed(s, self._hold()) < store.REPARSE_BATCH:
+                    break
         with self.db() as s, s.begin():
             result = store.flush(s, self._hold())
         if result.applied:

@@ -30,7 +30,15 @@ from piw_services.reorderer.catalog import (
     targets,
     timestamp_of,
 )
-from piw_services.reorderer.parse import K_SCALE, Ignored, Kind, Malformed, Row, parse_row
+from piw_services.reorderer.parse import (
+    K_SCALE,
+    PARSER_VERSION,
+    Ignored,
+    Kind,
+    Malformed,
+    Row,
+    parse_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,8 @@ VER_COLUMNS = (
     "yanked",
     "yanked_reason",
     "requires_python",
+    "quarantine_k",
+    "quarantined",
 )
 FILE_COLUMNS = ("package", "version", "filename", "pyver", "added_k", "removed_k")
 
@@ -196,7 +206,7 @@ def save_packages(cur: Any, packages: Iterable[PackageState]) -> None:
             v = p.versions[ver]
             rows["versions"][ver in p.stored_versions].append(
                 (p.name, ver, v.created_k, v.deleted_k, v.release_k, v.yank_k, v.yanked,
-                 v.yanked_reason, v.requires_python))
+                 v.yanked_reason, v.requires_python, v.quarantine_k, v.quarantined))
         for key in p.dirty_files:
             f = p.versions[key[0]].files[key[1]]
             rows["upstream_files"][key in p.stored_files].append(
@@ -224,15 +234,16 @@ def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
         raw = json.dumps(m.raw, default=repr)[:4000]
         if m.serial is None:
             cur.execute(
-                "INSERT INTO malformed_rows (serial, reason, raw) VALUES (NULL, %s, %s) "
+                "INSERT INTO malformed_rows (serial, reason, raw, parser) "
+                "VALUES (NULL, %s, %s, %s) "
                 "ON CONFLICT (md5(raw)) WHERE serial IS NULL DO NOTHING RETURNING id",
-                (m.reason, raw),
+                (m.reason, raw, PARSER_VERSION),
             )
         else:
             cur.execute(
-                "INSERT INTO malformed_rows (serial, reason, raw) VALUES (%s, %s, %s) "
+                "INSERT INTO malformed_rows (serial, reason, raw, parser) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (serial) WHERE serial IS NOT NULL DO NOTHING RETURNING id",
-                (m.serial, m.reason, raw),
+                (m.serial, m.reason, raw, PARSER_VERSION),
             )
         if cur.fetchone():
             log.warning("skipping malformed upstream row (serial %s): %s", m.serial, m.reason)
@@ -355,6 +366,50 @@ def store_page(session: Session, page: Page, hold: float, since: int | None = No
     )
 
 
+#: Malformed rows parsed again per transaction.
+REPARSE_BATCH = 5000
+
+
+def reparse_malformed(session: Session, hold: float, now: float | None = None,
+                      limit: int = REPARSE_BATCH) -> int:
+    """Parse again the malformed rows an older parser recorded (``parser < PARSER_VERSION``,
+    e.g. after an upgrade taught it warehouse's release quarantine): the ones now understood
+    are stored like a late page (held, or applied at once in time order: the catalog is LWW,
+    so it ends as if they had been understood on arrival) and leave ``malformed_rows``; the
+    rest are kept, judged by this parser. Returns how many rows were looked at."""
+    now = time.time() if now is None else now
+    cur = _cursor(session)
+    pending = "SELECT id, raw FROM malformed_rows WHERE parser < %s ORDER BY id LIMIT %s"
+    cur.execute(pending, (PARSER_VERSION, limit))
+    if not cur.fetchall():  # the usual case: no lock taken
+        return 0
+    _lock_state(cur)  # one writer at a time, as for a page; then read what is left
+    cur.execute(pending, (PARSER_VERSION, limit))
+    found = cur.fetchall()
+    understood: list[Row] = []
+    gone: list[int] = []
+    for row_id, raw_text in found:
+        try:
+            raw = json.loads(raw_text)
+        except ValueError:  # cut at 4,000 characters when recorded: still malformed
+            parsed: Row | Ignored | Malformed = Malformed(None, "unreadable record", raw_text)
+        else:
+            parsed = parse_row(raw, now)
+        if isinstance(parsed, Malformed):
+            cur.execute("UPDATE malformed_rows SET parser = %s, reason = %s WHERE id = %s",
+                        (PARSER_VERSION, parsed.reason, row_id))
+            continue
+        gone.append(row_id)
+        if isinstance(parsed, Row):
+            understood.append(parsed)
+    cur.execute("DELETE FROM malformed_rows WHERE id = ANY(%s)", (gone,))
+    if understood:
+        result = store_page(session, Page(understood, [], 0, 0, len(understood), now), hold)
+        log.warning("parsed %d malformed rows again: %d now understood (%d events)",
+                    len(found), len(understood), result.events)
+    return len(found)
+
+
 def flush(session: Session, hold: float, now: float | None = None) -> IngestResult:
     """Release whatever the hold window lets go now (for a quiet upstream)."""
     return ingest(session, [], hold, now)
@@ -374,6 +429,7 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
         versions[ver] = {
             "yanked": pkg.version_yanked(v),
             "yanked_reason": v.yanked_reason if pkg.version_yanked(v) else None,
+            "quarantined": pkg.version_quarantined(v),
             "buildable": pkg.unbuildable_reason(v) is None,
             "unbuildable_reason": pkg.unbuildable_reason(v),
             "skip": None,

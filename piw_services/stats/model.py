@@ -74,6 +74,9 @@ class MasterStatus:
     behind_upstream: int | None  # upstream serials not yet applied; None if unknown
     builds_last_hour: int
     failures_last_hour: int
+    upstream_problem: str | None = None  # upstream's last refusal, while it lasts
+    malformed_rows: int = 0  # changelog rows we could not use (kept, with their reason)
+    malformed_latest: tuple[tuple[int | None, str], ...] = ()  # (serial, reason), newest first
 
 
 @dataclass(frozen=True)

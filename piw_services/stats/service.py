@@ -113,14 +113,16 @@ class StatsService:
     def sample(self) -> None:
         """Record the master host's numbers (builders/sysinfo.py, as a builder's heartbeat)."""
         readings = sysinfo.snapshot(Path(self.state.config["WWW"]))
-        caught_up = False
+        caught_up, problem = False, None
         try:
             with eventlet.Timeout(UPSTREAM_TIMEOUT, TimeoutError):
-                caught_up = self.upstream.status().get("failures") == 0
+                upstream = self.upstream.status()
+            caught_up, problem = upstream.get("failures") == 0, upstream.get("refused")
         except Exception as exc:  # upstream not running: how far behind is unknown
             log.debug("upstream status unavailable: %s", exc)
         with self.db() as s, s.begin():
-            store.record_master(s, readings, store.behind_upstream(s, caught_up))
+            store.record_master(s, readings, store.behind_upstream(s, caught_up),
+                                problem if isinstance(problem, str) else None)
 
     def write_pages(self) -> None:
         """stats/stats.json and status/status.json, then the HTML pages if they exist."""

@@ -295,13 +295,16 @@ def behind_upstream(session: Session, upstream_caught_up: bool) -> int | None:
     return session.execute(text("SELECT count(*) FROM held_rows")).scalar_one()
 
 
-def record_master(session: Session, readings: Mapping[str, Any], behind: int | None) -> None:
-    """Store one sample of the master host (sysinfo.snapshot() of the www tree's disk)."""
+def record_master(session: Session, readings: Mapping[str, Any], behind: int | None,
+                  upstream_problem: str | None = None) -> None:
+    """Store one sample of the master host (sysinfo.snapshot() of the www tree's disk), with
+    what upstream refuses, if anything."""
     session.execute(text(
         "INSERT INTO master_readings (temperature, load1, memory_used, swap_used, disk_used, "
-        "queues, behind_upstream) VALUES (:temperature, :load1, :memory_used, :swap_used, "
-        ":disk_used, CAST(:q AS json), :behind)"),
+        "queues, behind_upstream, upstream_problem) VALUES (:temperature, :load1, "
+        ":memory_used, :swap_used, :disk_used, CAST(:q AS json), :behind, :problem)"),
         {"q": json.dumps(waiting_jobs(session)), "behind": behind,
+         "problem": upstream_problem[:2000] if upstream_problem else None,
          **reading_fractions(readings)})
 
 
@@ -458,8 +461,12 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
             job_elapsed=(now - b.job_started_at).total_seconds()
             if b.package and b.job_started_at else None,
             readings=tuple(readings.get(b.id, ()))))
-    behind = session.execute(text(
-        "SELECT behind_upstream FROM master_readings ORDER BY at DESC LIMIT 1")).scalar()
+    behind, problem = session.execute(text(
+        "SELECT behind_upstream, upstream_problem FROM master_readings "
+        "ORDER BY at DESC LIMIT 1")).first() or (None, None)
+    malformed = session.execute(text("SELECT count(*) FROM malformed_rows")).scalar_one()
+    latest = tuple(tuple(r) for r in session.execute(text(
+        "SELECT serial, reason FROM malformed_rows ORDER BY id DESC LIMIT 5")))
     hour = session.execute(text(
         "SELECT count(*), count(*) FILTER (WHERE status <> 'success') FROM builds "
         "WHERE finished_at >= now() - interval '1 hour'")).one()
@@ -469,7 +476,8 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
     master = model.MasterStatus(
         readings=tuple(_readings(session, "master_readings", "", {}, hours).get(0, ())),
         queues=_counts(waiting_jobs(session).items()),
-        behind_upstream=behind, builds_last_hour=hour[0], failures_last_hour=hour[1])
+        behind_upstream=behind, builds_last_hour=hour[0], failures_last_hour=hour[1],
+        upstream_problem=problem, malformed_rows=malformed, malformed_latest=latest)
     return model.StatusReport(generated=now, silence_limit=silence_limit,
                               builders=tuple(shown), master=master,
                               recent_builds=recent)  # type: ignore[arg-type]

@@ -15,9 +15,11 @@ from piw_services.upstream_client import UpstreamClient
 class UpstreamPoller(DependencyProvider):
     def setup(self) -> None:
         config = with_defaults(self.container.config)
-        client = UpstreamClient(config["UPSTREAM"], timeout=float(config["UPSTREAM_TIMEOUT"]))
+        client = UpstreamClient(config["UPSTREAM"], timeout=float(config["UPSTREAM_TIMEOUT"]),
+                                contact=str(config["UPSTREAM_CONTACT"] or ""))
         self.poller = Poller(client, interval=float(config["POLL_INTERVAL"]),
                              backoff_max=float(config["BACKOFF_MAX"]),
+                             refused_retry=float(config["REFUSED_RETRY"]),
                              enrich_days=float(config["ENRICH_DAYS"]))
 
     def get_dependency(self, worker_ctx: Any) -> Poller:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from piw_services.upstream_client import UpstreamClient, UpstreamError, backoff_delay
+from piw_services.upstream_client import Refused, UpstreamClient, UpstreamError, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class Poller:
     client: UpstreamClient
     interval: float = 10.0
     backoff_max: float = 300.0
+    refused_retry: float = 900.0  # upstream refuses a call outright: try again this much later
+    refused: str | None = None  # what upstream said when it last refused (None: it did not)
     failures: int = 0
     next_poll: float = 0.0
     last_error: str | None = None
@@ -102,7 +104,7 @@ class Poller:
                 except Exception as late:
                     log.warning("storing a page failed too: %s", late)
             return handed
-        self.failures, self.last_error = 0, None
+        self.failures, self.last_error, self.refused = 0, None, None
         self.next_poll = self.clock() + self.interval
         return handed
 
@@ -138,13 +140,20 @@ class Poller:
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, Refused):  # not a rate limit: said loudly, tried again slowly
+            self.refused = str(exc)
+            self.next_poll = self.clock() + self.refused_retry
+            log.error("%s; trying again in %.0fs (failure %d in a row)", exc,
+                      self.refused_retry, self.failures)
+            return
         retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
         delay = backoff_delay(self.failures, retry_after, cap=self.backoff_max)
-        self.last_error = f"{type(exc).__name__}: {exc}"
         self.next_poll = self.clock() + delay
         log.warning("upstream failed: %s; backing off %.1fs (failure %d in a row)",
                     self.last_error, delay, self.failures)
 
     def status(self) -> dict[str, Any]:
-        return {"failures": self.failures, "last_error": self.last_error, "pages": self.pages,
+        return {"failures": self.failures, "last_error": self.last_error,
+                "refused": self.refused, "pages": self.pages,
                 "rows": self.rows, "next_poll_in": max(0.0, self.next_poll - self.clock())}

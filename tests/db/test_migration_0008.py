@@ -1,15 +1,10 @@
 """Migration 0008 carries a deployment's rows from ABI keys (cp311) to build target keys
 (cp311-linux_aarch64), on a database of its own migrated to 0007 first."""
 
-import uuid
-
-import pytest
 from alembic import command
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from piw_services.db import alembic_config, create_database, make_engine
-from tests.conftest import BASE_DB_URL
+from piw_services.db import alembic_config
 
 OLD_ROWS = [
     "INSERT INTO build_abis (abi, distro) VALUES ('cp311', 'bookworm'), ('cp313', 'trixie')",
@@ -29,24 +24,9 @@ OLD_ROWS = [
 ]
 
 
-@pytest.fixture
-def old_db():
-    url = make_url(BASE_DB_URL)
-    url = url.set(database=f"{url.database}_mig_{uuid.uuid4().hex[:8]}")
-    rendered = url.render_as_string(hide_password=False)
-    create_database(rendered)
-    command.upgrade(alembic_config(rendered), "0007")
-    engine = make_engine(rendered)
-    yield rendered, engine
-    engine.dispose()
-    admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-    admin.dispose()
-
-
-def test_rows_get_the_platform_of_their_newest_builder_and_jobs_are_queued_again(old_db):
-    url, engine = old_db
+def test_rows_get_the_platform_of_their_newest_builder_and_jobs_are_queued_again(scratch_db):
+    url, engine = scratch_db
+    command.upgrade(alembic_config(url), "0007")
     with engine.begin() as conn:
         for statement in OLD_ROWS:
             conn.execute(text(statement))

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from piw_services.fake_pypi.log import Event, EventLog, EventLogError, marshal_value, write_jsonl
+from piw_services.fake_pypi.log import (
+    Event,
+    EventLog,
+    EventLogError,
+    clean_for_xml,
+    marshal_value,
+    write_jsonl,
+)
 from piw_services.fake_pypi.state import apply_events
 
 from .fake_pypi_helpers import T0, ev
@@ -155,7 +162,10 @@ def test_fragments_match_the_stdlib_marshaller(row):
     name, version, ts, action, serial = row
     log = EventLog([{"name": name, "version": version, "timestamp": ts, "action": action,
                      "serial": serial}])  # fmt: skip
-    assert log.fragments_since(0)[0].decode() == _stdlib_fragment(row)
+    # the action as warehouse's _clean_for_xml leaves it: non-ASCII as character references
+    served = [name, version, ts, clean_for_xml(action), serial]
+    assert log.fragments_since(0)[0].decode() == _stdlib_fragment(served)
+    assert clean_for_xml(action) == action.encode("ascii", "xmlcharrefreplace").decode()
 
 
 def test_raw_values_match_the_stdlib_marshaller_and_big_ints_survive():

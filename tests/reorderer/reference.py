@@ -9,6 +9,7 @@ from piw_services.reorderer.parse import Kind, Row
 def reference(rows: list[Row]) -> dict:
     cat: dict = {}
     yank: dict = {}  # (pkg, ver) -> bool, survives until the version or package is deleted
+    held: dict = {}  # (pkg, ver) -> release quarantined, the same way as a yank
     quarantine: dict = {}  # pkg -> bool, survives until the package is deleted
 
     def ensure(name):
@@ -17,8 +18,9 @@ def reference(rows: list[Row]) -> dict:
     def drop_project(name):
         cat.pop(name, None)
         quarantine.pop(name, None)
-        for key in [k for k in yank if k[0] == name]:
-            del yank[key]
+        for flags in (yank, held):
+            for key in [k for k in flags if k[0] == name]:
+                del flags[key]
 
     for row in sorted(rows, key=lambda r: (r.timestamp, r.serial)):
         name, kind = row.package, row.kind
@@ -35,10 +37,13 @@ def reference(rows: list[Row]) -> dict:
         elif kind is Kind.REMOVE_RELEASE:
             cat.get(name, {}).get("versions", {}).pop(row.version, None)
             yank.pop((name, row.version), None)
+            held.pop((name, row.version), None)
         elif kind is Kind.REMOVE_PROJECT:
             drop_project(name)
         elif kind in (Kind.YANK, Kind.UNYANK):
             yank[(name, row.version)] = kind is Kind.YANK
+        elif kind in (Kind.RELEASE_QUARANTINE, Kind.RELEASE_UNQUARANTINE):
+            held[(name, row.version)] = kind is Kind.RELEASE_QUARANTINE
         elif kind in (Kind.QUARANTINE, Kind.UNQUARANTINE):
             quarantine[name] = kind is Kind.QUARANTINE
     return {
@@ -46,7 +51,8 @@ def reference(rows: list[Row]) -> dict:
             "display": p["display"],
             "quarantined": quarantine.get(name, False),
             "versions": {
-                ver: {"yanked": yank.get((name, ver), False), "files": dict(files)}
+                ver: {"yanked": yank.get((name, ver), False),
+                      "quarantined": held.get((name, ver), False), "files": dict(files)}
                 for ver, files in p["versions"].items()
             },
         }
@@ -65,6 +71,7 @@ def view(packages: dict[str, PackageState]) -> dict:
             "quarantined": pkg.is_quarantined,
             "versions": {
                 ver: {"yanked": pkg.version_yanked(v),
+                      "quarantined": pkg.version_quarantined(v),
                       "files": {fn: f.pyver for fn, f in pkg.live_files(v).items()}}
                 for ver, v in pkg.versions.items() if pkg.version_alive(v)
             },
@@ -87,11 +94,14 @@ def fold_events(events: list[dict]) -> dict:
             cat[name]["quarantined"] = t == "package_quarantined"
         elif t == "version_added":
             assert e["version"] not in cat[name]["versions"], e
-            cat[name]["versions"][e["version"]] = {"yanked": e["yanked"], "files": {}}
+            cat[name]["versions"][e["version"]] = {"yanked": e["yanked"],
+                                                   "quarantined": e["quarantined"], "files": {}}
         elif t == "version_removed":
             del cat[name]["versions"][e["version"]]
         elif t in ("version_yanked", "version_unyanked"):
             cat[name]["versions"][e["version"]]["yanked"] = t == "version_yanked"
+        elif t in ("version_quarantined", "version_unquarantined"):
+            cat[name]["versions"][e["version"]]["quarantined"] = t == "version_quarantined"
         elif t == "file_added":
             files = cat[name]["versions"][e["version"]]["files"]
             assert e["filename"] not in files, e

@@ -18,6 +18,7 @@ def _action(name: str, version: str):
         ("add py3 file " + wheel, version), ("remove file " + sdist, version),
         ("remove file " + wheel, version), ("remove release", version), ("remove", version),
         ("yank release", version), ("unyank release", version),
+        ("release quarantined", version), ("release quarantine cleared", version),
     ])
     unversioned = st.sampled_from([
         ("create", None), ("remove project", None), ("remove", None),

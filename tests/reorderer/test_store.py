@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from piw_services.events import check_ordered_event
-from piw_services.reorderer import store
+from piw_services.reorderer import parse, store
 from piw_services.reorderer.parse import Row, parse_row
 from tests.conftest import reset_db
 from tests.reorderer.reference import fold_events, reference, view
@@ -29,7 +29,8 @@ def catalog(session):
 
 
 def catalog_views(session):
-    """The catalog as migration 0009's views give it, in :func:`reference`'s terms."""
+    """The catalog as the views (migrations 0009, 0010) give it, in :func:`reference`'s
+    terms."""
     packages = dict(session.execute(text("SELECT name, quarantined FROM live_packages")).all())
     versions = {(p, v): w for p, v, w in session.execute(text(
         "SELECT package, version, withheld FROM live_versions")).all()}
@@ -40,7 +41,8 @@ def catalog_views(session):
 
 def expected_views(expected):
     packages = {n: p["quarantined"] for n, p in expected.items()}
-    versions = {(n, v): p["quarantined"] for n, p in expected.items() for v in p["versions"]}
+    versions = {(n, v): p["quarantined"] or ver["quarantined"]
+                for n, p in expected.items() for v, ver in p["versions"].items()}
     return packages, versions, {pv for pv, withheld in versions.items() if not withheld}
 
 
@@ -84,6 +86,44 @@ def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, 
             check_ordered_event(event)
         held = s.execute(text("SELECT count(*) FROM held_rows")).scalar()
         assert held == 0
+
+
+#: What the parser of PARSER_VERSION 1 knew (before warehouse's release quarantine).
+OLD_ACTIONS = {a: k for a, k in parse._SIMPLE.items() if not a.startswith("release quarantine")}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(raw=logs(max_rows=30), data=st.data())
+def test_rows_an_older_parser_could_not_use_are_applied_after_an_upgrade(
+        db_engine, db, monkeypatch, raw, data):
+    """Recorded as malformed by parser 1 ("unknown action 'release quarantined'"), parsed
+    again once piw knows better: the catalog and the events end as if they had been
+    understood on arrival, whatever the hold window did meanwhile."""
+    reset_db(db_engine)
+    hold = data.draw(st.sampled_from([0, 30, 1000]), label="hold")
+    with monkeypatch.context() as old:
+        old.setattr(parse, "_SIMPLE", OLD_ACTIONS)
+        old.setattr(store, "PARSER_VERSION", 1)
+        pos = 0
+        while pos < len(raw):
+            size = data.draw(st.integers(1, 8), label="batch")
+            with db() as s, s.begin():
+                store.ingest(s, raw[pos:pos + size], hold, now=NOW)
+            pos += size
+    with db() as s:
+        old_reasons = s.execute(text("SELECT reason FROM malformed_rows")).scalars().all()
+    assert all("release quarantine" in r for r in old_reasons)
+    with db() as s, s.begin():  # the upgraded reorderer's first tick
+        assert store.reparse_malformed(s, hold, now=NOW) == len(old_reasons)
+        assert store.reparse_malformed(s, hold, now=NOW) == 0
+    with db() as s, s.begin():
+        store.flush(s, FLUSH_ALL, now=NOW)
+    with db() as s:
+        expected = reference(valid_rows(raw))
+        assert catalog(s) == expected
+        assert fold_events(outbox_events(s)) == expected
+        assert s.execute(text("SELECT count(*) FROM malformed_rows")).scalar() == 0
 
 
 def test_hold_window_buffers_until_newer_rows_arrive(db):

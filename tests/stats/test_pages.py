@@ -118,6 +118,18 @@ def test_status_marks_silent_builders():
     assert "4 of 4 builders silent" in all_text(doc)
 
 
+def test_status_says_what_upstream_refuses_and_how_many_rows_were_malformed():
+    report = sample.status_report(builders=1)
+    quiet = all_text(strict_parse(pages.render_status(report)))
+    assert "refuses" not in quiet and "Malformed upstream rows" in quiet
+    master = replace(report.master, upstream_problem="upstream refuses changelog_since_serial: "
+                     "fault -32500: RuntimeError: This API has been deprecated.",
+                     malformed_rows=3, malformed_latest=((9, "unknown action 'frobnicate'"),))
+    text = all_text(strict_parse(pages.render_status(replace(report, master=master))))
+    assert "upstream refuses changelog_since_serial: fault -32500" in text
+    assert "serial 9: unknown action 'frobnicate'" in text
+
+
 def test_a_board_without_a_thermometer_says_so():
     report = sample.status_report(builders=1)
     b = report.builders[0]

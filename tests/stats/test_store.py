@@ -162,7 +162,10 @@ def test_status_shows_builders_their_readings_queues_and_prunes(db):
                                                                  "load_average": "x"}})
         store.record_master(s, {"cpu_temperature": None, "load_average": [0.5, 0, 0],
                                 "memory": {"total": 4, "available": 1},
-                                "disk": {"total": 10, "free": 5}}, behind=7)
+                                "disk": {"total": 10, "free": 5}}, behind=7,
+                            upstream_problem="upstream refuses changelog_since_serial: no")
+        s.execute(text("INSERT INTO malformed_rows (serial, reason, raw) VALUES "
+                       "(5, 'unknown action ''frobnicate''', '[]'), (NULL, 'bad serial', '1')"))
         s.execute(text("UPDATE builder_readings SET at = now() - interval '9 days' "
                        "WHERE temperature = 60"))
     with db() as s:
@@ -174,6 +177,10 @@ def test_status_shows_builders_their_readings_queues_and_prunes(db):
     assert r.cpu_temperature == 50.0 and r.load1 == 1.5 and r.memory_used == 0.75
     assert r.swap_used is None and abs(r.disk_used - 0.1) < 1e-9
     assert status.master.behind_upstream == 7
+    assert status.master.upstream_problem == "upstream refuses changelog_since_serial: no"
+    assert status.master.malformed_rows == 2
+    assert status.master.malformed_latest == ((None, "bad serial"),
+                                              (5, "unknown action 'frobnicate'"))
     assert counts(status.master.queues) == {CP311: 1, CP313: 1}
     assert status.master.readings[0].memory_used == 0.75
     with db() as s, s.begin():

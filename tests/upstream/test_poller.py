@@ -8,9 +8,11 @@ from piw_services.reorderer import store
 from piw_services.upstream.poller import Poller, page_top
 from piw_services.upstream_client import (
     RateLimited,
+    Refused,
     Unavailable,
     UpstreamClient,
     UpstreamError,
+    _retry_after,
     backoff_delay,
 )
 
@@ -77,14 +79,50 @@ def test_pages_until_caught_up_and_never_loses_its_place(db, upstream):
 
 
 @pytest.mark.parametrize("mode, error", [("429", RateLimited), ("fault", RateLimited),
-                                         ("500", Unavailable), ("503", Unavailable)])
+                                         ("500", Unavailable), ("503", Unavailable),
+                                         ("disabled", Refused), ("error", Refused)])
 def test_client_sorts_failures(upstream, mode, error):
     upstream.fail_next(mode, 1, retry_after=7)
     with pytest.raises(error) as exc:
         UpstreamClient(upstream.url).changelog_since_serial(0)
-    if mode == "429":
+    if error is RateLimited:  # what upstream said: Retry-After, or the fault's own text
         assert exc.value.retry_after == 7
+    if error is Refused:  # says who refused what, and upstream's words
+        assert str(exc.value).startswith("upstream refuses changelog_since_serial: fault "
+                                         "-32500: ")
+        assert ("deprecated" if mode == "disabled" else "application error") in str(exc.value)
     assert len(UpstreamClient(upstream.url).changelog_since_serial(0)) == 10
+
+
+def test_a_turned_off_method_is_refused_not_rate_limited(upstream):
+    """warehouse answers ``changelog`` (and list_packages...) with fault -32500 too."""
+    with pytest.raises(Refused, match="use changelog_since_serial instead"):
+        UpstreamClient(upstream.url)._call("changelog", 0)
+    with pytest.raises(Refused, match="-32601"):
+        UpstreamClient(upstream.url)._call("no_such_method")
+
+
+def test_a_refusal_is_said_and_retried_slowly(db, upstream, caplog):
+    poller, clock = make_poller(upstream, backoff_max=60, refused_retry=900)
+    upstream.fail_next("disabled", 2)
+    assert poller.poll(*store_into(db)) == 0
+    assert poller.next_poll - clock.now == 900  # not the 1 s of a first back-off
+    assert poller.status()["refused"].startswith(
+        "upstream refuses changelog_since_serial: fault -32500: RuntimeError: This API has "
+        "been deprecated")
+    assert [r.levelname for r in caplog.records if "refuses" in r.getMessage()] == ["ERROR"]
+    clock.now = poller.next_poll
+    assert poller.poll(*store_into(db)) == 0 and poller.next_poll - clock.now == 900
+    clock.now = poller.next_poll
+    assert poller.poll(*store_into(db)) == 25
+    assert poller.status()["refused"] is None and poller.failures == 0
+
+
+def test_rate_limit_headers_alone_say_how_long():
+    """A CDN-style 429 with only the RateLimit header (draft-ietf-httpapi-ratelimit-headers)."""
+    class Answer:
+        headers = {"RateLimit": '"xmlrpc.client";r=0;t=42'}
+    assert _retry_after(Answer()) == 42
 
 
 def test_backs_off_exponentially_then_resumes_where_it_was(db, upstream):
