@@ -33,6 +33,9 @@ VERSION_ADDED = "version_added"
 VERSION_REMOVED = "version_removed"
 VERSION_YANKED = "version_yanked"
 VERSION_UNYANKED = "version_unyanked"
+#: warehouse's release quarantine (utils/project.py): withheld until cleared
+VERSION_QUARANTINED = "version_quarantined"
+VERSION_UNQUARANTINED = "version_unquarantined"
 VERSION_BUILDABLE = "version_buildable"
 FILE_ADDED = "file_added"
 FILE_REMOVED = "file_removed"
@@ -83,6 +86,7 @@ class VersionAdded(_CatalogEvent):
     yanked_reason: str | None
     buildable: bool
     unbuildable_reason: str | None
+    quarantined: bool
 
 
 class VersionRemoved(_CatalogEvent):
@@ -94,6 +98,12 @@ class VersionYank(_CatalogEvent):
 
     version: str
     reason: str | None
+
+
+class VersionQuarantine(_CatalogEvent):
+    """``version_quarantined`` and ``version_unquarantined``."""
+
+    version: str
 
 
 class VersionBuildable(_CatalogEvent):
@@ -150,7 +160,8 @@ class BuildsChanged(TypedDict):
 
 
 OrderedEvent = (PackageAdded | PackageRemoved | PackageRenamed | PackageQuarantine
-                | VersionAdded | VersionRemoved | VersionYank | VersionBuildable | FileAdded
+                | VersionAdded | VersionRemoved | VersionYank | VersionQuarantine
+                | VersionBuildable | FileAdded
                 | FileRemoved | VersionInfo | AdminEvent)
 
 #: every ordered event type and its shape
@@ -159,7 +170,9 @@ ORDERED: dict[str, type] = {
     PACKAGE_RENAMED: PackageRenamed, PACKAGE_QUARANTINED: PackageQuarantine,
     PACKAGE_UNQUARANTINED: PackageQuarantine, VERSION_ADDED: VersionAdded,
     VERSION_REMOVED: VersionRemoved, VERSION_YANKED: VersionYank,
-    VERSION_UNYANKED: VersionYank, VERSION_BUILDABLE: VersionBuildable, FILE_ADDED: FileAdded,
+    VERSION_UNYANKED: VersionYank, VERSION_QUARANTINED: VersionQuarantine,
+    VERSION_UNQUARANTINED: VersionQuarantine, VERSION_BUILDABLE: VersionBuildable,
+    FILE_ADDED: FileAdded,
     FILE_REMOVED: FileRemoved, VERSION_INFO: VersionInfo, ADMIN: AdminEvent,
 }
 #: every service event type and its shape

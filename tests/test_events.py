@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 VERSION_ADDED = {"type": ev.VERSION_ADDED, "package": "chai", "serial": 7, "timestamp": 1,
                  "version": "1.0", "life": 0, "released": 1, "yanked": False,
-                 "yanked_reason": None, "buildable": True, "unbuildable_reason": None}
+                 "yanked_reason": None, "buildable": True, "unbuildable_reason": None,
+                 "quarantined": False}
 
 
 def test_a_good_event_passes_as_it_is():

@@ -256,8 +256,8 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
                 out.append({"type": ev.VERSION_YANKED if new[1] else ev.VERSION_UNYANKED,
                             **base, "version": ver, "reason": new[2]})
             if old[5] != new[5]:
-                out.append({"type": "version_quarantined" if new[5]
-                            else "version_unquarantined", **base, "version": ver})
+                out.append({"type": ev.VERSION_QUARANTINED if new[5]
+                            else ev.VERSION_UNQUARANTINED, **base, "version": ver})
             if old[3] != new[3]:
                 out.append({"type": ev.VERSION_BUILDABLE, **base, "version": ver,
                             "buildable": new[3] is None, "unbuildable_reason": new[3]})

@@ -86,7 +86,8 @@ def emit(db, events):
 def version_added(package, version, released=None):
     return {"type": "version_added", "package": package, "version": version, "life": 0,
             "released": released or int(time.time()), "buildable": True,
-            "unbuildable_reason": None, "yanked": False, "yanked_reason": None}
+            "unbuildable_reason": None, "yanked": False, "yanked_reason": None,
+            "quarantined": False}
 
 
 def hello(builder, label="pi1", target=ARMV7):
