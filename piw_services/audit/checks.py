@@ -15,7 +15,7 @@ Rules (the ones the system keeps):
 
 - a version is *alive* (servable) when the catalog's view ``servable_versions`` has it: alive,
   in a package alive and not quarantined, and not itself quarantined upstream (the
-  reorderer's rules, defined once in the views of migrations 0009 and 0010); a live version
+  reorderer's rules, defined once in the views of migrations 0009 and 0011); a live version
   whose files are withheld (``live_versions.withheld``: it or its package is quarantined)
   keeps them, on no page;
 - a file is *current* when some ``build_targets`` row of its package and version has its

@@ -29,7 +29,7 @@ def catalog(session):
 
 
 def catalog_views(session):
-    """The catalog as the views (migrations 0009, 0010) give it, in :func:`reference`'s
+    """The catalog as the views (migrations 0009, 0011) give it, in :func:`reference`'s
     terms."""
     packages = dict(session.execute(text("SELECT name, quarantined FROM live_packages")).all())
     versions = {(p, v): w for p, v, w in session.execute(text(

@@ -8,16 +8,16 @@ that could not use the row. Rows already recorded were judged by version 1, whic
 know warehouse's release quarantine: the reorderer parses every row of an older version
 again at start and applies the ones it now understands, in time order.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03 08:55:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

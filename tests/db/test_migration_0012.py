@@ -1,4 +1,4 @@
-"""Migration 0011 and the re-parse it enables: a deployment's ``malformed_rows``, recorded by
+"""Migration 0012 and the re-parse it enables: a deployment's ``malformed_rows``, recorded by
 piw before it knew warehouse's release quarantine (parser 1, no ``parser`` column), are
 parsed again by the upgraded reorderer and applied where they belong in time."""
 
@@ -18,7 +18,7 @@ ROWS = [["Shady", None, 1_300_000_001, "create", 1],
         ["Shady", "2.0", 1_300_000_005, "add source file shady-2.0.tar.gz", 5],
         # 6 and 8: what piw of parser 1 recorded as malformed
         ["Shady", "1.0", 1_300_000_009, "yank release", 9]]
-#: As piw of migration 0010 wrote them (_record_malformed: json.dumps of the raw row).
+#: As piw of migration 0011 wrote them (_record_malformed: json.dumps of the raw row).
 OLD_MALFORMED = [
     (6, "unknown action 'release quarantined'",
      '["Shady", "2.0", 1300000006, "release quarantined", 6]'),
@@ -30,7 +30,7 @@ OLD_MALFORMED = [
 
 def test_rows_recorded_by_an_older_parser_are_applied_after_the_upgrade(scratch_db):
     url, engine = scratch_db
-    command.upgrade(alembic_config(url), "0010")
+    command.upgrade(alembic_config(url), "0011")
     with Session(engine) as s, s.begin():
         store.ingest(s, ROWS, FLUSH_ALL, now=NOW)
         for serial, reason, raw in OLD_MALFORMED:

@@ -6,16 +6,16 @@ version, like a yank. Existing versions start unquarantined. The view ``live_ver
 (migration 0009) now withholds a version quarantined in its current life as well as one of a
 quarantined package, so ``servable_versions`` and every reader of them follow.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 08:20:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
