@@ -7,21 +7,19 @@ it is caught up, and keeps running until Ctrl-C, which stops everything it start
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from builders.commandline import command_parser
 from piw_services.config import CONFIG_HELP, load_config
 from piw_services.fake_pypi.buildreqs import write_build_requirements
-from piw_services.fake_pypi.history import synthetic_history
+from piw_services.fake_pypi.history import write_scenario
 
 BIN = Path(sys.executable).parent
 DEMO_DB = "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_demo"
@@ -41,32 +39,6 @@ def fresh_database(url: str) -> str:
     create_database(url)
     upgrade(url)
     return url
-
-
-def write_scenario(path: Path, now: int, synthetic: int) -> int:
-    """Write the bundled scenario (after *synthetic* generated events) with real times;
-    returns the newest readable serial."""
-    bundled = resources.files("piw_services.fake_pypi") / "scenarios" / "demo.jsonl"
-    events: list[dict[str, Any]] = []
-    if synthetic:
-        history = list(synthetic_history(synthetic, seed=1))
-        shift = now - 30 * 86400 - max(e["timestamp"] for e in history)
-        events = [{**e, "timestamp": e["timestamp"] + shift} for e in history]
-    serial = len(events)
-    last = serial
-    for line in bundled.read_text().splitlines():
-        event = json.loads(line)
-        serial += 1
-        ago = event.pop("ago")
-        if "raw" in event:  # a deliberately malformed row: served as is
-            event["serial"] = serial
-        else:
-            event.update(timestamp=now - ago, serial=serial)
-            last = serial
-        events.append(event)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    return last
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,11 @@ letters too, which warehouse sends as character references). Deterministic for a
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 START = 1_100_000_000  # 2004-11
@@ -168,3 +171,37 @@ def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
                 return
             emitted += 1
             yield event
+
+
+def scenarios() -> list[str]:
+    """The names of the scenarios packaged with piw (``demo``)."""
+    folder = resources.files("piw_services.fake_pypi") / "scenarios"
+    return sorted(f.name.removesuffix(".jsonl") for f in folder.iterdir()
+                  if f.name.endswith(".jsonl"))
+
+
+def write_scenario(path: Path, now: int, synthetic: int = 0, name: str = "demo") -> int:
+    """Write the bundled scenario *name* (after *synthetic* generated events) with times
+    rebased to *now*, so a system follows it as it would follow PyPI live; returns the
+    newest readable serial."""
+    bundled = resources.files("piw_services.fake_pypi") / "scenarios" / f"{name}.jsonl"
+    events: list[dict[str, Any]] = []
+    if synthetic:
+        history = list(synthetic_history(synthetic, seed=1))
+        shift = now - 30 * 86400 - max(e["timestamp"] for e in history)
+        events = [{**e, "timestamp": e["timestamp"] + shift} for e in history]
+    serial = len(events)
+    last = serial
+    for line in bundled.read_text().splitlines():
+        event = json.loads(line)
+        serial += 1
+        ago = event.pop("ago")
+        if "raw" in event:  # a deliberately malformed row: served as is
+            event["serial"] = serial
+        else:
+            event.update(timestamp=now - ago, serial=serial)
+            last = serial
+        events.append(event)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return last

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.metadata
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import xmlrpc.client
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,6 +74,7 @@ from packaging.version import InvalidVersion, Version
 
 from builders.commandline import command_parser, configure_logging
 
+from .buildreqs import write_build_requirements
 from .catalog import (
     GENERATED_DIRNAME,
     Catalog,
@@ -81,6 +84,7 @@ from .catalog import (
     ServedRelease,
     ViewCache,
 )
+from .history import scenarios, write_scenario
 from .log import EventLog, EventLogError, marshal_value
 
 logger = logging.getLogger(__name__)
@@ -811,7 +815,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: serve until SIGTERM/SIGINT."""
     parser = command_parser(  # no -c: it reads no config file
         "piw-fake-pypi", "A fake PyPI (XML-RPC changelog, simple index, JSON API) for tests.")
-    parser.add_argument("--events", required=True, help="JSONL event log (may not exist yet)")
+    parser.add_argument("--events", help="JSONL event log (may not exist yet); with "
+                        "--scenario, where the scenario is written (default: a temporary file)")
+    parser.add_argument("--scenario", choices=scenarios(),
+                        help="serve this scenario packaged with piw, its times rebased to now, "
+                             "and in --packages (default: a temporary directory) the build "
+                             "requirements of its sdists (setuptools, wheel, packaging) as "
+                             "installed here")
     parser.add_argument("--packages", help="directory of real files to serve (and cache into)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 (default) picks a free port")
@@ -832,8 +842,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"fail the first XML-RPC calls; MODE is one of {', '.join(FAIL_MODES)}",
     )
     args = parser.parse_args(argv)  # -v logs every request
+    if not (args.events or args.scenario):
+        parser.error("give --events FILE or --scenario NAME")
     configure_logging(args, default=logging.WARNING,
                       console_format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with tempfile.TemporaryDirectory(prefix="piw-fake-pypi-") as scratch:
+        if args.scenario:
+            try:
+                _prepare_scenario(args, Path(scratch))
+            except (OSError, importlib.metadata.PackageNotFoundError) as exc:
+                print(f"piw-fake-pypi: cannot prepare scenario {args.scenario}: {exc}",
+                      file=sys.stderr)
+                return 2
+        return _serve(args)
+
+
+def _prepare_scenario(args: argparse.Namespace, scratch: Path) -> None:
+    """Write ``--scenario``'s events (to --events, else into *scratch*) and its sdists' build
+    requirements (into --packages, else *scratch*), and point *args* at them."""
+    args.events = args.events or str(scratch / f"{args.scenario}.jsonl")
+    args.packages = args.packages or str(scratch / "packages")
+    write_scenario(Path(args.events), int(time.time()), name=args.scenario)
+    write_build_requirements(Path(args.packages))
+
+
+def _serve(args: argparse.Namespace) -> int:
     try:
         server = FakePyPI(
             args.events,
