@@ -63,34 +63,22 @@ def wait_quiet(session_factory: Callable, seconds: float, progress: Callable[[st
         sleep(min(0.5, max(deadline - now, 0.01)))
 
 
-def _db_message(exc: Exception, shown: str) -> str:
-    from sqlalchemy.exc import OperationalError
-
-    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-    if isinstance(exc, OperationalError):
-        return f"cannot reach the database {shown}: {first}"
-    return (f"database {shown} cannot be audited: {first} (is its schema current? "
-            "piw-initdb --check)")
-
-
 def run(db_url: str, www: Path, hashes: bool = False, wait: float = 0, settle: float = 0,
         progress: Callable[[str], None] = lambda _: None) -> tuple[list, int, int]:
     """Audit once (after waiting for quiet, settling if asked): (disagreements, files
     checked, packages checked). Raises AuditError when it cannot run."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import sessionmaker
 
     from piw_services.audit.checks import compare, gather
-    from piw_services.db import make_engine
+    from piw_services.db import BadDatabaseURL, db_message, make_engine
 
     if not www.is_dir():
         raise AuditError(f"the www tree {www} is not a directory")
     try:
-        shown = make_url(db_url).render_as_string(hide_password=True)
         engine = make_engine(db_url, pool_size=1)
-    except (ArgumentError, ValueError) as exc:
-        raise AuditError(f"not a database URL: {db_url!r}: {exc}") from None
+    except BadDatabaseURL as exc:
+        raise AuditError(str(exc)) from None
     # one consistent view of the database per look
     sessions = sessionmaker(engine.execution_options(isolation_level="REPEATABLE READ"))
     counts = [0, 0]
@@ -110,7 +98,7 @@ def run(db_url: str, www: Path, hashes: bool = False, wait: float = 0, settle: f
         if found and settle > 0:
             found = persisting(look, found, settle)
     except SQLAlchemyError as exc:
-        raise AuditError(_db_message(exc, shown)) from None
+        raise AuditError(db_message(exc, db_url)) from None
     except OSError as exc:
         raise AuditError(f"cannot read the www tree {www}: {exc}") from None
     finally:

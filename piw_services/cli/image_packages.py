@@ -157,15 +157,6 @@ def _read(path: str, stdin: IO[bytes]) -> bytes:
         raise ImageListError(str(exc.strerror or exc)) from None
 
 
-def _db_message(exc: Exception, shown: str) -> str:
-    from sqlalchemy.exc import OperationalError
-
-    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-    if isinstance(exc, OperationalError):
-        return f"cannot reach the database {shown}: {first}"
-    return f"database {shown}: {first} (is its schema current? piw-initdb --check)"
-
-
 def main(argv: list[str] | None = None) -> int:
     config_help = CONFIG_HELP + "; DB_URL is read from it"
     parser = command_parser("piw-image-packages", __doc__, config=config_help,
@@ -206,17 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # load_config's clear message
         return fail(str(exc))
 
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import sessionmaker
 
-    from piw_services.db import make_engine
+    from piw_services.db import BadDatabaseURL, db_message, make_engine
 
     try:
-        shown = make_url(str(config["DB_URL"])).render_as_string(hide_password=True)
         engine = make_engine(str(config["DB_URL"]), pool_size=1)
-    except (ArgumentError, ValueError) as exc:
-        return fail(f"not a database URL: {config['DB_URL']!r}: {exc}")
+    except BadDatabaseURL as exc:
+        return fail(str(exc))
     try:
         with sessionmaker(engine)() as s, s.begin():
             if args.command == "list":
@@ -228,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "build_abis WHERE distro = :d"),
                                  {"d": args.distro}).scalar()
     except SQLAlchemyError as exc:
-        return fail(_db_message(exc, shown))
+        return fail(db_message(exc, str(config["DB_URL"])))
     finally:
         engine.dispose()
     if args.command == "list":

@@ -19,12 +19,24 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args, log)
     config = load_config(args.config)
 
-    from sqlalchemy.engine import make_url
+    from piw_services.db import (
+        BadDatabaseURL,
+        create_database,
+        database_url,
+        db_message,
+        head_revision,
+        schema_problem,
+        shown_url,
+        upgrade,
+    )
 
-    from piw_services.db import create_database, head_revision, schema_problem, upgrade
-
-    url = config["DB_URL"]
-    shown = make_url(url).render_as_string(hide_password=True)
+    url = str(config["DB_URL"])
+    try:
+        database_url(url)
+    except BadDatabaseURL as exc:
+        print(f"piw-initdb: {exc}", file=sys.stderr)
+        return 2
+    shown = shown_url(url)
     if args.check:
         problem = schema_problem(url)
         if problem:
@@ -36,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if create_database(url):
             log.info("created database %s", shown)
         upgrade(url)
-    except Exception as exc:
-        print(f"piw-initdb: cannot set up {shown}: {exc}", file=sys.stderr)
+    except Exception as exc:  # the driver's, SQLAlchemy's or a migration's: one line
+        print(f"piw-initdb: {db_message(exc, url)}", file=sys.stderr)
         return 1
     log.info("%s: schema at %s", shown, head_revision())
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -9,29 +10,82 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+#: The one driver piw ships (psycopg2-binary, in the master extra).
+DRIVER = "postgresql+psycopg2"
+#: What to write, for messages.
+URL_FORM = f"{DRIVER}://USER:PASSWORD@HOST:5432/DATABASE (or postgresql://...)"
 
 
 class SchemaNotCurrent(RuntimeError):
     """The database is missing or at another migration than the code expects."""
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
+class BadDatabaseURL(ValueError):
+    """A DB_URL piw cannot open; the text says which URL to write."""
+
+
+def database_url(url: str | URL) -> URL:
+    """*url* as piw opens it. ``postgresql://`` and ``postgres://``, what every PostgreSQL user
+    writes, mean psycopg2 (SQLAlchemy 2.1 would pick psycopg 3, which piw does not ship); any
+    other driver or database is refused with a :class:`BadDatabaseURL` that says what to
+    write, before anything tries to connect."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        masked = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+        raise BadDatabaseURL(f"DB_URL {masked!r} is not a database URL: write {URL_FORM}") \
+            from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername=DRIVER)
+    if parsed.drivername != DRIVER:
+        shown = parsed.render_as_string(hide_password=True)
+        needs = ("piw ships the psycopg2 driver only" if parsed.get_backend_name() ==
+                 "postgresql" else "piw needs PostgreSQL")
+        raise BadDatabaseURL(f"DB_URL {shown}: {needs}: write {URL_FORM}")
+    return parsed
+
+
+def shown_url(url: str | URL) -> str:
+    """*url* for messages: its password hidden."""
+    try:
+        return database_url(url).render_as_string(hide_password=True)
+    except BadDatabaseURL:
+        return "(a bad DB_URL)"
+
+
+def db_message(exc: Exception, url: str | URL) -> str:
+    """One line for an error of the database at *url*: unreachable (with the driver's own
+    first line: refused, unknown host, bad password, no such database) or another failure."""
+    if isinstance(exc, BadDatabaseURL):
+        return str(exc)
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+    if isinstance(exc, OperationalError):
+        return f"cannot reach the database {shown_url(url)}: {first}"
+    return f"database {shown_url(url)}: {first} (is its schema current? piw-initdb --check)"
+
+
+def make_engine(url: str | URL, pool_size: int = 5) -> Engine:
     """An engine whose pool never exceeds *pool_size* (nameko's max_workers)."""
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    return create_engine(database_url(url), pool_size=pool_size, max_overflow=0,
+                         pool_pre_ping=True)
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def alembic_config(url: str | URL) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    rendered = database_url(url).render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return cfg
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    return ScriptDirectory.from_config(alembic_config(f"{DRIVER}://")).get_current_head()
 
 
 def check_schema(engine: Engine) -> None:
@@ -40,20 +94,23 @@ def check_schema(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
-    except Exception as exc:  # connection refused, unknown database, ...
+    except OperationalError as exc:  # connection refused, unknown database, ...
         raise SchemaNotCurrent(
-            f"cannot open database {engine.url.render_as_string(hide_password=True)}: {exc}.\n"
-            "Create and migrate it with: piw-initdb -c <config>") from exc
+            f"{db_message(exc, engine.url)}.\nIf it does not exist yet, create and migrate "
+            "it with: piw-initdb") from exc
     if current != head:
         raise SchemaNotCurrent(
             f"database {engine.url.render_as_string(hide_password=True)} is at schema revision "
-            f"{current or 'none'}, this code needs {head}. Run: piw-initdb -c <config>")
+            f"{current or 'none'}, this code needs {head}. Run: piw-initdb")
 
 
 def schema_problem(url: str) -> str | None:
     """None when the database at *url* is at this code's schema, else what is wrong (for
     commands that must refuse to run, with a message that says what to do)."""
-    engine = make_engine(url, pool_size=1)
+    try:
+        engine = make_engine(url, pool_size=1)
+    except BadDatabaseURL as exc:
+        return str(exc)
     try:
         check_schema(engine)
     except SchemaNotCurrent as exc:
@@ -65,7 +122,7 @@ def schema_problem(url: str) -> str | None:
 
 def create_database(url: str) -> bool:
     """Create the database *url* names if it does not exist; True when it was created."""
-    target = make_url(url)
+    target = database_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
