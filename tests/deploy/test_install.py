@@ -7,13 +7,16 @@ and a clean ``piw-audit``."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import free_port, wait_for
 from tests.deploy.conftest import BASE_PYTHON, ROOT, run, user_env
@@ -134,3 +137,73 @@ def test_a_fresh_venv_sees_no_checkout(master_bin, tmp_path):
     assert str(ROOT) not in proc.stdout and "site-packages" in proc.stdout
     assert subprocess.run([master_bin / "python", "-c", "import tests"], env=user_env(),
                           cwd=tmp_path, capture_output=True).returncode != 0
+
+
+# -- docker-compose.yml's commands, without an engine -----------------------------------------
+#: How long each long-running container's command must stay up.
+STAY_UP = 20
+#: Containers whose command is their image's own program, not piw's (nginx's site is checked
+#: by test_compose with nginx -t), and www-init's chown to the image's user piw.
+NOT_PIW = {"rabbitmq", "postgres", "nginx", "www-init"}
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """compose's ``${NAME:-default}`` and ``${NAME}`` against *env*."""
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}",
+                  lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def test_every_compose_command_runs_from_the_installed_venv(
+        master_bin, fresh_db_url, rabbit_config, elsewhere, tmp_path):
+    """No Docker engine here (docs/deployment.md has the error), so each piw container's
+    command runs as the image runs it: the installed console script, from an empty directory,
+    with the environment docker-compose.yml gives that container. Only what names this test's
+    world is replaced: the broker and database (this test's vhost and fresh database, for the
+    compose users and passwords), the volumes (temporary directories), upstream (the fake, not
+    pypi.org) and the web port (a free one: 8080 may be taken). One-shots exit 0; every
+    long-running command is still running after STAY_UP seconds."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    port = free_port()
+    elsewhere.start("fake-pypi", [master_bin / "piw-fake-pypi", "--scenario", "demo",
+                                  "--port", port], user_env())
+    upstream = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(upstream + "/simple/", timeout=2).ok, 60, what="fake PyPI")
+    www, nginx_logs = tmp_path / "www", tmp_path / "nginx-logs"
+    www.mkdir()
+    nginx_logs.mkdir()
+    (nginx_logs / "piw.access.log").touch()  # nginx makes it at its start
+    ours = {"PIW_AMQP_URI": rabbit_config["AMQP_URI"], "PIW_DB_URL": fresh_db_url,
+            "PIW_BUILDER_AMQP_URI": rabbit_config["AMQP_URI"],
+            "PIW_BUILDER_INDEX_URL": f"{upstream}/simple/", "PIW_UPSTREAM": upstream,
+            "PIW_WWW": str(www), "PIW_WEB_ADDRESS": f"127.0.0.1:{free_port()}"}
+
+    def command(name: str) -> tuple[list, dict[str, str]]:
+        service = services[name]
+        env = {key: interpolate(str(value), {}) for key, value in
+               (service.get("environment") or {}).items()}
+        assert set(ours) & set(env), f"{name}: no setting to point at this test's world"
+        env.update({k: v for k, v in ours.items() if k in env})
+        args = [str(a).replace("/var/log/nginx", str(nginx_logs)) for a in service["command"]]
+        assert (master_bin / args[0]).exists(), f"{name} runs {args[0]}: not installed"
+        return [master_bin / args[0], *args[1:]], user_env(**env)
+
+    piw_services = sorted(set(services) - NOT_PIW)
+    one_shots = [n for n in piw_services if services[n].get("restart") == "no"]
+    assert one_shots == ["initdb"]
+    for name in one_shots:
+        cmd, env = command(name)
+        run(cmd, env=env, cwd=elsewhere.cwd, timeout=300)
+    long_running = [n for n in piw_services if n not in one_shots]
+    assert {"upstream", "web", "logger", "builder"} <= set(long_running)
+    for name in long_running:
+        elsewhere.start(name, *command(name))
+    deadline = time.monotonic() + STAY_UP
+    while time.monotonic() < deadline:
+        exited = {n: p.returncode for n, p in elsewhere.procs.items() if p.poll() is not None}
+        assert not exited, f"exited: {exited}\n{elsewhere.logs_text()}"
+        time.sleep(1)
+    web = ours["PIW_WEB_ADDRESS"]
+    assert requests.get(f"http://{web}/simple/", timeout=10).status_code in (200, 404)
+    # on x86_64 the compose builder announces a target BUILD_ABIS lacks, and waits for it
+    assert "builds for cp311-linux_x86_64" in elsewhere.log("builder"), elsewhere.log("builder")
+    assert "connected to" in elsewhere.log("builder"), elsewhere.log("builder")
