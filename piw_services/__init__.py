@@ -6,6 +6,7 @@ The master's code needs the ``master`` extra; a builder Pi installs the plain pa
 
 import importlib.util
 
+#: The one place the version is written (setup.cfg reads it).
 __version__ = "0.1.0"
 
 _MISSING = [name for name in ("nameko", "sqlalchemy") if importlib.util.find_spec(name) is None]
