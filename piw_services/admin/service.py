@@ -16,15 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import eventlet
-from nameko.dependency_providers import Config
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from piw_services import outbox
 from piw_services.admin import actions
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.rpc import rpc
+from piw_services.settings import SettingsProvider
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class AdminService:
     name = "admin"
 
     db = Database()
-    config = Config()
+    settings = SettingsProvider()
 
     @rpc(expected_exceptions=actions.AdminError)
     def remove(self, package: str, version: str, skip: bool | str = False,
@@ -111,7 +110,7 @@ class AdminService:
     def _wait(self, seq: int, package: str | None) -> list[str]:
         """The consumers still to apply batch *seq* (and the index to rewrite *package*'s
         pages, or every page marked when None) after waiting up to ADMIN_WAIT seconds."""
-        deadline = time.monotonic() + float(with_defaults(self.config)["ADMIN_WAIT"])
+        deadline = time.monotonic() + self.settings.admin_wait
         while True:
             with self.db() as s:
                 marks = _marks(s)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
 from nameko.timer import timer
 
@@ -17,9 +16,9 @@ from piw_services import ordered_events
 from piw_services.build_dispatch import store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.rpc import rpc
+from piw_services.settings import SettingsProvider
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
 
     db = Database()
     jobs = JobQueues()
-    config = Config()
+    settings = SettingsProvider()
     dispatch = EventDispatcher()
 
     # -- ordered events -----------------------------------------------------------------------
@@ -116,7 +115,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         self.jobs.abis_synced = True
 
     def _silence_limit(self) -> float:
-        return float(with_defaults(self.config)["BUILDER_SILENCE_LIMIT"])
+        return self.settings.builder_silence_limit
 
     def _publish_pending(self) -> int:
         """Top up each target's job queue to QUEUE_WINDOW ready jobs, best first.
@@ -125,7 +124,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         are decided when a job is sent (popularity known by then counts), and a removed or
         skipped version rarely has a message to drop.
         """
-        window = int(with_defaults(self.config)["QUEUE_WINDOW"])
+        window = self.settings.queue_window
         with self.db() as s:
             abis = store.enabled_abis(s)
         published = 0

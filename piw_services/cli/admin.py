@@ -26,6 +26,7 @@ from builders.commandline import command_parser, configure_logging
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.config import CONFIG_HELP, load_config
 from piw_services.names import MAX_NAME_LENGTH, is_valid_name
+from piw_services.settings import Settings
 
 EXIT_DONE = 0
 EXIT_FAILED = 1
@@ -235,7 +236,7 @@ def _run(log: logging.Logger, args: argparse.Namespace, method: str,
     elif not _confirm(log, plan, args):
         log.warning("cancelled: nothing was changed")
         return EXIT_FAILED
-    timeout = float(config.get("ADMIN_WAIT") or 30) + 30
+    timeout = Settings.from_config(config).admin_wait + 30
     try:
         done = call_admin(config, method, kwargs, timeout)
     except Failure as exc:

@@ -47,8 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     from nameko.cli.run import run
 
     from piw_services.db import schema_problem
+    from piw_services.settings import SettingError, Settings
 
-    problem = schema_problem(config["DB_URL"])
+    try:
+        settings = Settings.from_config(config)
+    except SettingError as exc:
+        print(f"piw-master: {exc}", file=sys.stderr)
+        return 2
+    problem = schema_problem(settings.db_url)
     if problem:
         print(f"piw-master: {problem}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy.orm import sessionmaker
 
 from piw_services.db import check_schema, make_engine
+from piw_services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ class Database(DependencyProvider):
 
     def setup(self) -> None:
         ensure_green_psycopg()
-        config = self.container.config
-        self.engine = make_engine(config["DB_URL"], pool_size=int(config.get("max_workers", 10)))
+        settings = Settings.from_config(self.container.config)
+        self.engine = make_engine(settings.db_url, pool_size=settings.max_workers)
         check_schema(self.engine)
         self.sessions = sessionmaker(self.engine)
 

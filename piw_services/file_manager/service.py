@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import eventlet
-from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
@@ -36,12 +35,12 @@ from builders import protocol
 from piw_services import events as ev
 from piw_services import ordered_events
 from piw_services.builder_queues import builder_queue
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.db.models import BuildTarget, File
 from piw_services.faults import crash_point
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
 from piw_services.rpc import rpc
+from piw_services.settings import Settings, SettingsProvider
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class Store(DependencyProvider):
     """Injects the :class:`FileStore` on the configured WWW tree."""
 
     def setup(self) -> None:
-        self.store = FileStore(with_defaults(self.container.config)["WWW"])
+        self.store = FileStore(Settings.from_config(self.container.config).www)
 
     def get_dependency(self, worker_ctx: Any) -> FileStore:
         return self.store
@@ -82,7 +81,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     db = Database()
     store = Store()
     dispatch = EventDispatcher()
-    config = Config()
+    settings = SettingsProvider()
 
     # -- uploads ---------------------------------------------------------------------------
     @builder_queue(protocol.UPLOADS)
@@ -210,7 +209,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         """Wait (briefly) until the upload is complete. Workers of this or another instance may
         still be writing its last chunks when the commit arrives, so a short or mismatched file
         is looked at again until FILE_COMMIT_WAIT has passed; a corrupt chunk is final."""
-        deadline = time.monotonic() + float(with_defaults(self.config)["FILE_COMMIT_WAIT"])
+        deadline = time.monotonic() + self.settings.file_commit_wait
         while True:
             verdict = self.store.verify(upload_id, info["size"], info["sha256"])
             if verdict.ok:
@@ -367,6 +366,6 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     @timer(interval=SWEEP_INTERVAL)
     def sweep_uploads(self) -> None:
         """Remove uploads abandoned by builders that died mid-upload."""
-        removed = self.store.sweep(float(with_defaults(self.config)["UPLOAD_MAX_AGE"]))
+        removed = self.store.sweep(self.settings.upload_max_age)
         if removed:
             log.info("removed %d abandoned upload files", removed)

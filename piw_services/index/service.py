@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from eventlet import tpool
-from nameko.dependency_providers import Config
 from nameko.events import SERVICE_POOL, event_handler
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
@@ -21,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from piw_services import events as ev
 from piw_services import ordered_events
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.faults import crash_point
 from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
 from piw_services.index.tree import Tree
 from piw_services.rpc import rpc
+from piw_services.settings import Settings, SettingsProvider
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class Pages(DependencyProvider):
     """The www tree, and when its root pages were last written (per service process)."""
 
     def setup(self) -> None:
-        self.tree = Tree(with_defaults(self.container.config)["WWW"])
+        self.tree = Tree(Settings.from_config(self.container.config).www)
         self.root_written = 0.0
         self.rendered = 0  # package renders since start (one per flush, however many events)
         self.root_checked = False
@@ -62,7 +61,7 @@ class IndexService(ordered_events.OrderedEventsConsumer):
     name = "index"
 
     db = Database()
-    config = Config()
+    settings = SettingsProvider()
     pages = Pages()
 
     # -- what makes pages dirty ---------------------------------------------------------------
@@ -113,7 +112,7 @@ class IndexService(ordered_events.OrderedEventsConsumer):
     def _sweep_temps(self) -> None:
         """Once, INDEX_TEMP_MAX_AGE seconds after start: remove the temp files that writers
         killed half-way through a write left in the tree (in a thread: it walks the tree)."""
-        max_age = float(with_defaults(self.config)["INDEX_TEMP_MAX_AGE"])
+        max_age = self.settings.index_temp_max_age
         if self.pages.temps_swept or time.monotonic() - self.pages.started < max_age:
             return
         self.pages.temps_swept = True
@@ -134,7 +133,7 @@ class IndexService(ordered_events.OrderedEventsConsumer):
             done += len(names)
             if len(names) < FLUSH_BATCH:
                 break
-        interval = float(with_defaults(self.config)["INDEX_ROOT_INTERVAL"])
+        interval = self.settings.index_root_interval
         if time.monotonic() - self.pages.root_written >= interval:
             with self.db() as s, s.begin():
                 if dirty.take_root(s):
@@ -180,7 +179,7 @@ class IndexService(ordered_events.OrderedEventsConsumer):
         log.info("rewrote the root pages: %d projects", len(names))
 
     def _base_url(self) -> str:
-        return str(with_defaults(self.config)["BASE_URL"]).rstrip("/")
+        return self.settings.base_url
 
     # -- operators ----------------------------------------------------------------------------
     @rpc

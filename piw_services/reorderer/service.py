@@ -7,16 +7,15 @@ import time
 from typing import Any
 
 import eventlet
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 from sqlalchemy import text
 
 from piw_services import outbox
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.reorderer import store
 from piw_services.reorderer.dependencies import OutboxDispatcher
 from piw_services.rpc import rpc
+from piw_services.settings import SettingsProvider
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,10 @@ class ReordererService:
 
     db = Database()
     dispatch = OutboxDispatcher()
-    config = Config()
+    settings = SettingsProvider()
 
     def _hold(self) -> float:
-        return float(with_defaults(self.config)["HOLD_SECONDS"])
+        return self.settings.hold_seconds
 
     @rpc
     def ingest(self, rows: list[Any], since: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import eventlet
@@ -32,11 +31,11 @@ from sqlalchemy import text
 
 from builders import protocol, sysinfo
 from piw_services.builder_queues import builder_queue
-from piw_services.config import with_defaults
 from piw_services.db.dependency import Database
 from piw_services.index import dirty
 from piw_services.index.tree import Tree
 from piw_services.rpc import rpc
+from piw_services.settings import Settings
 from piw_services.stats import store
 
 log = logging.getLogger(__name__)
@@ -52,9 +51,8 @@ class State(DependencyProvider):
     """The www tree, and when the timers last did their work (per service process)."""
 
     def setup(self) -> None:
-        config = with_defaults(self.container.config)
-        self.config = config
-        self.tree = Tree(config["WWW"])
+        self.settings = Settings.from_config(self.container.config)
+        self.tree = Tree(self.settings.www)
         self.sampled = self.written = self.marked = self.pruned = 0.0
         self.marked_at = time.time()
 
@@ -97,22 +95,22 @@ class StatsService:
     # -- timers -------------------------------------------------------------------------------
     @timer(interval=1)
     def tick(self) -> None:
-        cfg = self.state.config
-        if self.state.due("sampled", float(cfg["STATS_SAMPLE_INTERVAL"])):
+        settings = self.state.settings
+        if self.state.due("sampled", settings.stats_sample_interval):
             self.sample()
         if self.state.due("pruned", PRUNE_INTERVAL):
             with self.db() as s, s.begin():
-                gone = store.prune(s, float(cfg["STATS_READINGS_DAYS"]))
+                gone = store.prune(s, settings.stats_readings_days)
             if gone:
                 log.info("pruned %d readings", gone)
-        if self.state.due("written", float(cfg["STATS_PAGE_INTERVAL"])):
+        if self.state.due("written", settings.stats_page_interval):
             self.write_pages()
-        if self.state.due("marked", float(cfg["STATS_INDEX_INTERVAL"])):
+        if self.state.due("marked", settings.stats_index_interval):
             self.mark_index()
 
     def sample(self) -> None:
         """Record the master host's numbers (builders/sysinfo.py, as a builder's heartbeat)."""
-        readings = sysinfo.snapshot(Path(self.state.config["WWW"]))
+        readings = sysinfo.snapshot(self.state.settings.www)
         caught_up, problem = False, None
         try:
             with eventlet.Timeout(UPSTREAM_TIMEOUT, TimeoutError):
@@ -155,7 +153,7 @@ class StatsService:
             return store.report(s), store.status(s, silence_limit=self._silence_limit())
 
     def _silence_limit(self) -> float:
-        return float(self.state.config["BUILDER_SILENCE_LIMIT"])
+        return self.state.settings.builder_silence_limit
 
     # -- questions ----------------------------------------------------------------------------
     @rpc

@@ -7,20 +7,20 @@ from typing import Any
 
 from nameko.extensions import DependencyProvider
 
-from piw_services.config import with_defaults
+from piw_services.settings import Settings
 from piw_services.upstream.poller import Poller
 from piw_services.upstream_client import UpstreamClient
 
 
 class UpstreamPoller(DependencyProvider):
     def setup(self) -> None:
-        config = with_defaults(self.container.config)
-        client = UpstreamClient(config["UPSTREAM"], timeout=float(config["UPSTREAM_TIMEOUT"]),
-                                contact=str(config["UPSTREAM_CONTACT"] or ""))
-        self.poller = Poller(client, interval=float(config["POLL_INTERVAL"]),
-                             backoff_max=float(config["BACKOFF_MAX"]),
-                             refused_retry=float(config["REFUSED_RETRY"]),
-                             enrich_days=float(config["ENRICH_DAYS"]))
+        settings = Settings.from_config(self.container.config)
+        client = UpstreamClient(settings.upstream, timeout=settings.upstream_timeout,
+                                contact=settings.upstream_contact)
+        self.poller = Poller(client, interval=settings.poll_interval,
+                             backoff_max=settings.backoff_max,
+                             refused_retry=settings.refused_retry,
+                             enrich_days=settings.enrich_days)
 
     def get_dependency(self, worker_ctx: Any) -> Poller:
         return self.poller

@@ -31,14 +31,13 @@ import time
 from collections import deque
 from typing import Any
 
-from nameko.constants import WEB_SERVER_CONFIG_KEY
 from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from nameko.web.server import parse_address
 
-from piw_services.config import with_defaults
 from piw_services.rpc import rpc
+from piw_services.settings import Settings
 from piw_services.web.app import HttpServer, TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, Tree, make_event, salt_key
 
@@ -62,9 +61,9 @@ class TreeServer(DependencyProvider):
         self.recorder_name = recorder
 
     def setup(self) -> None:
-        config = with_defaults(self.container.config)
-        self.tree = Tree(config["WWW"])
-        bind = parse_address(config.get(WEB_SERVER_CONFIG_KEY, "0.0.0.0:8000"))
+        settings = Settings.from_config(self.container.config)
+        self.tree = Tree(settings.www)
+        bind = parse_address(settings.web_address)
         self.address = (bind.address, bind.port)
         self.server: HttpServer | None = None
 
@@ -90,8 +89,7 @@ class StatsRecorder(DependencyProvider):
     """Collects stats events in memory until the timer sends them."""
 
     def setup(self) -> None:
-        config = with_defaults(self.container.config)
-        salt = config.get("STATS_SALT")
+        salt = Settings.from_config(self.container.config).stats_salt
         if not salt:
             log.warning("STATS_SALT is not set: client hashes are salted with a random value "
                         "and do not match across processes or restarts")
