@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nameko.extensions import DependencyProvider
-
 from piw_services.config import with_defaults
+
+with warnings.catch_warnings():  # eventlet, which nameko imports, warns that it is deprecated
+    warnings.simplefilter("ignore")
+    from nameko.extensions import DependencyProvider
 
 
 class SettingError(ValueError):
