@@ -139,7 +139,7 @@ class AdminEvent(TypedDict):
 
     type: str
     action: Literal["remove", "remove_package", "skip", "unskip", "rebuild", "add",
-                    "rebuild_pages"]
+                    "rebuild_pages", "import"]
     package: str | None
     version: str | None
     abi: str | None

@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 # \Z, not $: "$" also matches before a trailing newline, which made "foo\n" a valid name
 # (and a package apart from "foo")
@@ -24,3 +25,14 @@ def is_valid_name(name: object) -> bool:
 def canonical(name: str) -> str:
     """The PEP 503 form under which every spelling of a name is one project."""
     return str(canonicalize_name(name))
+
+
+def same_version(a: str, b: str) -> bool:
+    """Whether two version strings name one release (``1.0`` and ``1.0.0``; a version PEP 440
+    cannot parse only as itself)."""
+    if a == b:
+        return True
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return False

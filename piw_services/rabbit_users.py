@@ -14,6 +14,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
+from builders import protocol
+
 #: nameko's default RPC exchange (a topic exchange; config key ``rpc_exchange``).
 RPC_EXCHANGE = "nameko-rpc"
 #: The reply queue of nameko's standalone proxies (``ClusterRpcProxy``, ``nameko shell``):
@@ -25,13 +27,18 @@ STANDALONE_REPLY_QUEUE = rf"rpc\.reply-standalone_rpc_proxy-{_UUID}"
 
 def operator_permissions(exchange: str = RPC_EXCHANGE) -> dict[str, str]:
     """An operator's permissions (regexes on resource names): declare and use the RPC exchange
-    and its own standalone reply queues, nothing else (no service's queue, no builder queue).
+    and its own standalone reply queues; and, for piw-import, what a builder may do with the
+    builders' exchange (publish chunks, commits and the result of the job the admin service
+    gave it) and its own server-named reply queue. No service's queue, no job queue.
 
     The proxy declares the exchange on connecting, which needs *configure* on it (RabbitMQ has
     no finer grain: that would also let the holder delete the exchange, so operators only);
     *write* on its reply queue and *read* on the exchange are what binding them needs."""
-    names = rf"^({re.escape(exchange)}|{STANDALONE_REPLY_QUEUE})$"
-    return {"configure": names, "write": names, "read": names}
+    rpc = rf"{re.escape(exchange)}|{STANDALONE_REPLY_QUEUE}"
+    own = r"amq\.gen-.*"
+    return {"configure": rf"^({rpc}|{own})$",
+            "write": rf"^({rpc}|{re.escape(protocol.EXCHANGE)})$",
+            "read": rf"^({rpc}|{own})$"}
 
 
 def operator_topic_permissions(exchange: str = RPC_EXCHANGE) -> dict[str, str]:

@@ -201,6 +201,20 @@ def fake_pypi(processes, piw_env, tmp_path):
 
 
 @pytest.fixture
+def operator_user(piw_env, monkeypatch, capsys):
+    """A RabbitMQ user made by piw-operator-user; returns the AMQP_URI it prints."""
+    from piw_services.cli import operator_user as operator_user_cli
+
+    name = f"piw-test-operator-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PIW_AMQP_URI", piw_env["PIW_AMQP_URI"])
+    assert operator_user_cli.main([name]) == 0
+    [uri] = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
+             if line.startswith("AMQP_URI: ")]
+    yield uri
+    assert operator_user_cli.main([name, "--remove"]) == 0
+
+
+@pytest.fixture
 def rpc(rabbit_config):
     """A standalone RPC proxy to the running services (as operators use from scripts)."""
     from nameko.standalone.rpc import ClusterRpcProxy

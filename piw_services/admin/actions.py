@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from builders import protocol
 from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.build_dispatch import store as builds
-from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name
+from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
 from piw_services.reorderer.store import package_state
 from piw_services.stats import store as stats
 
@@ -64,6 +65,12 @@ class Outcome:
     downloads_deleted: int = 0
     queued: list[list[str]] = field(default_factory=list)
     dropped: list[list[str]] = field(default_factory=list)
+    #: import_wheels: the files to upload, those already served, and the job they go under
+    #: (held by the import's builder row, as a builder holds a claimed job)
+    imported: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    job_id: str | None = None
+    builder_id: int | None = None
     #: job ids whose files file_manager deletes (in the event, not shown)
     revoked_jobs: list[str] = field(default_factory=list, repr=False)
 
@@ -314,3 +321,98 @@ def rebuild_pages(session: Session, part: Any, package: Any = None) -> Outcome:
     pages = f"the {what} of {name or 'every live package'}"
     return Outcome("rebuild_pages", name, pages=part, summary=f"rewriting {pages}",
                    plan=f"would rewrite {pages}")
+
+
+#: The builder registry's row that holds imported builds' jobs (one per build target).
+IMPORT_LABEL = "piw-import"
+
+
+def import_wheels(session: Session, package: Any, version: Any, target: Any, files: Any,
+                  who: Any = None) -> Outcome:
+    """Take wheels built elsewhere as the build of one live version for one build target
+    (piwheels' master/mr_chase.py ``do_import``): the target gets a new job, held by the
+    ``piw-import`` row of the builder registry, which the importer then uploads through
+    file_manager and reports to build_dispatch as a builder does. The target's earlier job is
+    revoked (its files go, as with piw-rebuild-wheels). Refused, changing nothing, when the
+    version is unknown, removed or skipped, the target is not built for, a wheel is not of
+    that version or target, upstream serves its name, or we serve its name with another
+    hash; when every wheel is already served with its hash there is nothing to do."""
+    state = _live_package(session, package)
+    name = state["name"]
+    version = _live_version(state, version)
+    try:
+        target = protocol.check_target(target)
+    except protocol.ProtocolError as exc:
+        raise BadRequest(str(exc)) from None
+    if target not in builds.enabled_abis(session):
+        raise BadRequest(f"{target} is not a build target of this index (BUILD_ABIS: "
+                         f"{', '.join(builds.enabled_abis(session)) or 'none'})")
+    reason = builds.skip_reason(session, name, version)
+    if reason is not None:
+        raise BadRequest(f"{name} {version} is skipped ({reason}): unskip it first")
+    if not isinstance(files, list) or not files or len(files) > 100:
+        raise BadRequest("files must be a list of 1 to 100 wheels' inspection records")
+    outcome = Outcome("import", name, version, target)
+    for info in files:
+        try:
+            filename = protocol.check_wheel_filename(protocol.check_file_info(info)["filename"])
+            wheel_name, wheel_version, _, tags = parse_wheel_filename(filename)
+        except (protocol.ProtocolError, InvalidWheelFilename) as exc:
+            raise BadRequest(str(exc)) from None
+        if wheel_name != name or not same_version(str(wheel_version), version):
+            raise BadRequest(f"{filename} is a wheel of {wheel_name} {wheel_version}, not of "
+                             f"{name} {version}")
+        problem = protocol.wheel_target_problem(filename, target)
+        abi = target.partition("-")[0]
+        if problem is None and not any(t.abi in (abi, "abi3", "none") for t in tags):
+            problem = (f"{filename} is built for the ABI {', '.join(sorted({t.abi for t in tags}))}"
+                       f", not {abi} (target {target})")
+        if problem:
+            raise BadRequest(problem)
+        if session.execute(text(
+                "SELECT 1 FROM upstream_files WHERE package = :p AND filename = :f "
+                "AND added_k > removed_k"), {"p": name, "f": filename}).first():
+            raise BadRequest(f"upstream already serves {filename}: another file under that "
+                             "name would give pip two hashes for one name")
+        served = session.execute(text("SELECT sha256, package FROM files WHERE filename = :f"),
+                                 {"f": filename}).first()
+        if served is not None and served.sha256 != info["sha256"]:
+            raise BadRequest(f"{filename} is already served with another sha256 "
+                             f"({served.sha256}): piw-remove or piw-rebuild-wheels it first")
+        (outcome.already if served is not None else outcome.imported).append(filename)
+    if not outcome.imported:
+        outcome.summary = (f"nothing to import: {name} {version} already has "
+                           f"{', '.join(outcome.already)} with the same hash")
+        return outcome
+    _revoked(outcome, session, builds.revoke(session, name, [version], target,
+                                             forget_builds=False, requeue=False))
+    outcome.dropped = []  # taken over by the import, not dropped
+    outcome.builder_id = _import_builder(session, target)
+    outcome.job_id = session.execute(text(
+        "INSERT INTO build_targets (package, version, abi, state, job_id, priority, "
+        f"builder_id, note) VALUES (:p, :v, :a, 'building', {builds.NEW_JOB_ID}, 0, :b, :n) "
+        "RETURNING job_id"),
+        {"p": name, "v": version, "a": target, "b": outcome.builder_id,
+         "n": f"imported by {_text(who, 'who') if who is not None else 'an operator'}"}
+    ).scalar_one()
+    # targets a pure wheel of the revoked build had settled are built again
+    outcome.queued = [list(q) for q in builds.add_targets(session, name, [version])]
+    what = f"{len(outcome.imported)} files of {name} {version} for {target}"
+    outcome.summary = f"importing {what} (job {outcome.job_id}; {_counts(outcome)})"
+    outcome.plan = f"would import {what} ({_counts(outcome, would=True)})"
+    return outcome
+
+
+def _import_builder(session: Session, target: str) -> int:
+    """The builder registry's ``piw-import`` row of *target* (made the first time): it holds
+    imported builds' jobs. It sends no heartbeats, so it shows as gone."""
+    found = session.execute(text(
+        "SELECT id FROM builders WHERE label = :l AND abi = :a ORDER BY id LIMIT 1"),
+        {"l": IMPORT_LABEL, "a": target}).scalar()
+    if found is not None:
+        return found
+    return session.execute(text(
+        "INSERT INTO builders (label, abi, info, preinstalled, state) VALUES (:l, :a, "
+        "CAST(:i AS json), '[]', 'gone') RETURNING id"),
+        {"l": IMPORT_LABEL, "a": target,
+         "i": '{"note": "wheels imported by operators with piw-import"}'}).scalar_one()

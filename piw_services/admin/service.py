@@ -71,6 +71,14 @@ class AdminService:
         return self._run(actions.add, dry_run, package, version)
 
     @rpc(expected_exceptions=actions.AdminError)
+    def import_wheels(self, package: str, version: str, target: str,
+                      files: list[dict[str, Any]], who: str | None = None,
+                      dry_run: bool = False) -> dict[str, Any]:
+        """piw-import's first step: a job for the wheels (inspection records in *files*) of
+        the version for the target, which piw-import then uploads and reports."""
+        return self._run(actions.import_wheels, dry_run, package, version, target, files, who)
+
+    @rpc(expected_exceptions=actions.AdminError)
     def rebuild_pages(self, part: str, package: str | None = None,
                       dry_run: bool = False) -> dict[str, Any]:
         """piwheels' ``piw-rebuild`` verbs: home, search, project or both (one package's

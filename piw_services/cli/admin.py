@@ -181,6 +181,10 @@ def _show_plan(log: logging.Logger, plan: dict[str, Any], level: int, every: boo
             log.log(level, "  ... and %d more (-v lists them)", len(files) - FILES_SHOWN)
     for version, abi in plan.get("queued") or []:
         log.log(level, "to build: %s for %s", version, abi)
+    for name in plan.get("imported") or []:
+        log.log(level, "to import: %s", name)
+    for name in plan.get("already") or []:
+        log.log(level, "already served with that hash: %s", name)
 
 
 def _confirm(log: logging.Logger, plan: dict[str, Any], args: argparse.Namespace) -> bool:
@@ -194,11 +198,18 @@ def _confirm(log: logging.Logger, plan: dict[str, Any], args: argparse.Namespace
     return answer.strip().lower() in ("y", "yes")
 
 
-def run(prog: str, args: argparse.Namespace, method: str, kwargs: dict[str, Any]) -> int:
-    """Dry run, confirmation, then the change; returns the exit status (see EPILOG)."""
+#: What a command does once the admin service has made the change (piw-import's upload):
+#: given the log, the config and the answer, it returns the exit status or raises Failure.
+Then = Callable[[logging.Logger, dict[str, Any], dict[str, Any]], int]
+
+
+def run(prog: str, args: argparse.Namespace, method: str, kwargs: dict[str, Any],
+        then: Then | None = None) -> int:
+    """Dry run, confirmation, then the change (and *then*, once it is complete); returns the
+    exit status (see EPILOG)."""
     log = _logger(prog, args)
     try:
-        return _run(log, args, method, kwargs)
+        return _run(log, args, method, kwargs, then)
     except Failure as exc:
         log.error("%s: %s", prog, exc)
         return exc.status
@@ -215,7 +226,7 @@ def _who() -> str:
 
 
 def _run(log: logging.Logger, args: argparse.Namespace, method: str,
-         kwargs: dict[str, Any]) -> int:
+         kwargs: dict[str, Any], then: Then | None = None) -> int:
     if not args.yes and not sys.stdin.isatty():
         raise Failure("refusing to go on without confirmation: there is no terminal on stdin "
                       "to ask on. Run it on a terminal, or add -y to go ahead without asking.")
@@ -248,8 +259,10 @@ def _run(log: logging.Logger, args: argparse.Namespace, method: str,
     if done.get("complete") is False:
         log.warning("The change is recorded and will finish when these services run: %s.",
                     ", ".join(done.get("waiting_for") or []) or "(not named)")
+        if then:
+            log.warning("%s did not go on: run it again once they run.", log.name.rsplit(".")[-1])
         return EXIT_PENDING
-    return EXIT_DONE
+    return then(log, config, done) if then else EXIT_DONE
 
 
 # -- the commands --------------------------------------------------------------------------------

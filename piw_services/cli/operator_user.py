@@ -1,9 +1,10 @@
 """``piw-operator-user``: create (or remove) the RabbitMQ user an operator's tools connect as.
 
 The user may call the ``admin`` service's RPC (``piw-remove``, ``piw-skip``, ``piw-rebuild``,
-``piw-add``, ``nameko shell``) and nothing else: no other service's methods, no builder queue,
-no event (piw_services.rabbit_users.operator_permissions, and a topic permission that lets it
-publish on nameko's RPC exchange only with routing keys ``admin.*``). It talks to RabbitMQ's
+``piw-add``, ``piw-import``, ``nameko shell``) and publish to the builders' exchange as
+piw-import does, and nothing else: no other service's methods, no job queue, no event
+(piw_services.rabbit_users.operator_permissions, and a topic permission that lets it publish
+on nameko's RPC exchange only with routing keys ``admin.*``). It talks to RabbitMQ's
 management API on the broker of the master's AMQP_URI, as the master's user, and prints the
 AMQP_URI to put in the operator's config.
 """

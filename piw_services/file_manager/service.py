@@ -26,7 +26,6 @@ from nameko.events import EventDispatcher
 from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
 from sqlalchemy import delete, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -39,6 +38,7 @@ from piw_services.db.dependency import Database
 from piw_services.db.models import BuildTarget, File
 from piw_services.faults import crash_point
 from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
+from piw_services.names import same_version
 from piw_services.rpc import rpc
 from piw_services.settings import Settings, SettingsProvider
 
@@ -65,13 +65,6 @@ class Store(DependencyProvider):
 class JobLost(StoreError):
     """The job is no longer the committing builder's (removed, or taken over): the builder
     should send nothing more for it (protocol.job_lost)."""
-
-
-def same_version(wheel_version: Version, version: str) -> bool:
-    try:
-        return wheel_version == Version(version)
-    except InvalidVersion:
-        return str(wheel_version) == version
 
 
 class FileManagerService(ordered_events.OrderedEventsConsumer):
@@ -167,7 +160,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             raise JobLost(f"job {job_id} is not being built by builder {builder_id}")
         name, wheel_version, _, _ = parse_wheel_filename(filename)
         package = canonicalize_name(target.package)
-        if name != package or not same_version(wheel_version, target.version):
+        if name != package or not same_version(str(wheel_version), target.version):
             raise StoreError(f"{filename} is not a wheel of job {job_id}'s "
                              f"{target.package} {target.version}")
         wrong_platform = protocol.wheel_target_problem(filename, target.abi)

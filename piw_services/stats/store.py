@@ -20,12 +20,11 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from piw_services.db.bulk import copy_rows
-from piw_services.names import canonical, is_valid_name
+from piw_services.names import canonical, is_valid_name, same_version
 from piw_services.stats import model
 from piw_services.useragent import FIELDS, MAX_FIELD
 
@@ -194,7 +193,7 @@ def delete_downloads(session: Session, package: str, version: str) -> int:
     the ``1.0`` of the catalog takes the ``1.0.0`` of a wheel's filename with it."""
     spellings = [v for v in session.execute(text(
         "SELECT DISTINCT version FROM downloads WHERE package = :p AND version IS NOT NULL"),
-        {"p": package}).scalars() if _same_version(v, version)]
+        {"p": package}).scalars() if same_version(v, version)]
     if not spellings:
         return 0
     gone = session.execute(text(
@@ -219,15 +218,6 @@ def delete_downloads(session: Session, package: str, version: str) -> int:
                   "download_dims_monthly"):
         session.execute(text(f"DELETE FROM {table} WHERE count <= 0"))
     return gone
-
-
-def _same_version(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return False
 
 
 # -- readings ----------------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import text
 
 from piw_services.cli import builder_user as builder_user_cli
+from piw_services.cli import importer as importer_cli
 from piw_services.cli import operator_user as operator_user_cli
 from tests.conftest import BIN, ROOT, free_port, wait_for
 from tests.e2e.conftest import release
 
-COMMANDS = ("piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add")
+COMMANDS = ("piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add",
+            "piw-import")
 
 
 def cli(env, *args, timeout=120):
@@ -81,6 +83,11 @@ def test_version_and_help(command):
     (["piw-remove", "foo", "1.0\n2.0"], r"not a version: '1.0\n2.0'"),
     (["piw-remove", "foo", "1" * 10_000], "at most 128 characters"),
     (["piw-add", "foo", ""], "not a version: ''"),
+    (["piw-import"], "the following arguments are required: WHEEL"),
+    (["piw-import", "/nonexistent/foo-1.0-py3-none-any.whl"], "cannot read"),
+    (["piw-import", "--target", "cp311", "x.whl"], "not a build target like cp311-linux_armv7l"),
+    (["piw-import", "--duration", "-3", "x.whl"], "not a number of seconds: '-3'"),
+    (["piw-import", "--duration", "nan", "x.whl"], "not a number of seconds: 'nan'"),
 ])
 def test_usage_errors_exit_2_before_touching_anything(args, message):
     env = dict(os.environ, PIW_AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:{closed_port()}/")
@@ -89,6 +96,19 @@ def test_usage_errors_exit_2_before_touching_anything(args, message):
     assert message in proc.stderr
     assert len(proc.stderr) < 2000  # a 10k-character argument is not echoed whole
     assert "RabbitMQ" not in proc.stderr
+
+
+@pytest.mark.parametrize("filenames, target", [
+    (["foo-1.0-cp311-cp311-linux_armv7l.whl"], "cp311-linux_armv7l"),
+    (["foo-1.0-cp311-cp311-linux_armv7l.whl", "foo-1.0-py3-none-any.whl"],
+     "cp311-linux_armv7l"),
+    (["foo-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"], None),
+    (["foo-1.0-py3-none-any.whl"], None),
+    (["foo-1.0-cp39-abi3-linux_aarch64.whl"], None),
+    (["foo-1.0-cp311-cp311-linux_armv7l.whl", "foo-1.0-cp313-cp313-linux_aarch64.whl"], None),
+])
+def test_piw_import_takes_the_target_from_the_wheels_tags(filenames, target):
+    assert importer_cli.default_target(filenames) == target
 
 
 def test_rabbitmq_down_fails_fast_and_says_where():
@@ -177,18 +197,6 @@ def master(db, processes, piw_env, fake_pypi, rpc):
         wait_for(lambda: rpc.admin.status(), 30, what="the admin service")
 
     return start
-
-
-@pytest.fixture
-def operator_user(piw_env, monkeypatch, capsys):
-    """A RabbitMQ user made by piw-operator-user; returns the AMQP_URI it prints."""
-    name = f"piw-test-operator-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("PIW_AMQP_URI", piw_env["PIW_AMQP_URI"])
-    assert operator_user_cli.main([name]) == 0
-    [uri] = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()
-             if line.startswith("AMQP_URI: ")]
-    yield uri
-    assert operator_user_cli.main([name, "--remove"]) == 0
 
 
 def test_unknown_package_or_version_changes_nothing(master, db, piw_env):

@@ -394,8 +394,11 @@ def test_rabbitmq_imports_the_definitions_and_enforces_them(imported):
     with Connection(imported["piw-operator"]) as conn, pytest.raises(AccessRefused,
                                                                       match="rpc-admin"):
         conn.channel().basic_get("rpc-admin")
-    with pytest.raises(AccessRefused, match="piw.builders"):
-        publish(imported["piw-operator"], builders, BUILDER1_TARGET)
+    # piw-import uploads as a builder does, but an operator takes no job
+    publish(imported["piw-operator"], builders, BUILDER1_TARGET)
+    with Connection(imported["piw-operator"]) as conn, pytest.raises(AccessRefused,
+                                                                      match="piw.builds"):
+        conn.channel().basic_get(jobs.name)
 
 
 if __name__ == "__main__":
