@@ -11,7 +11,8 @@ import pytest
 from builders.commandline import command_parser, configure_logging, find_config, version
 
 #: The commands that change something after showing it, so they ask (and take -y).
-ASKING = {"piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add"}
+ASKING = {"piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add",
+          "piw-import"}
 #: The commands that read no config file (so take no -c).
 NO_CONFIG = {"piw-fake-pypi"}
 
