@@ -125,13 +125,14 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         skipped version rarely has a message to drop.
         """
         window = self.settings.queue_window
+        wait_for_info = self.settings.enrich_days > 0
         with self.db() as s:
             abis = store.enabled_abis(s)
         published = 0
         for abi in abis:
             while (room := min(window - self.jobs.depth(abi), PUBLISH_BATCH)) > 0:
                 with self.db() as s, s.begin():
-                    jobs = store.take_pending(s, abi, room)
+                    jobs = store.take_pending(s, abi, room, wait_for_info)
                     if jobs:
                         self.jobs.publish(jobs)
                 published += len(jobs)

@@ -148,14 +148,24 @@ def enabled_abis(session: Session) -> list[str]:
 
 
 # -- publishing -------------------------------------------------------------------------------
-def take_pending(session: Session, abi: str, limit: int) -> list[dict[str, Any]]:
+#: SQL: upstream's details of the version of the row aliased {} have been read since its
+#: newest creation (reorderer.store.set_version_info), so its Requires-Python is known.
+INFO_KNOWN = ("EXISTS (SELECT 1 FROM versions v WHERE v.package = {0}.package "
+              "AND v.version = {0}.version AND v.info_k >= v.created_k)")
+
+
+def take_pending(session: Session, abi: str, limit: int, wait_for_info: bool = False
+                 ) -> list[dict[str, Any]]:
     """Mark up to *limit* pending targets of *abi* queued (highest priority first) and return
     their jobs; the caller publishes them before committing, so a failed publish leaves them
-    pending."""
+    pending. With *wait_for_info* (enrichment on), a version is sent only once its
+    Requires-Python has been read from upstream (the upstream service looks those up first),
+    so no builder builds what its Python is excluded from."""
+    info = f"AND {INFO_KNOWN.format('x')} " if wait_for_info else ""
     rows = session.execute(text(
         "UPDATE build_targets t SET state = 'queued', updated_at = now() FROM ("
         "SELECT package, version, abi FROM build_targets x WHERE state = 'pending' "
-        f"AND abi = :a AND NOT EXISTS ({QUARANTINED.format('x')}) "
+        f"AND abi = :a AND NOT EXISTS ({QUARANTINED.format('x')}) {info}"
         "ORDER BY priority DESC, updated_at LIMIT :n FOR UPDATE SKIP LOCKED) p "
         "WHERE (t.package, t.version, t.abi) = (p.package, p.version, p.abi) "
         "RETURNING t.package, t.version, t.job_id, t.priority"), {"a": abi, "n": limit}).all()

@@ -84,6 +84,15 @@ class MalformedRow(Base):
         DateTime(timezone=True), server_default=func.now())
 
 
+class Rename(Base):
+    """A legacy ``rename from <old>`` row: rows of *old* older than *k* count for *new*."""
+
+    __tablename__ = "renames"
+    old: Mapped[str] = mapped_column(Text, primary_key=True)
+    new: Mapped[str] = mapped_column(Text, primary_key=True)
+    k: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 class Package(Base):
     __tablename__ = "packages"
     name: Mapped[str] = mapped_column(Text, primary_key=True)  # PEP 503 canonical
@@ -112,6 +121,9 @@ class Version(Base):
     # The newest creation or yank whose details (Requires-Python, yank reason) we have read
     # from upstream's JSON API; a version needs a look when it has a newer one.
     info_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # failed look-ups in a row, and when the next may run (reorderer.store.set_version_info)
+    info_failures: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    info_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # warehouse's release quarantine (LWW like the yank): withheld while set
     quarantine_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     quarantined: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

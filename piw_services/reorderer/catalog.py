@@ -7,18 +7,33 @@ and idempotent: the catalog is the same whatever the arrival order, and equals a
 sorted by (timestamp, serial). A package's *life* is named by the serial of its newest
 deletion: facts of an older life can never come back.
 
+A legacy ``rename from <old>`` (old PyPI's history) moved the project: from the rename on,
+the new name has the old one's releases and files, and the old name is deleted. So every row
+of the old name older than the rename also counts for the new name (and, along a later
+rename of that, for the next): :class:`Links` remembers the renames, :func:`targets` follows
+them, and a rename that arrives after rows of the old name adopts their registers (those
+older than it) into the new name. Registers only keep their newest key, so a rename applied
+after a row of the old name *newer* than it cannot recover what that row overwrote; that
+takes a rename more than the hold window late, and is logged (``rename_lost``).
+
 :func:`apply_rows` also returns the ordered events: the differences each row made to what
 consumers can see, so a late row that changes nothing emits nothing.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from piw_services import events as ev
 from piw_services.reorderer.parse import CREATING, K_SCALE, Kind, Row
+
+log = logging.getLogger(__name__)
+
+#: Legacy renames: old name -> [(new name, order key of the rename)].
+Links = dict[str, list[tuple[str, int]]]
 
 SOURCE_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
 
@@ -167,11 +182,95 @@ def _apply(pkg: PackageState, row: Row, kind: Kind) -> None:
         pkg.dirty_files.add((row.version, row.filename))
 
 
-def targets(row: Row) -> list[tuple[str, Kind]]:
-    """The (package, effect) pairs a row has: a rename also removes the old name."""
-    if row.kind is Kind.RENAME and row.old_name and row.old_name != row.package:
-        return [(row.old_name, Kind.REMOVE_PROJECT), (row.package, Kind.RENAME)]
-    return [(row.package, row.kind)]
+def is_move(row: Row) -> bool:
+    """A legacy rename to another name (not a respelling of the same one)."""
+    return row.kind is Kind.RENAME and bool(row.old_name) and row.old_name != row.package
+
+
+def reach(links: Links, name: str, k: int) -> list[str]:
+    """The packages a row of *name* with order key *k* counts for: its own and, through every
+    rename of it newer than the row, the new name's (transitively)."""
+    out = [name]
+    for current in out:  # grows while it is walked
+        out += [new for new, kl in links.get(current, ()) if k < kl and new not in out]
+    return out
+
+
+def targets(row: Row, links: Links | None = None) -> list[tuple[str, Kind]]:
+    """The (package, effect) pairs a row has: a rename creates the new name and deletes the
+    old one; with *links*, a row also counts for the names its package was renamed to after
+    it."""
+    base: list[tuple[str, Kind]] = [(row.package, row.kind)]
+    if is_move(row) and row.old_name:
+        base = [(row.package, Kind.RENAME), (row.old_name, Kind.REMOVE_PROJECT)]
+    if not links:
+        return base
+    return [(name, kind) for package, kind in base for name in reach(links, package, row.k)]
+
+
+def heirs(links: Links, name: str, limit: int) -> list[tuple[str, int]]:
+    """(package, key) for *name* and every package a rename of it leads to, transitively,
+    with the newest key of the old name's facts that reach it: a fact older than the first
+    rename reaches its new name, and only those also older than the next rename go on."""
+    out = {name: limit}
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        for new, k in links.get(current, ()):
+            reach_k = min(out[current], k)
+            if reach_k > out.get(new, 0):
+                out[new] = reach_k
+                todo.append(new)
+    return list(out.items())
+
+
+def chain(links: Links, name: str) -> set[str]:
+    """*name* and every package renames of it lead to, whatever their keys."""
+    return {n for n, _ in heirs(links, name, 2**63)}
+
+
+def _take(pair_k: int, limit: int, mine: int) -> bool:
+    return pair_k < limit and pair_k > mine
+
+
+def adopt(dst: PackageState, src: PackageState, limit: int) -> bool:
+    """The legacy rename's effect: *dst* takes every fact of *src* older than *limit* (the
+    rename's key), as if those rows had counted for it on arrival. False when some of
+    *src*'s facts were already overwritten by newer ones (what they said is lost)."""
+    lost = False
+
+    def older(k: int) -> int:
+        nonlocal lost
+        if k > limit:
+            lost = True
+            return 0
+        return k if k < limit else 0
+
+    dst.created_k = max(dst.created_k, older(src.created_k))
+    dst.deleted_k = max(dst.deleted_k, older(src.deleted_k))
+    if _take(older(src.display_k), limit, dst.display_k):
+        dst.display_k, dst.display_name = src.display_k, src.display_name
+    if _take(older(src.quarantine_k), limit, dst.quarantine_k):
+        dst.quarantine_k, dst.quarantined = src.quarantine_k, src.quarantined
+    for ver, sv in src.versions.items():
+        dv = dst.version(ver)
+        dv.created_k = max(dv.created_k, older(sv.created_k))
+        dv.deleted_k = max(dv.deleted_k, older(sv.deleted_k))
+        dv.release_k = max(dv.release_k, older(sv.release_k))
+        if _take(older(sv.yank_k), limit, dv.yank_k):
+            dv.yank_k, dv.yanked = sv.yank_k, sv.yanked
+        if _take(older(sv.quarantine_k), limit, dv.quarantine_k):
+            dv.quarantine_k, dv.quarantined = sv.quarantine_k, sv.quarantined
+        for fn, sf in sv.files.items():
+            df = dv.files.get(fn)
+            if df is None:
+                df = dv.files[fn] = FileState(pyver=sf.pyver)
+            if _take(older(sf.added_k), limit, df.added_k):
+                df.added_k, df.pyver = sf.added_k, sf.pyver
+            df.removed_k = max(df.removed_k, older(sf.removed_k))
+            dst.dirty_files.add((ver, fn))
+    dst.dirty = True
+    return not lost
 
 
 # -- what consumers see ------------------------------------------------------------------
@@ -267,23 +366,47 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
                         "pyver": pyver})
 
 
-def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row]) -> list[dict[str, Any]]:
+def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row],
+               links: Links | None = None) -> list[dict[str, Any]]:
     """Apply *rows* (in the order given) to the loaded *packages*, returning the events.
 
-    *packages* must hold every package the rows touch (see :func:`targets`), every version a
-    row names (with all of its files), and all versions of a package a row deletes; missing
-    ones are created empty.
+    *packages* must hold every package the rows touch (see :func:`targets`, with *links*),
+    every version a row names (with all of its files), all versions of a package a row
+    deletes, and the whole of both names of a rename; missing ones are created empty.
+    *links* (the renames known so far) gains the renames among *rows*.
     """
+    links = {} if links is None else links
     events: list[dict[str, Any]] = []
     # Upstream writes a release's rows together (release, then its files), so the view after
     # one row is often the view before the next: computing a view costs O(files).
     last: tuple[PackageState, list[str], tuple[Any, dict[str, Any]]] | None = None
     for row in rows:
-        for name, kind in targets(row):
+        if is_move(row):
+            assert row.old_name is not None
+            known = links.setdefault(row.old_name, [])
+            if (row.package, row.k) not in known:
+                known.append((row.package, row.k))
+            source = packages.get(row.old_name)
+            if source is not None:  # before the old name's deletion below
+                for name, limit in heirs(links, row.package, row.k):
+                    pkg = packages.get(name)
+                    if pkg is None:
+                        pkg = packages[name] = PackageState(name=name, display_name=name)
+                    if pkg is source:
+                        continue
+                    scope = list(pkg.versions.keys() | source.versions.keys())
+                    before = _snapshot(pkg, scope)
+                    if not adopt(pkg, source, limit):
+                        log.warning("rename_lost: %s renamed to %s (serial %d) came after "
+                                    "newer rows of %s; what they replaced is not carried over",
+                                    row.old_name, name, row.serial, row.old_name)
+                    _diff(pkg, row, before, _snapshot(pkg, scope), events)
+                    last = None
+        for name, kind in targets(row, links):
             pkg = packages.get(name)
             if pkg is None:
                 pkg = packages[name] = PackageState(name=name, display_name=name)
-            # Only a package deletion can change what its other versions look like.
+            # Only a package deletion changes what its other versions look like.
             if kind is Kind.REMOVE_PROJECT:
                 scope = list(pkg.versions)
             else:

@@ -24,9 +24,12 @@ from piw_services.db.bulk import copy_rows, upsert_rows
 from piw_services.names import canonical, is_valid_name
 from piw_services.reorderer.catalog import (
     FileState,
+    Links,
     PackageState,
     VersionState,
     apply_rows,
+    chain,
+    is_move,
     targets,
     timestamp_of,
 )
@@ -249,20 +252,57 @@ def _record_malformed(cur: Any, bad: list[Malformed]) -> None:
             log.warning("skipping malformed upstream row (serial %s): %s", m.serial, m.reason)
 
 
+def _touched(row: Row, links: Links) -> set[str]:
+    """The packages a row may change: its targets, and for a rename every heir of the new
+    name (the old name's facts are carried along the renames that follow)."""
+    names = {n for n, _ in targets(row, links)}
+    if is_move(row):
+        names |= chain(links, row.package)
+    return names
+
+
+def load_links(cur: Any, released: list[Row]) -> Links:
+    """The legacy renames the rows may follow: stored ones reachable from the packages they
+    touch (transitively), and the rows' own."""
+    links: Links = {}
+    for row in released:
+        if is_move(row):
+            links.setdefault(row.old_name, []).append((row.package, row.k))  # type: ignore
+    asked: set[str] = set()
+    while todo := {n for row in released for n in _touched(row, links)} - asked:
+        asked |= todo
+        cur.execute("SELECT old, new, k FROM renames WHERE old = ANY(%s)", (list(todo),))
+        for old, new, k in cur.fetchall():
+            if (new, k) not in links.setdefault(old, []):
+                links[old].append((new, k))
+    return links
+
+
 def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:
     released.sort(key=lambda r: r.k)
+    links = load_links(cur, released)
     names: set[str] = set()
     versions: set[tuple[str, str | None]] = set()
     for row in released:
-        for name, kind in targets(row):
+        if is_move(row):  # the old name and its heirs, whole: facts are carried over
+            names.update(_touched(row, links))
+            versions.update((name, None) for name in _touched(row, links))
+            continue
+        for name, kind in targets(row, links):
             names.add(name)
             if kind is Kind.REMOVE_PROJECT:
                 versions.add((name, None))  # a package deletion is seen by all its versions
             elif row.version is not None:
                 versions.add((name, row.version))
     packages = load_packages(cur, names, versions)
-    events = apply_rows(packages, released)
+    events = apply_rows(packages, released, links)
     save_packages(cur, packages.values())
+    moves = [r for r in released if is_move(r)]
+    if moves:
+        cur.execute("INSERT INTO renames (old, new, k) SELECT * FROM unnest(%s::text[], "
+                    "%s::text[], %s::bigint[]) ON CONFLICT DO NOTHING",
+                    ([r.old_name for r in moves], [r.package for r in moves],
+                     [r.k for r in moves]))
     return events
 
 
@@ -452,26 +492,67 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
     }
 
 
+#: SQL: the newest row of a version whose details upstream's JSON API may have changed (its
+#: creation, yank, or the clearing of its quarantine), of the versions row aliased v.
+INFO_DUE = "greatest(v.quarantine_k, v.created_k, v.yank_k)"
+#: SQL: a build of the version (v) waits in build_dispatch's queue of record.
+BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = v.package "
+                 "AND t.version = v.version AND t.state = 'pending')")
+#: Failed look-ups in a row after which a version is taken as looked up, with nothing known
+#: (back-off 1, 2, 4 ... 32 minutes: about an hour), so its builds are not held back for ever.
+INFO_GIVE_UP = 6
+
+
 def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[list[str]]:
-    """Live versions released (or yanked) since *since_ts* whose upstream details we have not
-    read since their newest creation or yank: newest first."""
+    """Live versions, not withheld, whose upstream details (Requires-Python, yank reason,
+    summary) we have not read since their newest creation, yank or quarantine clearing, and
+    whose back-off after a failed look-up is over: first those with a build waiting, whatever
+    their age (build_dispatch sends no job before its version's Requires-Python is known),
+    then those released or yanked since *since_ts*, newest first."""
     rows = session.execute(text(
-        "SELECT v.package, v.version FROM live_versions JOIN versions v USING (package, version) "
-        "WHERE greatest(v.created_k, v.yank_k) > v.info_k "
-        "AND greatest(v.created_k, v.yank_k) >= :since "
-        "ORDER BY greatest(v.created_k, v.yank_k) DESC LIMIT :limit"),
+        "SELECT v.package, v.version FROM live_versions l JOIN versions v "
+        f"USING (package, version) WHERE NOT l.withheld AND {INFO_DUE} > v.info_k "
+        "AND (v.info_after IS NULL OR v.info_after <= now()) "
+        f"AND ({INFO_DUE} >= :since OR {BUILD_WAITING}) "
+        f"ORDER BY {BUILD_WAITING} DESC, {INFO_DUE} DESC LIMIT :limit"),
         {"since": since_ts * K_SCALE, "limit": limit}).all()
     return [[str(package), str(version)] for package, version in rows]
+
+
+def _lookup_failed(session: Session, package: str, version: str, reason: str) -> None:
+    """One more failed look-up: try again after a back-off, or give up after INFO_GIVE_UP.
+    A version withheld meanwhile (quarantined: PyPI's JSON API answers 404 for it) is not
+    counted; it is looked up again once cleared."""
+    row = session.execute(text(
+        "UPDATE versions v SET info_failures = v.info_failures + 1, info_after = now() + "
+        "make_interval(secs => 60 * 2 ^ v.info_failures) FROM live_versions l "
+        "WHERE v.package = :p AND v.version = :v AND l.package = v.package "
+        "AND l.version = v.version AND NOT l.withheld RETURNING v.info_failures"),
+        {"p": package, "v": version}).first()
+    if row is None:
+        return
+    if row[0] >= INFO_GIVE_UP:
+        session.execute(text(
+            f"UPDATE versions v SET info_k = {INFO_DUE}, info_failures = 0, info_after = NULL "
+            "WHERE v.package = :p AND v.version = :v"), {"p": package, "v": version})
+        log.warning("upstream's JSON API has nothing usable on %s %s after %d tries (%s): "
+                    "built without its Requires-Python", package, version, row[0], reason)
+    else:
+        log.info("looking up %s %s upstream failed (%s): trying again later", package, version,
+                 reason)
 
 
 def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
     """Record what upstream's JSON API says of versions (Requires-Python, yank reason,
     summary) and emit ``version_info`` events for the ones that changed; returns how many
-    changed."""
+    changed. An info with ``failed`` (why) is a look-up that failed: tried again later."""
     events = []
     for info in infos:
+        if info.get("failed"):
+            _lookup_failed(session, info["package"], info["version"], str(info["failed"]))
+            continue
         row = session.execute(text(
-            "UPDATE versions v SET info_k = greatest(v.created_k, v.yank_k), "
+            f"UPDATE versions v SET info_k = {INFO_DUE}, info_failures = 0, info_after = NULL, "
             "requires_python = :rp, yanked_reason = :reason, summary = :summary "
             "FROM versions old WHERE v.package = :p AND v.version = :v "
             "AND old.package = v.package AND old.version = v.version "

@@ -111,18 +111,23 @@ class Poller:
     def enrich(self, needing: Callable[[int, int], list[list[str]]],
                store: Callable[[list[dict[str, Any]]], int], limit: int = 50) -> int:
         """Read Requires-Python, yank reasons and summaries, which the changelog does not
-        carry, from the JSON API for up to *limit* recent versions; returns how many were
-        looked up. Runs after a poll, so it is skipped only while upstream is being backed
-        off from."""
+        carry, from the JSON API for up to *limit* versions (those with a build waiting
+        first, whatever their age; then recent ones); returns how many were looked up. A
+        version upstream answers 404 for, or nothing usable, is stored as a failed look-up
+        (tried again after a back-off), never as done. Runs after a poll, so it is skipped
+        only while upstream is being backed off from."""
         if self.enrich_days <= 0 or self.failures:
             return 0
         pairs = needing(limit, int(time.time() - self.enrich_days * 86400))
         infos = []
         try:
             for package, version in pairs:
-                data = self.client.project_json(package, version) or {}
-                info = data.get("info")
-                info = info if isinstance(info, dict) else {}
+                data = self.client.project_json(package, version)
+                info = data.get("info") if data is not None else None
+                if not isinstance(info, dict):
+                    infos.append({"package": package, "version": version, "failed":
+                                  "404 Not Found" if data is None else "no info in the answer"})
+                    continue
                 rp = _text(info.get("requires_python"), MAX_REQUIRES_PYTHON)
                 infos.append({"package": package, "version": version,
                               # cut short, a specifier would say something else: dropped

@@ -70,7 +70,8 @@ class Builder:
 def dispatch(container_factory, rabbit_config, db, db_url):
     config = dict(rabbit_config, DB_URL=db_url, BUILD_ABIS=",".join(
         f"{abi}:{platform}:{distro}" for abi, platform, distro in TARGETS),
-                  BUILDER_SILENCE_LIMIT=2)
+                  BUILDER_SILENCE_LIMIT=2,
+                  ENRICH_DAYS=0)  # no upstream here to read Requires-Python from: jobs go out
     container = container_factory(BuildDispatchService, config)
     container.start()
     builder = Builder(rabbit_config["AMQP_URI"])

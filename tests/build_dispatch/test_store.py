@@ -184,6 +184,22 @@ def test_pending_jobs_carry_upstream_wheels_and_new_releases_come_first(session)
     assert {t[3] for t in targets(session) if t[2] == CP313} == {"pending"}
 
 
+def test_with_enrichment_on_a_job_waits_for_its_versions_requires_python(session):
+    store.apply_events(session, [added("foo", "1.0"), added("bar", "1.0")], now=NOW)
+    session.execute(text(  # the catalog: upstream's JSON API read for foo only
+        "INSERT INTO packages (name, display_name, display_k, created_k, deleted_k, "
+        "quarantine_k, quarantined) VALUES ('foo', 'foo', 1, 1, 0, 0, false), "
+        "('bar', 'bar', 1, 1, 0, 0, false); "
+        "INSERT INTO versions (package, version, created_k, deleted_k, release_k, yank_k, "
+        "yanked, info_k) VALUES ('foo', '1.0', 5, 0, 5, 0, false, 5), "
+        "('bar', '1.0', 5, 0, 5, 0, false, 0)"))
+    jobs = store.take_pending(session, CP311, 10, wait_for_info=True)
+    assert [j["body"]["package"] for j in jobs] == ["foo"]
+    session.execute(text("UPDATE versions SET info_k = 5 WHERE package = 'bar'"))
+    assert [j["body"]["package"]
+            for j in store.take_pending(session, CP311, 10, wait_for_info=True)] == ["bar"]
+
+
 def test_builders_registry(session):
     b = hello(session)
     assert hello(session) == b  # a restart under the same label keeps its id

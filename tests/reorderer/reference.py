@@ -6,11 +6,37 @@ from piw_services.reorderer.catalog import PackageState
 from piw_services.reorderer.parse import Kind, Row
 
 
+def renames(rows: list[Row]) -> list[tuple[str, str, int]]:
+    """The legacy renames of a log: (old name, new name, order key)."""
+    return [(r.old_name, r.package, r.k) for r in rows
+            if r.kind is Kind.RENAME and r.old_name and r.old_name != r.package]
+
+
+def reach(links: list[tuple[str, str, int]], name: str, k: int) -> list[str]:
+    """The packages a row of *name* with order key *k* counts for: its own and, through every
+    rename of it newer than the row, the new name's (and so on along later renames)."""
+    out = [name]
+    for current in out:  # grows while it is walked
+        out += [new for old, new, kl in links if old == current and k < kl and new not in out]
+    return out
+
+
+def effects(row: Row) -> list[tuple[str, Kind]]:
+    """(package, what the row does to it): a rename creates the new name, deletes the old."""
+    if row.kind is Kind.RENAME and row.old_name and row.old_name != row.package:
+        return [(row.package, Kind.RENAME), (row.old_name, Kind.REMOVE_PROJECT)]
+    return [(row.package, row.kind)]
+
+
 def reference(rows: list[Row]) -> dict:
+    """Legacy renames as PyPI did them: from the rename on, the new name has the old one's
+    releases and files (every row of the old name older than the rename counts for the new
+    name too); the old name is deleted."""
     cat: dict = {}
     yank: dict = {}  # (pkg, ver) -> bool, survives until the version or package is deleted
     held: dict = {}  # (pkg, ver) -> release quarantined, the same way as a yank
     quarantine: dict = {}  # pkg -> bool, survives until the package is deleted
+    links = renames(rows)
 
     def ensure(name):
         return cat.setdefault(name, {"display": None, "versions": {}})
@@ -22,10 +48,7 @@ def reference(rows: list[Row]) -> dict:
             for key in [k for k in flags if k[0] == name]:
                 del flags[key]
 
-    for row in sorted(rows, key=lambda r: (r.timestamp, r.serial)):
-        name, kind = row.package, row.kind
-        if kind is Kind.RENAME and row.old_name and row.old_name != name:
-            drop_project(row.old_name)
+    def apply(name, kind, row):
         if kind in (Kind.CREATE, Kind.RENAME, Kind.RELEASE, Kind.ADD_FILE):
             ensure(name)["display"] = row.name
         if kind in (Kind.RELEASE, Kind.ADD_FILE):
@@ -46,6 +69,11 @@ def reference(rows: list[Row]) -> dict:
             held[(name, row.version)] = kind is Kind.RELEASE_QUARANTINE
         elif kind in (Kind.QUARANTINE, Kind.UNQUARANTINE):
             quarantine[name] = kind is Kind.QUARANTINE
+
+    for row in sorted(rows, key=lambda r: (r.timestamp, r.serial)):
+        for base, kind in effects(row):
+            for name in reach(links, base, row.k):
+                apply(name, kind, row)
     return {
         name: {
             "display": p["display"],
@@ -58,6 +86,65 @@ def reference(rows: list[Row]) -> dict:
         }
         for name, p in cat.items()
     }
+
+
+def _floor(rename: Row, links: list[tuple[str, str, int]]) -> int:
+    """The oldest key up to which the old name's facts must still be known when *rename* is
+    applied: its own, or a later rename's of its new name (facts go on only if older)."""
+    out = {rename.package: rename.k}
+    todo = [rename.package]
+    while todo:
+        current = todo.pop()
+        for old, new, k in links:
+            if old == current and min(out[current], k) > out.get(new, 0):
+                out[new] = min(out[current], k)
+                todo.append(new)
+    return min(out.values())
+
+
+def _late(rename: Row, row: Row, links: list[tuple[str, str, int]]) -> bool:
+    """Whether *row*, applied before *rename*, overwrites what the rename must carry over:
+    it counts for the old name and is newer than :func:`_floor` (catalog.py's one limit)."""
+    return row.k > _floor(rename, links) and any(rename.old_name in reach(links, base, row.k)
+                                                 for base, _ in effects(row))
+
+
+def safe_order(rows: list[Row], rnd) -> list[Row] | None:
+    """A random arrival order of *rows* in which every legacy rename comes before the rows
+    :func:`_late` for it (the rest in any order at all); None when renames of renames make
+    that impossible."""
+    links = renames(rows)
+    before: dict[int, list[int]] = {i: [] for i in range(len(rows))}
+    waiting = [0] * len(rows)
+    for i, rename in enumerate(rows):
+        if rename.kind is Kind.RENAME and rename.old_name != rename.package:
+            for j, row in enumerate(rows):
+                if _late(rename, row, links):
+                    before[i].append(j)
+                    waiting[j] += 1
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    out = []
+    while ready:
+        i = ready.pop(rnd.randrange(len(ready)))
+        out.append(rows[i])
+        for j in before[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    return out if len(out) == len(rows) else None
+
+
+def without_late_renames(rows: list[Row]) -> list[Row]:
+    """*rows* (in arrival order) less the renames that arrive after a row :func:`_late` for
+    them, which the catalog cannot take back (see catalog.py)."""
+    while True:
+        links = renames(rows)
+        late = {i for i, rename in enumerate(rows)
+                if rename.kind is Kind.RENAME and rename.old_name != rename.package
+                and any(_late(rename, row, links) for row in rows[:i])}
+        if not late:
+            return rows
+        rows = [r for i, r in enumerate(rows) if i not in late]
 
 
 def view(packages: dict[str, PackageState]) -> dict:

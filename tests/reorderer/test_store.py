@@ -11,7 +11,7 @@ from piw_services.events import check_ordered_event
 from piw_services.reorderer import parse, store
 from piw_services.reorderer.parse import Row, parse_row
 from tests.conftest import reset_db
-from tests.reorderer.reference import fold_events, reference, view
+from tests.reorderer.reference import fold_events, reference, view, without_late_renames
 from tests.reorderer.strategies import logs
 
 NOW = 2_000_000_000
@@ -51,6 +51,14 @@ def outbox_events(session):
     return [e for (events,) in rows for e in events]
 
 
+def in_serial_order_safe(raw):
+    """*raw* less the legacy renames that, arriving in serial order, would come after newer
+    rows of their old name (reorderer/catalog.py's one limit; the hold window may apply rows
+    before the rename arrives)."""
+    kept = {r.serial for r in without_late_renames(valid_rows(raw))}
+    return [x for x in raw if x[4] in kept or not isinstance(parse_row(x, NOW), Row)]
+
+
 def valid_rows(raw):
     return [r for r in (parse_row(x, NOW) for x in raw) if isinstance(r, Row)]
 
@@ -60,6 +68,7 @@ def valid_rows(raw):
 @given(raw=logs(max_rows=30), data=st.data())
 def test_replay_with_batches_holds_crashes_and_rereads_converges(db_engine, db, raw, data):
     reset_db(db_engine)
+    raw = in_serial_order_safe(raw)
     hold = data.draw(st.sampled_from([0, 5, 30, 1000]), label="hold")
     pos = 0
     while pos < len(raw):
@@ -101,6 +110,7 @@ def test_rows_an_older_parser_could_not_use_are_applied_after_an_upgrade(
     again once piw knows better: the catalog and the events end as if they had been
     understood on arrival, whatever the hold window did meanwhile."""
     reset_db(db_engine)
+    raw = in_serial_order_safe(raw)
     hold = data.draw(st.sampled_from([0, 30, 1000]), label="hold")
     with monkeypatch.context() as old:
         old.setattr(parse, "_SIMPLE", OLD_ACTIONS)
