@@ -117,6 +117,7 @@ _env.filters.update(
     file_href=_file_href,
     safe_url=_safe_url,
     thousands=lambda n: f"{n:,}",
+    pip_dependencies=lambda requires_dist: pip_dependencies(requires_dist),
 )
 
 
@@ -338,6 +339,39 @@ def project_json(project: Project, base_url: str = "") -> str:
                       "per_day": [[d.isoformat(), n] for d, n in project.downloads_per_day]},
         "versions": [_version_json(project.name, v) for v in project.versions],
     })
+
+
+def faq_html(site: SiteInfo) -> str:
+    """/faq.html: how to use the index, what the platform tags mean, how to ask for a removal
+    (piwheels' templates/faq.pt, written as the_scribe.py writes its static pages)."""
+    return _env.get_template("faq.html").render(site=site)
+
+
+def json_api_html(site: SiteInfo) -> str:
+    """/json.html: the JSON API, piwheels-compatible (piwheels' templates/json.pt)."""
+    return _env.get_template("json.html").render(site=site)
+
+
+#: Links per sitemap file (the sitemaps protocol's limit; piwheels' the_scribe.py too).
+SITEMAP_LINKS = 50_000
+#: The pages that are not a project's, listed in sitemap0.xml.
+STATIC_PAGES = ("/", "/faq.html", "/json.html", "/stats/", "/status/")
+
+
+def sitemaps(base_url: str, names: Sequence[str], today: str) -> dict[str, str]:
+    """``sitemap.xml`` (an index) and the files it lists, by path in the tree: sitemap0.xml
+    for the static pages, then the project pages SITEMAP_LINKS to a file, as piwheels'
+    the_scribe.py ``write_sitemap`` splits them. Locations are absolute only when BASE_URL is
+    set (the protocol wants absolute URLs: set it in a deployment)."""
+    chunks = [list(STATIC_PAGES)] + [
+        [f"/project/{n}/" for n in names[i:i + SITEMAP_LINKS]]
+        for i in range(0, len(names), SITEMAP_LINKS)]
+    page = _env.get_template("sitemap_page.xml")
+    files = {f"sitemap{n}.xml": page.render(base_url=base_url, paths=paths)
+             for n, paths in enumerate(chunks)}
+    files["sitemap.xml"] = _env.get_template("sitemap.xml").render(
+        base_url=base_url, pages=range(len(chunks)), today=today)
+    return files
 
 
 def home_html(site: SiteInfo) -> str:

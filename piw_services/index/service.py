@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from eventlet import tpool
@@ -175,7 +176,13 @@ class IndexService(ordered_events.OrderedEventsConsumer):
         tree.write("simple/index.html", render.simple_root_html(names))
         tree.write("simple/index.json", render.simple_root_json(names))
         tree.write("packages.json", render.packages_json(projects))
-        tree.write("index.html", render.home_html(data.site_info(session, self._base_url())))
+        site = data.site_info(session, self._base_url())
+        tree.write("index.html", render.home_html(site))
+        tree.write("faq.html", render.faq_html(site))
+        tree.write("json.html", render.json_api_html(site))
+        today = datetime.now(UTC).date().isoformat()
+        for path, text in render.sitemaps(self._base_url(), names, today).items():
+            tree.write(path, text)
         log.info("rewrote the root pages: %d projects", len(names))
 
     def _base_url(self) -> str:

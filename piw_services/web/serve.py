@@ -67,6 +67,7 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".gz": "application/gzip",
     ".txt": "text/plain; charset=utf-8",
+    ".xml": "application/xml",
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",

@@ -129,6 +129,13 @@ def test_import_wheels_built_elsewhere(system, db, rpc, operator_user, tmp_path)
                          capture_output=True, text=True, timeout=180)
     assert pip.returncode == 0, pip.stdout + pip.stderr
     assert (site / "gamma.py").exists()
+    for path, kind in (("/faq.html", "text/html"), ("/json.html", "text/html"),
+                       ("/sitemap.xml", "application/xml"), ("/sitemap1.xml", "application/xml")):
+        got = requests.get(system.web + path, timeout=5)
+        assert got.ok and got.headers["Content-Type"].startswith(kind), (path, got.status_code)
+    wait_for(lambda: "/project/gamma/" in requests.get(system.web + "/sitemap1.xml",
+                                                         timeout=5).text, 30,
+             what="gamma in the sitemap")
     system.audit()
 
     # again: nothing to do; other bytes under the served name: refused; nothing changed

@@ -152,6 +152,9 @@ def all_html_pages(project):
         "home": render.home_html(SITE),
         "home-relative": render.home_html(SiteInfo("")),
         "home-hostile": render.home_html(SiteInfo('https://x.example/"><script>', abis=("<b>",))),
+        "faq": render.faq_html(SITE),
+        "faq-hostile": render.faq_html(SiteInfo('https://x.example/"><script>', abis=("<b>",))),
+        "json-api": render.json_api_html(SITE),
     }
 
 
@@ -160,7 +163,7 @@ def all_html_pages(project):
 
 @pytest.mark.parametrize("which", [
     "root", "root-empty", "root-hostile", "simple-project", "simple-empty", "project",
-    "project-empty", "home", "home-relative", "home-hostile",
+    "project-empty", "home", "home-relative", "home-hostile", "faq", "faq-hostile", "json-api",
 ])
 def test_html_pages_are_strict_html5_with_nothing_external(project, which):
     page = all_html_pages(project)[which]
@@ -492,6 +495,57 @@ def test_home_html():
     assert "innerHTML" not in script  # summaries never become markup
     relative = render.home_html(SiteInfo(""))
     assert "extra-index-url=/simple/" in relative
+
+
+def test_project_html_lists_pip_dependencies_with_links():
+    f = wheel("p", "1", requires_dist=("Requests>=2", "pytest; extra == 'test'", "six"))
+    page = render.project_html(Project("p", "p", versions=(VersionInfo("1", T0, False,
+                                                                       files=(f,)),)), SITE)
+    cell = [td for td in strict_parse(page).iter("td")
+            if td.find(".//p[@class='pip']") is not None]
+    [pip] = [c.find(".//p[@class='pip']") for c in cell]
+    assert text_of(pip) == "pip: requests, six"
+    assert [a.get("href") for a in pip.iter("a")] == [
+        "https://piw.example/project/requests/", "https://piw.example/project/six/"]
+    assert "none" not in text_of(cell[0])
+
+
+def test_faq_and_json_api_pages():
+    faq = strict_parse(render.faq_html(SITE))
+    text = text_of(faq.find(".//main"))
+    assert "[global]\nextra-index-url=https://piw.example/simple/" in [
+        "".join(p.itertext()) for p in faq.iter("pre")]
+    for words in ("armv6l", "armv7l", "aarch64", "piw-remove", "cp311"):
+        assert words in text
+    assert "https://piw.example/json.html" in [a.get("href") for a in faq.iter("a")]
+    api = text_of(strict_parse(render.json_api_html(SITE)).find(".//main"))
+    for key in ("pip_dependencies", "skip_reason", "https://piw.example/project/numpy/json/",
+                "https://piw.example/packages.json", "for pkg, d_month, d_all, *_ in"):
+        assert key in api
+    for page in (render.home_html(SITE), render.project_html(Project("p", "p"), SITE)):
+        links = [a.get("href") for a in strict_parse(page).iter("a")]
+        assert "https://piw.example/faq.html" in links and "https://piw.example/json.html" in links
+
+
+def test_sitemaps(monkeypatch):
+    ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    monkeypatch.setattr(render, "SITEMAP_LINKS", 2)
+    files = render.sitemaps("https://piw.example", ["a", "b-c", "d"], "2026-12-03")
+    assert sorted(files) == ["sitemap.xml", "sitemap0.xml", "sitemap1.xml", "sitemap2.xml"]
+    index = ElementTree.fromstring(files["sitemap.xml"].encode())
+    assert [e.text for e in index.findall("s:sitemap/s:loc", ns)] == [
+        f"https://piw.example/sitemap{n}.xml" for n in range(3)]
+    assert {e.text for e in index.findall("s:sitemap/s:lastmod", ns)} == {"2026-12-03"}
+    locs = {name: [e.text for e in ElementTree.fromstring(text.encode()).findall(
+        "s:url/s:loc", ns)] for name, text in files.items() if name != "sitemap.xml"}
+    assert locs["sitemap0.xml"][:3] == ["https://piw.example/", "https://piw.example/faq.html",
+                                        "https://piw.example/json.html"]
+    assert locs["sitemap1.xml"] == ["https://piw.example/project/a/",
+                                    "https://piw.example/project/b-c/"]
+    assert locs["sitemap2.xml"] == ["https://piw.example/project/d/"]
+    odd = render.sitemaps("https://x.example/?a=1&b=<2>", [], "2026-12-03")
+    ElementTree.fromstring(odd["sitemap0.xml"].encode())  # escaped: still XML
+    assert list(render.sitemaps("", [], "2026-12-03")) == ["sitemap0.xml", "sitemap.xml"]
 
 
 def test_home_html_escapes_base_url_in_script():
