@@ -352,6 +352,12 @@ def json_api_html(site: SiteInfo) -> str:
     return _env.get_template("json.html").render(site=site)
 
 
+def not_found_html(site: SiteInfo) -> str:
+    """/404.html: what the web service (and nginx) answer a browser's 404 with outside
+    /simple/, with a search box that asks the home page's search (piwheels' templates/404.pt)."""
+    return _env.get_template("404.html").render(site=site)
+
+
 #: Links per sitemap file (the sitemaps protocol's limit; piwheels' the_scribe.py too).
 SITEMAP_LINKS = 50_000
 #: The pages that are not a project's, listed in sitemap0.xml.

@@ -180,6 +180,7 @@ class IndexService(ordered_events.OrderedEventsConsumer):
         tree.write("index.html", render.home_html(site))
         tree.write("faq.html", render.faq_html(site))
         tree.write("json.html", render.json_api_html(site))
+        tree.write("404.html", render.not_found_html(site))
         today = datetime.now(UTC).date().isoformat()
         for path, text in render.sitemaps(self._base_url(), names, today).items():
             tree.write(path, text)

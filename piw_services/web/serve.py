@@ -75,6 +75,9 @@ CONTENT_TYPES = {
     ".ico": "image/vnd.microsoft.icon",
 }
 DEFAULT_TYPE = "application/octet-stream"
+#: The page a 404 outside /simple/ shows (written by the index), and the most of it sent.
+NOT_FOUND_PAGE = "404.html"
+MAX_NOT_FOUND_PAGE = 64 * 1024
 PAGE_SUFFIXES = (".html", ".json")
 CACHE_PAGES = "public, max-age=60"
 CACHE_FILES = "public, max-age=600"
@@ -390,7 +393,32 @@ class Tree:
 
     def resolve(self, environ: dict[str, Any]) -> Target | Response:
         """What a GET or HEAD answers: the file to send, or a finished response (redirect,
-        404, 406, 414). The file is not read yet, so a server can send it its own way."""
+        404, 406, 414). The file is not read yet, so a server can send it its own way. A 404
+        outside /simple/ (where pip and uv ask, and get the plain one) is the tree's
+        ``404.html`` page (the index writes it: a search box), when there is one."""
+        resolved = self._resolve(environ)
+        if isinstance(resolved, Response) and resolved.status_code == 404 \
+                and not raw_path(environ).startswith("/simple/"):
+            return self._not_found_page(resolved)
+        return resolved
+
+    def _not_found_page(self, plain_404: Response) -> Response:
+        found = self.open([NOT_FOUND_PAGE])
+        if found is None or found[0] is None:
+            return plain_404
+        fd, st = found
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                body = fh.read(min(st.st_size, MAX_NOT_FOUND_PAGE))
+        except OSError:
+            return plain_404
+        response = Response(body, status=404, content_type="text/html; charset=utf-8")
+        if "Vary" in plain_404.headers:
+            response.headers["Vary"] = plain_404.headers["Vary"]
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def _resolve(self, environ: dict[str, Any]) -> Target | Response:
         raw = raw_path(environ)
         if len(raw) > MAX_PATH:
             return plain(414, "414 URI Too Long")

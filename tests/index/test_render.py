@@ -155,6 +155,7 @@ def all_html_pages(project):
         "faq": render.faq_html(SITE),
         "faq-hostile": render.faq_html(SiteInfo('https://x.example/"><script>', abis=("<b>",))),
         "json-api": render.json_api_html(SITE),
+        "404": render.not_found_html(SITE),
     }
 
 
@@ -164,6 +165,7 @@ def all_html_pages(project):
 @pytest.mark.parametrize("which", [
     "root", "root-empty", "root-hostile", "simple-project", "simple-empty", "project",
     "project-empty", "home", "home-relative", "home-hostile", "faq", "faq-hostile", "json-api",
+    "404",
 ])
 def test_html_pages_are_strict_html5_with_nothing_external(project, which):
     page = all_html_pages(project)[which]
@@ -525,6 +527,15 @@ def test_faq_and_json_api_pages():
     for page in (render.home_html(SITE), render.project_html(Project("p", "p"), SITE)):
         links = [a.get("href") for a in strict_parse(page).iter("a")]
         assert "https://piw.example/faq.html" in links and "https://piw.example/json.html" in links
+
+
+def test_404_page_has_a_search_box_the_home_page_answers():
+    doc = strict_parse(render.not_found_html(SITE))
+    [form] = doc.iter("form")
+    assert form.get("action") == "https://piw.example/" and form.get("method") == "get"
+    assert [i.get("name") for i in form.iter("input")] == ["q"]
+    script = "".join(s.text for s in strict_parse(render.home_html(SITE)).iter("script"))
+    assert 'URLSearchParams(window.location.search).get("q")' in script
 
 
 def test_sitemaps(monkeypatch):

@@ -103,6 +103,7 @@ def test_files_yanks_and_removals_reach_the_pages(www, db, rabbit_config, rpc):
     assert "sitemap1.xml" in page(www, "sitemap.xml")
     assert "extra-index-url=/simple/" in page(www, "faq.html")  # BASE_URL unset: relative
     assert "pip_dependencies" in page(www, "json.html")
+    assert 'name="q"' in page(www, "404.html")
     assert '<a href="/project/requests/">requests</a>' in page(www, "project/foo-bar/index.html")
     with db() as s, s.begin():  # what upstream's JSON API said (the upstream service's job)
         catalog.set_version_info(s, [{"package": "foo-bar", "version": "2.0",

@@ -110,3 +110,21 @@ def test_replaced_page_over_http(session, www):
     tmp.write_text("<html>new</html>")
     os.replace(tmp, page)
     assert session.get("/simple/foo-bar/").text == "<html>new</html>"
+
+
+def test_a_404_outside_simple_is_the_trees_page_with_a_search_box(tmp_path):
+    """Browsers get the index's 404.html (a search box); /simple/ keeps the plain 404 pip
+    reads; without the page every 404 is the plain one."""
+    (tmp_path / "simple").mkdir()
+    app = TreeApp(Tree(tmp_path))
+    status, headers, body = call(app, environ_for("/project/nope/"))
+    assert status.startswith("404") and body == b"404 Not Found\n"
+    (tmp_path / "404.html").write_text('<form action="/"><input name="q"></form>')
+    for path in ("/project/nope/", "/nothing.html", "/logs/x/1.log.gz", "/a/b/c", "/.uploads"):
+        status, headers, body = call(app, environ_for(path))
+        assert status.startswith("404"), path
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        assert b'<input name="q">' in body and int(headers["content-length"]) == len(body)
+    status, headers, body = call(app, environ_for("/simple/nope/"))
+    assert status.startswith("404") and body == b"404 Not Found\n"
+    assert headers["vary"] == "Accept"

@@ -228,3 +228,4 @@ def test_keep_alive_and_many_requests(session, www):
     for _ in range(30):
         assert session.get(f"/simple/foo-bar/{WHEEL}").content == data
         assert session.get("/simple/foo-bar/").status_code == 200
+

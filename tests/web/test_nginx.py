@@ -143,13 +143,22 @@ def test_negotiation(ng, www, page, accept, status, content_type, kind):
         assert r.content == (www / page.strip("/") / f"index.{kind}").read_bytes()
 
 
-def test_missing_pages(ng):
+def test_missing_pages(ng, www):
     r = ng.get("/simple/no-such-project/")
     assert r.status_code == 404
     assert r.headers["Vary"] == "Accept"
     r = ng.get("/simple/html-only/", headers={"Accept": SIMPLE_JSON})
     assert r.status_code == 404
     assert ng.get("/logs/nothing/").status_code == 404
+    (www / "404.html").write_text('<form action="/"><input name="q"></form>\n')
+    for path in ("/project/no-such-project/", "/nothing.html", "/.uploads/x"):
+        r = ng.get(path)
+        assert r.status_code == 404 and "text/html" in r.headers["Content-Type"], path
+        assert r.content == (www / "404.html").read_bytes()  # the search box
+    r = ng.get("/simple/no-such-project/")
+    assert r.status_code == 404 and r.content == b"404 Not Found\n"
+
+
 
 
 @pytest.mark.parametrize("path, location", [
