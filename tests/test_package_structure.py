@@ -22,10 +22,7 @@ TOOLS = {"cli", "fake_pypi"}
 #: (importing service, imported module) that reach into another service's store today
 KNOWN_STORE_IMPORTS = {
     ("admin", "piw_services.build_dispatch.store"),
-    ("admin", "piw_services.reorderer.store"),
     ("admin", "piw_services.stats.store"),
-    ("index", "piw_services.reorderer.store"),
-    ("index", "piw_services.stats.store"),
 }
 #: service-package import cycles today, each as a sorted pair
 KNOWN_CYCLES = {("index", "stats")}

@@ -24,7 +24,7 @@ from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
-from piw_services.reorderer.store import package_state
+from piw_services.reorderer.queries import package_state
 from piw_services.stats import store as stats
 
 MAX_TEXT = 500

@@ -19,8 +19,8 @@ from piw_services.index.model import (
     SiteInfo,
     VersionInfo,
 )
-from piw_services.reorderer.store import package_state
-from piw_services.stats.store import downloads_by_package, package_downloads
+from piw_services.reorderer.queries import package_state
+from piw_services.stats.queries import downloads_by_package, package_downloads
 
 #: build_targets states as the project page names them
 SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",

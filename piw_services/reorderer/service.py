@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from piw_services import outbox
 from piw_services.db.dependency import Database
-from piw_services.reorderer import store
+from piw_services.reorderer import queries, store
 from piw_services.reorderer.dependencies import OutboxDispatcher
 from piw_services.rpc import rpc
 from piw_services.settings import SettingsProvider
@@ -66,7 +66,7 @@ class ReordererService:
     def package_state(self, name: str) -> dict[str, Any]:
         """The catalog's view of one package (any spelling of its name)."""
         with self.db() as s:
-            return store.package_state(s, name)
+            return queries.package_state(s, name)
 
     @rpc
     def versions_needing_info(self, limit: int, since_ts: int) -> list[list[str]]:

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from piw_services import events as ev
 from piw_services import outbox
 from piw_services.db.bulk import copy_rows, upsert_rows
-from piw_services.names import canonical, is_valid_name
 from piw_services.reorderer.catalog import (
     FileState,
     Links,
@@ -31,7 +30,6 @@ from piw_services.reorderer.catalog import (
     chain,
     is_move,
     targets,
-    timestamp_of,
 )
 from piw_services.reorderer.parse import (
     K_SCALE,
@@ -111,7 +109,7 @@ def horizon(max_ts: int, hold: float, now: float) -> int:
     return h
 
 
-def _cursor(session: Session) -> Any:
+def dbapi_cursor(session: Session) -> Any:
     dbapi: Any = session.connection().connection.dbapi_connection
     return dbapi.cursor()
 
@@ -358,7 +356,7 @@ def store_page(session: Session, page: Page, hold: float, since: int | None = No
     was fetched after: when our place is still below it, the page before has not been
     stored, and :class:`OutOfTurn` is raised before anything changes."""
     valid, malformed, now = page.valid, page.malformed, page.now
-    cur = _cursor(session)
+    cur = dbapi_cursor(session)
     prev_serial, prev_max_ts = _lock_state(cur)
     if since is not None and prev_serial < since:
         raise OutOfTurn(f"a page after serial {since} came while we are at {prev_serial}")
@@ -418,7 +416,7 @@ def reparse_malformed(session: Session, hold: float, now: float | None = None,
     so it ends as if they had been understood on arrival) and leave ``malformed_rows``; the
     rest are kept, judged by this parser. Returns how many rows were looked at."""
     now = time.time() if now is None else now
-    cur = _cursor(session)
+    cur = dbapi_cursor(session)
     pending = "SELECT id, raw FROM malformed_rows WHERE parser < %s ORDER BY id LIMIT %s"
     cur.execute(pending, (PARSER_VERSION, limit))
     if not cur.fetchall():  # the usual case: no lock taken
@@ -453,43 +451,6 @@ def reparse_malformed(session: Session, hold: float, now: float | None = None,
 def flush(session: Session, hold: float, now: float | None = None) -> IngestResult:
     """Release whatever the hold window lets go now (for a quiet upstream)."""
     return ingest(session, [], hold, now)
-
-
-def package_state(session: Session, name: str) -> dict[str, Any]:
-    """What the catalog says of one package, under any spelling of its name."""
-    key = canonical(name) if is_valid_name(name) else str(name)
-    pkg = load_packages(_cursor(session), [key]).get(key)
-    if pkg is None or not pkg.alive:
-        return {"name": key, "alive": False, "versions": {}}
-    versions = {}
-    for ver, v in pkg.versions.items():
-        if not pkg.version_alive(v):
-            continue
-        files = pkg.live_files(v)
-        versions[ver] = {
-            "yanked": pkg.version_yanked(v),
-            "yanked_reason": v.yanked_reason if pkg.version_yanked(v) else None,
-            "quarantined": pkg.version_quarantined(v),
-            "buildable": pkg.unbuildable_reason(v) is None,
-            "unbuildable_reason": pkg.unbuildable_reason(v),
-            "skip": None,
-            "requires_python": v.requires_python,
-            "released": timestamp_of(v.release_k or v.created_k),
-            "files": {fn: {"pyver": f.pyver} for fn, f in sorted(files.items())},
-        }
-    summary = session.execute(text(
-        "SELECT summary FROM versions WHERE package = :p AND summary IS NOT NULL "
-        "AND version = ANY(:live) ORDER BY release_k DESC LIMIT 1"),
-        {"p": key, "live": list(versions)}).scalar()
-    return {
-        "name": key,
-        "display_name": pkg.display_name,
-        "summary": summary,
-        "alive": True,
-        "life": pkg.life,
-        "quarantined": pkg.is_quarantined,
-        "versions": versions,
-    }
 
 
 #: SQL: the newest row of a version whose details upstream's JSON API may have changed (its

@@ -36,7 +36,7 @@ from piw_services.index import dirty
 from piw_services.index.tree import Tree
 from piw_services.rpc import rpc
 from piw_services.settings import Settings
-from piw_services.stats import store
+from piw_services.stats import queries, store
 
 log = logging.getLogger(__name__)
 
@@ -172,4 +172,4 @@ class StatsService:
     def package_downloads(self, package: str, days: int = 30) -> dict[str, Any]:
         """One package's downloads: last *days* (total and per day) and all time."""
         with self.db() as s:
-            return store.as_json(store.package_downloads(s, package, int(days)))
+            return store.as_json(queries.package_downloads(s, package, int(days)))

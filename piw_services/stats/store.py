@@ -310,42 +310,12 @@ def prune(session: Session, days: float) -> int:
 
 
 # -- reports -----------------------------------------------------------------------------------
-def _today() -> date:
+def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
-def _days(first: date, last: date) -> list[date]:
+def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def package_downloads(session: Session, package: str, days: int = 30
-                      ) -> dict[str, Any]:
-    """One package's downloads: the last *days* (total and per day, oldest first) and all
-    time. The project page shows these."""
-    last = _today()
-    first = last - timedelta(days=days - 1)
-    per_day = dict(session.execute(text(
-        "SELECT day, count FROM downloads_daily WHERE package = :p AND day >= :f"),
-        {"p": package, "f": first}).all())
-    total = session.execute(text(
-        "SELECT coalesce(sum(count), 0) FROM downloads_monthly WHERE package = :p"),
-        {"p": package}).scalar_one()
-    points = [(d, int(per_day.get(d, 0))) for d in _days(first, last)]
-    return {"package": package, "days": days, "window": sum(n for _, n in points),
-            "all": int(total), "per_day": points}
-
-
-def downloads_by_package(session: Session, days: int = 30) -> dict[str, tuple[int, int]]:
-    """{package: (last *days*, all time)} for every package ever downloaded (packages.json)."""
-    first = _today() - timedelta(days=days - 1)
-    counts: dict[str, tuple[int, int]] = {}
-    for package, window, total in session.execute(text(
-            "SELECT m.package, coalesce(w.c, 0), m.c FROM (SELECT package, sum(count) c FROM "
-            "downloads_monthly GROUP BY package) m LEFT JOIN (SELECT package, sum(count) c "
-            "FROM downloads_daily WHERE day >= :f GROUP BY package) w USING (package)"),
-            {"f": first}):
-        counts[package] = (int(window), int(total))
-    return counts
 
 
 def _series(session: Session, dimension: str, first: date, last: date, top: int
@@ -359,7 +329,7 @@ def _series(session: Session, dimension: str, first: date, last: date, top: int
         per[value][day] = int(count)
     ranked = sorted(per, key=lambda v: (-sum(per[v].values()), v))
     keep, rest = ranked[:top], ranked[top:]
-    days = _days(first, last)
+    days = days_between(first, last)
     series = [model.Series(v, tuple((d, per[v].get(d, 0)) for d in days)) for v in keep]
     if rest:
         series.append(model.Series("other", tuple(
@@ -373,13 +343,13 @@ def _counts(rows: Iterable[Any]) -> tuple[model.Count, ...]:
 
 def report(session: Session, days: int = 30, top: int = 20) -> model.StatsReport:
     """What /stats/ shows, from the aggregates only (whatever the raw tables hold)."""
-    last = _today()
+    last = utc_today()
     first = last - timedelta(days=days - 1)
     window = {"f": first, "n": top}
     per_day = dict(session.execute(text(
         "SELECT day, sum(count) FROM downloads_daily WHERE day >= :f GROUP BY day"),
         window).all())
-    points = tuple((d, int(per_day.get(d, 0))) for d in _days(first, last))
+    points = tuple((d, int(per_day.get(d, 0))) for d in days_between(first, last))
     total = session.execute(text(
         "SELECT coalesce(sum(count), 0) FROM downloads_monthly")).scalar_one()
     dims = "SELECT value, sum(count) c FROM download_dims_daily WHERE dimension = :d " \

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from piw_services.db import alembic_config
-from piw_services.reorderer import store
+from piw_services.reorderer import queries, store
 
 NOW = 2_000_000_000
 FLUSH_ALL = -10**12
@@ -41,7 +41,7 @@ def test_rows_recorded_by_an_older_parser_are_applied_after_the_upgrade(scratch_
                            "VALUES (:s, :r, :raw)"), {"s": serial, "r": reason, "raw": raw})
         s.execute(text("UPDATE upstream_state SET last_serial = 10"))
     with Session(engine) as s:
-        before = store.package_state(s, "shady")["versions"]
+        before = queries.package_state(s, "shady")["versions"]
     assert not before["1.0"]["quarantined"] and not before["2.0"]["quarantined"]
 
     command.upgrade(alembic_config(url), "head")
@@ -51,7 +51,7 @@ def test_rows_recorded_by_an_older_parser_are_applied_after_the_upgrade(scratch_
     with Session(engine) as s, s.begin():  # the upgraded reorderer's first tick
         assert store.reparse_malformed(s, FLUSH_ALL, now=NOW) == 3
     with Session(engine) as s:
-        after = store.package_state(s, "shady")["versions"]
+        after = queries.package_state(s, "shady")["versions"]
         # 1.0: quarantined (8), then yanked (9): both facts hold
         assert after["1.0"]["quarantined"] and after["1.0"]["yanked"]
         assert after["2.0"]["quarantined"]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from piw_services.names import canonical, is_valid_name
-from piw_services.reorderer import store
+from piw_services.reorderer import queries, store
 from piw_services.reorderer.catalog import apply_rows
 from piw_services.reorderer.parse import (
     CREATING,
@@ -227,7 +227,7 @@ def test_the_store_records_bad_rows_and_keeps_going(db_engine, db, page, base, d
                              now=NOW)
     assert after.last_serial == max(top, nxt) and after.applied >= 1
     with db() as s:
-        assert "1.0" in store.package_state(s, "next-page")["versions"]
+        assert "1.0" in queries.package_state(s, "next-page")["versions"]
 
 
 # -- the upstream client over HTTP ---------------------------------------------------------------
@@ -380,7 +380,7 @@ def test_enrichment_survives_any_json_answer(db_engine, db, garbage, body, statu
 
     poller.enrich(*info_into(db))
     with db() as s:
-        v = store.package_state(s, "odd")["versions"]["1.0"]
+        v = queries.package_state(s, "odd")["versions"]["1.0"]
     for key in ("requires_python", "yanked_reason"):
         assert v[key] is None or (isinstance(v[key], str) and v[key].isprintable()
                                   and len(v[key]) <= 1000), (key, v[key])

@@ -79,15 +79,24 @@ def test_services_refuse_a_database_that_is_not_migrated(piw_env, tmp_path):
     assert "piw-initdb" in done.stderr and "schema revision none" in done.stderr
 
 
+@pytest.fixture
+def applied_table(db_engine):
+    """The recording consumer's table, dropped afterwards: the run's database is shared by
+    every test, and tests/db/test_schema compares its tables with the models."""
+    with db_engine.begin() as conn:
+        conn.execute(text(TABLE))
+    yield
+    with db_engine.begin() as conn:
+        conn.execute(text("DROP TABLE test_applied"))
+
+
 @pytest.mark.slow
 def test_kill9_mid_replay_converges_and_applies_each_event_once(
-        fake_pypi, processes, rpc, db, db_engine):
+        fake_pypi, processes, rpc, db, applied_table):
     events = list(synthetic_history(40_000, seed=7))
     # one event far in the future of the history flushes the hold window at the end
     events.append({"name": "flush", "version": None, "action": "create",
                    "timestamp": max(e["timestamp"] for e in events) + 10**6, "serial": 40_001})
-    with db_engine.begin() as conn:
-        conn.execute(text(TABLE))
     fake_pypi(events, page_size=1000)
     processes.env["PIW_HOLD_SECONDS"] = "3600"
     # one service with plain `nameko run` (how a deployment scales out), one with piw-master

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from piw_services.events import check_ordered_event
-from piw_services.reorderer import parse, store
+from piw_services.reorderer import parse, queries, store
 from piw_services.reorderer.parse import Row, parse_row
 from tests.conftest import reset_db
 from tests.reorderer.reference import fold_events, reference, view, without_late_renames
@@ -140,14 +140,14 @@ def test_hold_window_buffers_until_newer_rows_arrive(db):
     with db() as s, s.begin():
         r = store.ingest(s, [["pkg", "1.0", 1000, "new release", 1]], hold=300, now=NOW)
         assert (r.applied, r.held) == (0, 1)
-        assert store.package_state(s, "pkg")["alive"] is False
+        assert queries.package_state(s, "pkg")["alive"] is False
     with db() as s, s.begin():
         r = store.ingest(s, [["other", None, 1299, "create", 2]], hold=300, now=NOW)
         assert (r.applied, r.held) == (0, 2)  # 1000 is not older than 1299 - 300
     with db() as s, s.begin():
         r = store.ingest(s, [["other", None, 1301, "create", 3]], hold=300, now=NOW)
         assert (r.applied, r.held) == (1, 2)
-        assert store.package_state(s, "PKG")["versions"].keys() == {"1.0"}
+        assert queries.package_state(s, "PKG")["versions"].keys() == {"1.0"}
 
 
 def test_late_row_after_window_is_applied_not_dropped(db):
@@ -159,11 +159,11 @@ def test_late_row_after_window_is_applied_not_dropped(db):
         r = store.ingest(s, [["pkg", "1.0", 1001, "remove release", 3]], hold=10, now=NOW)
         assert r.applied == 1
     with db() as s:  # 1.0 removed; 2.0 still held (5000 is inside the window)
-        assert store.package_state(s, "pkg")["versions"] == {}
+        assert queries.package_state(s, "pkg")["versions"] == {}
     with db() as s, s.begin():
         store.flush(s, FLUSH_ALL, now=NOW)
     with db() as s:
-        assert set(store.package_state(s, "pkg")["versions"]) == {"2.0"}
+        assert set(queries.package_state(s, "pkg")["versions"]) == {"2.0"}
 
 
 def test_live_upstream_is_released_by_the_wall_clock(db):
@@ -196,7 +196,7 @@ def test_malformed_rows_are_recorded_and_skipped(db):
                                   ).all())
         assert set(recorded) == {-1, 2, 3, 4, 5, 6, 8}
         assert "unknown action" in recorded[5]
-        assert store.package_state(s, "pkg")["versions"].keys() == {"1.0"}
+        assert queries.package_state(s, "pkg")["versions"].keys() == {"1.0"}
     with db() as s, s.begin():  # re-reading the same rows records nothing new
         store.ingest(s, bad, hold=FLUSH_ALL, now=NOW)
     with db() as s:
@@ -212,7 +212,7 @@ def test_package_state_shape_and_spelling(db):
     with db() as s, s.begin():
         store.ingest(s, log, hold=FLUSH_ALL, now=NOW)
     with db() as s:
-        state = store.package_state(s, "FOO.bar")
+        state = queries.package_state(s, "FOO.bar")
     assert state["alive"] and state["name"] == "foo-bar" and state["display_name"] == "foo-bar"
     v1, v2 = state["versions"]["1.0"], state["versions"]["2.0"]
     assert v1["yanked"] and v1["buildable"] and v1["files"] == {
@@ -220,7 +220,7 @@ def test_package_state_shape_and_spelling(db):
     assert not v2["yanked"] and not v2["buildable"]
     assert v2["unbuildable_reason"].startswith("binary-only")
     with db() as s:
-        assert store.package_state(s, "nope") == {"name": "nope", "alive": False, "versions": {}}
+        assert queries.package_state(s, "nope") == {"name": "nope", "alive": False, "versions": {}}
 
 
 def test_a_page_out_of_turn_changes_nothing_and_waits_for_the_one_before(db):
@@ -233,10 +233,10 @@ def test_a_page_out_of_turn_changes_nothing_and_waits_for_the_one_before(db):
     with db() as s:
         assert store.last_serial(s) == 0
         assert s.execute(text("SELECT count(*) FROM held_rows")).scalar() == 0
-        assert store.package_state(s, "pkg")["alive"] is False
+        assert queries.package_state(s, "pkg")["alive"] is False
     for page, since in ((first, 0), (second, 2)):
         with db() as s, s.begin():
             store.store_page(s, store.parse_page(page, NOW), FLUSH_ALL, since=since)
     with db() as s:
         assert store.last_serial(s) == 3
-        assert store.package_state(s, "pkg")["versions"]["1.0"]["yanked"] is True
+        assert queries.package_state(s, "pkg")["versions"]["1.0"]["yanked"] is True

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from piw_services.admin import actions
 from piw_services.build_dispatch import store as dispatch
-from piw_services.stats import store
+from piw_services.stats import queries, store
 from piw_services.web.serve import Hit, make_event, salt_key
 from tests.admin.test_actions import build, feed, release_rows
 from tests.test_useragent import PIP, UV
@@ -65,7 +65,7 @@ def test_pip_uv_curl_and_garbage_agents_are_counted_by_what_they_say(db):
     distros = {s.label: sum(n for _, n in s.points) for s in report.distros}
     assert distros == {"Raspbian GNU/Linux 12": 5, "Debian GNU/Linux 12": 1, "unknown": 3}
     with db() as s:
-        one = store.package_downloads(s, "numpy")
+        one = queries.package_downloads(s, "numpy")
     assert (one["window"], one["all"], one["per_day"][-1][1]) == (8, 8, 8)
 
 
@@ -100,7 +100,7 @@ def test_days_and_months_are_utc_and_history_outlives_the_window(db):
     ingest(db, "downloads", [download(when=old), download(when=old + 1), download()])
     with db() as s:
         report = store.report(s, days=30)
-        one = store.package_downloads(s, "numpy", days=7)
+        one = queries.package_downloads(s, "numpy", days=7)
     assert (report.downloads_total, report.downloads_window) == (3, 1)
     assert counts(report.top_packages_all_time) == {"numpy": 3}
     assert (one["window"], one["all"], len(one["per_day"])) == (1, 3, 7)

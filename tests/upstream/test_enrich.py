@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from piw_services import events as ev
 from piw_services.fake_pypi import FakePyPI
-from piw_services.reorderer import store
+from piw_services.reorderer import queries, store
 from piw_services.upstream.poller import Poller
 from piw_services.upstream_client import UpstreamClient, user_agent
 from tests.upstream.test_poller import info_into, store_into
@@ -40,11 +40,11 @@ def test_recent_versions_get_requires_python_and_yank_reason(db):
         assert poller.enrich(needing, save) == 1
         assert poller.enrich(needing, save) == 0  # nothing left to look up
     with db() as s:
-        fresh = store.package_state(s, "fresh")["versions"]["1.0"]
+        fresh = queries.package_state(s, "fresh")["versions"]["1.0"]
         assert fresh["requires_python"] == ">=3.9"
         assert fresh["yanked"] and fresh["yanked_reason"] == "broken <on> Pi"
-        assert store.package_state(s, "fresh")["summary"] == "Fresh <wheels> & more"
-        assert store.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] is None
+        assert queries.package_state(s, "fresh")["summary"] == "Fresh <wheels> & more"
+        assert queries.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] is None
         events = [e for (batch,) in s.execute(text("SELECT events FROM outbox ORDER BY seq"))
                   for e in batch if e["type"] == ev.VERSION_INFO]
     for event in events:
@@ -107,7 +107,7 @@ def test_a_version_with_a_build_waiting_is_looked_up_whatever_its_age(db):
         assert needing(50, now - 30 * 86400) == [["ancient", "0.1"]]
         assert poller.enrich(needing, save) == 1
     with db() as s:
-        assert store.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] == \
+        assert queries.package_state(s, "ancient")["versions"]["0.1"]["requires_python"] == \
             ">=3.99"
 
 
@@ -131,7 +131,7 @@ def test_a_quarantined_release_is_not_looked_up_until_cleared(db):
         assert needing(50, now - 86400) == [["shady", "1.0"]]
         assert poller.enrich(needing, save) == 1
     with db() as s:
-        assert store.package_state(s, "shady")["versions"]["1.0"]["requires_python"] == ">=3.7"
+        assert queries.package_state(s, "shady")["versions"]["1.0"]["requires_python"] == ">=3.7"
 
 
 def test_the_user_agent_names_the_operators_contact():

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import text
 
 from piw_services.fake_pypi import FakePyPI
-from piw_services.reorderer import store
+from piw_services.reorderer import queries, store
 from piw_services.upstream.poller import Poller, page_top
 from piw_services.upstream_client import (
     RateLimited,
@@ -75,7 +75,7 @@ def test_pages_until_caught_up_and_never_loses_its_place(db, upstream):
     assert poller.due() and poller.poll(*store_into(db)) == 1
     with db() as s:
         assert store.last_serial(s) == 26
-        assert set(store.package_state(s, "pkg3")["versions"]) == {"1.3", "1.10", "1.17", "1.24"}
+        assert set(queries.package_state(s, "pkg3")["versions"]) == {"1.3", "1.10", "1.17", "1.24"}
 
 
 @pytest.mark.parametrize("mode, error", [("429", RateLimited), ("fault", RateLimited),

@@ -1,0 +1,51 @@
+"""What other services may read of the reorderer's catalog (admin, index, the reorderer's own
+RPC): the reorderer owns packages, versions and upstream_files; its store writes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from piw_services.names import canonical, is_valid_name
+from piw_services.reorderer.catalog import timestamp_of
+from piw_services.reorderer.store import dbapi_cursor, load_packages
+
+
+def package_state(session: Session, name: str) -> dict[str, Any]:
+    """What the catalog says of one package, under any spelling of its name."""
+    key = canonical(name) if is_valid_name(name) else str(name)
+    pkg = load_packages(dbapi_cursor(session), [key]).get(key)
+    if pkg is None or not pkg.alive:
+        return {"name": key, "alive": False, "versions": {}}
+    versions = {}
+    for ver, v in pkg.versions.items():
+        if not pkg.version_alive(v):
+            continue
+        files = pkg.live_files(v)
+        versions[ver] = {
+            "yanked": pkg.version_yanked(v),
+            "yanked_reason": v.yanked_reason if pkg.version_yanked(v) else None,
+            "quarantined": pkg.version_quarantined(v),
+            "buildable": pkg.unbuildable_reason(v) is None,
+            "unbuildable_reason": pkg.unbuildable_reason(v),
+            "skip": None,
+            "requires_python": v.requires_python,
+            "released": timestamp_of(v.release_k or v.created_k),
+            "files": {fn: {"pyver": f.pyver} for fn, f in sorted(files.items())},
+        }
+    summary = session.execute(text(
+        "SELECT summary FROM versions WHERE package = :p AND summary IS NOT NULL "
+        "AND version = ANY(:live) ORDER BY release_k DESC LIMIT 1"),
+        {"p": key, "live": list(versions)}).scalar()
+    return {
+        "name": key,
+        "display_name": pkg.display_name,
+        "summary": summary,
+        "alive": True,
+        "life": pkg.life,
+        "quarantined": pkg.is_quarantined,
+        "versions": versions,
+    }
