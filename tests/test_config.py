@@ -22,6 +22,11 @@ def test_env_substitution_and_typed_defaults(monkeypatch, tmp_path):
     config = load_config()
     assert config["AMQP_URI"] == "pyamqp://op:pw@broker:5672/"
     assert config["HOLD_SECONDS"] == 300 and config["ADMIN_WAIT"] == 30
+    # settings that are text stay text when unset (None once put "None/simple/..." in links)
+    for key, variable in (("BASE_URL", "PIW_BASE_URL"), ("STATS_SALT", "PIW_STATS_SALT")):
+        monkeypatch.delenv(variable, raising=False)
+        defaults.cache_clear()
+        assert load_config()[key] == "", key
     path = tmp_path / "c.yaml"
     path.write_text("WWW: ${PIW_TEST_WWW:/srv/www}\nSTATS_SALT: !raw_env_var ${PIW_S:}\n")
     monkeypatch.setenv("PIW_TEST_WWW", "/elsewhere")

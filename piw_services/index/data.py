@@ -45,7 +45,8 @@ SHOWN_APT_DEPENDS = (
 
 
 def log_path(package: str, build_id: int) -> str:
-    """Where a build's gzipped log lives in the www tree (and its URL path)."""
+    """Where a build's gzipped log lives in the www tree; its URL is this without ".gz"
+    (the web service and nginx serve it as text: piw_services/web/serve.py)."""
     return f"logs/{package}/{build_id}.log.gz"
 
 
@@ -97,7 +98,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
         log_url = None
         if r.id is not None and r.log_gz:
             logs[r.id] = r.log_gz
-            log_url = "/" + log_path(name, r.id)
+            log_url = "/" + log_path(name, r.id).removesuffix(".gz")
         builds[r.version].append(BuildStatus(
             abi=r.abi, state=SHOWN_STATE.get(r.state, r.state), note=r.note,
             duration=r.duration, log_url=log_url, armv6=r.armv6))

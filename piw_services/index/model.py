@@ -81,6 +81,25 @@ class Project:
         """Every file we serve for the project (the simple page lists these)."""
         return tuple(f for v in self.versions for f in v.files)
 
+    def why_no_wheel(self) -> tuple[str, tuple[BuildStatus, ...]]:
+        """For a project with no file (and so no simple page): why, from its newest version,
+        and the failed builds whose logs say more."""
+        if not self.versions:
+            return "it has no versions yet", ()
+        newest = self.versions[0]
+        states = {b.state for b in newest.builds}
+        failed = tuple(b for b in newest.builds if b.state == "failed")
+        if newest.skip:
+            return f"{newest.version} is not built ({newest.skip})", ()
+        if "pending" in states:
+            return f"{newest.version} is still to be built", ()
+        if failed:
+            return f"the build of {newest.version} failed", failed
+        notes = sorted({b.note for b in newest.builds if b.state == "skipped" and b.note})
+        if notes:
+            return f"{newest.version} is not built ({'; '.join(notes)})", ()
+        return f"{newest.version} has not been built", ()
+
 
 @dataclass(frozen=True)
 class PackageSummary:

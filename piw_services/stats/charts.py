@@ -17,7 +17,10 @@ from functools import lru_cache
 
 import matplotlib
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .model import Count, Reading, Series
@@ -46,6 +49,11 @@ _PROLOGUE = re.compile(r"\A.*?(?=<svg\b)", re.S)
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 _ID = re.compile(r'(\bid="|url\(#|href="#)([^")]+)')
 _SIZE = re.compile(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"')
+_TEXT_PATH = TextToPath()
+#: Room (inches) beside a measured label: tick padding, or a legend's handle and gaps.
+_LABEL_PAD, _LEGEND_PAD = 0.12, 0.15
+#: The widest a bar's label may be (inches of an 8-inch chart); longer ones end in "…".
+MAX_LABEL_WIDTH = 3.2
 
 
 def _text(label: str) -> str:
@@ -66,6 +74,22 @@ def _svg(fig: Figure, name: str, title: str) -> str:
     svg = _ID.sub(lambda m: f"{m[1]}{name}-{m[2]}", svg)
     svg = _SIZE.sub(r'<svg\1 class="chart" width="100%" role="img"', svg, count=1)
     return svg.replace(">", f"><title>{_xml(title)}</title>", 1).strip() + "\n"
+
+
+def _label_width(labels: Sequence[str], size: float) -> float:
+    """Inches the widest of *labels* takes in the charts' font at *size* points (measured,
+    not guessed from its length: "Debian GNU/Linux 12" was clipped by a fixed margin)."""
+    font = FontProperties(family=_RC["font.family"], size=size)
+    return max(_TEXT_PATH.get_text_width_height_descent(label, font, ismath=False)[0]
+               for label in labels) / 72
+
+
+def _room_for_legend(fig: Figure, ax: Axes) -> None:
+    """Narrow the axes so the legend beside them (right of the axes) fits in the figure."""
+    with matplotlib.rc_context(_RC):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        width = ax.get_legend().get_window_extent(renderer).width / fig.dpi
+    fig.subplots_adjust(right=min(0.8, 1 - (width + _LEGEND_PAD) / fig.get_figwidth()))
 
 
 def _xml(text: str) -> str:
@@ -131,12 +155,16 @@ def ranked(counts: Sequence[Count], title: str, name: str, limit: int = MAX_BARS
     shown = [c for c in counts if c.count > 0][:limit]
     if not shown:
         return empty(name, title)
-    longest = max(len(_clip(c.label)) for c in shown)
-    fig = _figure(8, 0.7 + 0.2 * len(shown), left=min(0.45, 0.03 + 0.0105 * longest))
+    fig = _figure(8, 0.7 + 0.2 * len(shown))
     ax = fig.add_subplot()
     ys = range(len(shown))
     ax.barh(ys, [c.count for c in shown], color=ACCENT, height=0.7)
-    ax.set_yticks(ys, [_text(_clip(c.label)) for c in shown])
+    ax.set_yticks(ys, [""] * len(shown))
+    # the labels as wide as they are drawn, in the size the tick labels got
+    size = ax.get_yticklabels()[0].get_fontsize()
+    labels = [_fit(_clip(c.label), size, MAX_LABEL_WIDTH) for c in shown]
+    ax.set_yticks(ys, [_text(label) for label in labels])
+    fig.subplots_adjust(left=max(0.08, (_label_width(labels, size) + _LABEL_PAD) / 8))
     ax.invert_yaxis()
     ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
     ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
@@ -147,6 +175,13 @@ def ranked(counts: Sequence[Count], title: str, name: str, limit: int = MAX_BARS
 
 def _clip(label: str, width: int = 40) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def _fit(label: str, size: float, inches: float) -> str:
+    """*label*, shortened with "…" until it is at most *inches* wide at *size* points."""
+    while len(label) > 1 and _label_width([label], size) > inches:
+        label = label[:-2] + "…"
+    return label
 
 
 def stacked(series: Sequence[Series], title: str, name: str) -> str:
@@ -171,7 +206,7 @@ def stacked(series: Sequence[Series], title: str, name: str) -> str:
     fig = _figure(8, 2.6, right=0.8)
     ax = fig.add_subplot()
     ax.stackplot(range(len(days)), *[values for _, values in rows],
-                 labels=[_text(_clip(label, 24)) for label, _ in rows],
+                 labels=[_text(_clip(label, 32)) for label, _ in rows],
                  colors=PALETTE[: len(rows)], linewidth=0)
     _day_ticks(ax, days)
     ax.set_xlim(0, max(1, len(days) - 1))
@@ -179,6 +214,7 @@ def stacked(series: Sequence[Series], title: str, name: str) -> str:
     ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8,
               reverse=True)
+    _room_for_legend(fig, ax)
     ax.set_title(title, loc="left")
     return _svg(fig, name, title)
 

@@ -44,7 +44,7 @@ SOCKET_KEY = "piw.socket"
 StartResponse = Callable[..., Callable[[bytes], Any]]
 #: Called for every request the stats count: (hit, status, environ, Content-Type).
 OnHit = Callable[[Hit, int, dict[str, Any], str], None]
-CacheKey = tuple[int, int, int, int, str, str, bool]
+CacheKey = tuple[int, int, int, int, str, str, bool, str]
 
 
 def send_file(sock: Any, fd: int, size: int) -> None:
@@ -108,7 +108,7 @@ class TreeApp:
         """A 200 for *target* (whose descriptor it closes), head and small bodies cached."""
         st = target.st
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, target.content_type,
-               target.cache, target.vary)
+               target.cache, target.vary, target.encoding)
         head = self.heads.get(key)
         if head is None:
             head = self.remember_head(key, target)
@@ -149,6 +149,8 @@ class TreeApp:
                 ("Cache-Control", target.cache)]
         if target.vary:
             head.append(("Vary", "Accept"))
+        if target.encoding:
+            head += [("Content-Encoding", target.encoding), ("Vary", "Accept-Encoding")]
         head += [("X-Content-Type-Options", "nosniff"), ("ETag", f'"{etag_of(st)}"'),
                  ("Last-Modified", http_date(st.st_mtime)), ("Accept-Ranges", "bytes")]
         if len(self.heads) >= CACHE_HEADS:

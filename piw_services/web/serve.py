@@ -23,6 +23,7 @@ Rules (docs/architecture.md, "The www tree"):
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -78,6 +79,10 @@ DEFAULT_TYPE = "application/octet-stream"
 #: The page a 404 outside /simple/ shows (written by the index), and the most of it sent.
 NOT_FOUND_PAGE = "404.html"
 MAX_NOT_FOUND_PAGE = 64 * 1024
+#: Build logs: stored gzipped as ``logs/<name>/<id>.log.gz``, linked as ``.../<id>.log`` and
+#: served as text (nginx's gzip_static: Content-Encoding gzip to clients that accept it,
+#: decompressed for the others), so a browser shows them instead of downloading them.
+LOGS_DIR, LOG_SUFFIX, LOG_TYPE = "logs", ".log", "text/plain; charset=utf-8"
 PAGE_SUFFIXES = (".html", ".json")
 CACHE_PAGES = "public, max-age=60"
 CACHE_FILES = "public, max-age=600"
@@ -441,6 +446,8 @@ class Tree:
         simple_page = top == "simple" and len(parts) <= 2
 
         found = self.open(parts)
+        if found is None and top == LOGS_DIR and not slash and parts[-1].endswith(LOG_SUFFIX):
+            return self.log(environ, parts)
         if found is None:
             if moved or (top in PROJECT_DIRS and len(parts) == 2 and not slash):
                 return redirect(parts, slash or len(parts) == 2, environ)
@@ -468,6 +475,30 @@ class Tree:
         cache = CACHE_PAGES if filename.endswith(PAGE_SUFFIXES) else CACHE_FILES
         return Target(fd, st, content_type_of(filename), cache)
 
+    def log(self, environ: dict[str, Any], parts: list[str]) -> Target | Response:
+        """A build log, ``<id>.log`` answered from ``<id>.log.gz``: as it is, with
+        Content-Encoding gzip, when the client accepts gzip, else decompressed."""
+        found = self.open([*parts[:-1], parts[-1] + ".gz"])
+        if found is None or found[0] is None:
+            return not_found()
+        fd, st = found
+        if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")):
+            return Target(fd, st, LOG_TYPE, CACHE_FILES, encoding="gzip")
+        with os.fdopen(fd, "rb") as compressed:
+            try:
+                text = gzip.decompress(compressed.read())
+            except (OSError, EOFError):  # not gzip after all: nothing to show
+                return plain(500, "500 Internal Server Error: the log is damaged")
+        response = Response(text, status=200, content_type=LOG_TYPE,
+                            headers=Headers({"Cache-Control": CACHE_FILES,
+                                             "Vary": "Accept-Encoding"}))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.set_etag(etag_of(st) + "-identity")
+        response.last_modified = st.st_mtime
+        response.make_conditional(conditional_environ(environ), accept_ranges=True,
+                                  complete_length=len(text))
+        return response
+
     def simple_index(self, environ: dict[str, Any], parts: list[str]) -> Target | Response:
         """``/simple/`` or ``/simple/<name>/``, in the representation the client accepts."""
         fmt = format_query(environ.get("QUERY_STRING"))
@@ -481,6 +512,24 @@ class Tree:
         if found is None or found[0] is None:
             return not_found(Headers({"Vary": "Accept"}))
         return Target(found[0], found[1], content_type, CACHE_PAGES, vary=True)
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an Accept-Encoding header names gzip (or ``*``) with a q above 0. No header
+    counts as no (as nginx's gunzip has it): a plain ``curl`` gets the text."""
+    if not header:
+        return False
+    for item in header[:MAX_ACCEPT].split(",")[:MAX_RANGES]:
+        coding, *params = item.split(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                value = value.strip()
+                return bool(_QVALUE.match(value)) and float(value) > 0
+        return True
+    return False
 
 
 def format_query(query: str | None) -> str | None:
@@ -502,11 +551,16 @@ class Target:
     content_type: str
     cache: str
     vary: bool = False
+    #: Content-Encoding of the stored bytes ("gzip" for a build log), "" for none
+    encoding: str = ""
 
     def headers(self) -> Headers:
         headers = Headers({"Cache-Control": self.cache})
         if self.vary:
             headers["Vary"] = "Accept"
+        if self.encoding:
+            headers["Content-Encoding"] = self.encoding
+            headers["Vary"] = "Accept-Encoding"
         return headers
 
     def response(self, environ: dict[str, Any]) -> Response:

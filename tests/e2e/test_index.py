@@ -204,5 +204,7 @@ def check_every_page_validates_and_every_link_resolves(base):
                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
             validate(twin.json(), "project-list" if path == "/simple/" else "project-detail")
     wheels = [p for p in seen if p.endswith(".whl")]
-    assert len(wheels) >= 5 and any(p.endswith(".log.gz") for p in seen) and \
-        any(p.endswith(".metadata") for p in seen), sorted(seen)
+    logs = [p for p in seen if p.startswith("/logs/") and p.endswith(".log")]
+    assert len(wheels) >= 5 and logs and any(p.endswith(".metadata") for p in seen), sorted(seen)
+    log = requests.get(base + logs[0], timeout=10)  # text a browser shows, not a download
+    assert log.headers["Content-Type"] == "text/plain; charset=utf-8" and "pip" in log.text

@@ -437,6 +437,37 @@ def test_project_html(project):
         == "900 B"
 
 
+def test_a_project_without_wheels_says_why_and_links_no_simple_page():
+    failed = Project("broken-pkg", "Broken.Pkg", versions=(
+        VersionInfo("0.2", T0, False, builds=(
+            BuildStatus("cp311-linux_armv7l", "failed", log_url="/logs/broken-pkg/7.log"),
+            BuildStatus("cp311-linux_aarch64", "failed", log_url="/logs/broken-pkg/8.log"))),
+        VersionInfo("0.1", T0, False, files=())))
+    main = strict_parse(render.project_html(failed, SITE)).find(".//main")
+    hrefs = [a.get("href") for a in main.iter("a")]
+    assert not [h for h in hrefs if "/simple/" in h], hrefs  # there is no simple page
+    assert "https://piw.example/project/broken-pkg/json/" in hrefs
+    assert not list(main.iter("pre"))  # no pip line that cannot work
+    why = main.find(".//p[@class='no-wheel']")
+    assert text_of(why) == ("No wheel of Broken.Pkg is available here: the build of 0.2 failed "
+                            "(build log for cp311-linux_armv7l, build log for "
+                            "cp311-linux_aarch64).")
+    assert [a.get("href") for a in why.iter("a")] == ["/logs/broken-pkg/7.log",
+                                                      "/logs/broken-pkg/8.log"]
+    for versions, said in [
+            ((), "it has no versions yet"),
+            ((VersionInfo("1.0", T0, False, skip="binary-only upstream"),),
+             "1.0 is not built (binary-only upstream)"),
+            ((VersionInfo("1.0", T0, False, builds=(
+                BuildStatus("cp311-linux_armv7l", "pending"),)),), "1.0 is still to be built"),
+            ((VersionInfo("1.0", T0, False, builds=(BuildStatus(
+                "cp311-linux_armv7l", "skipped", note="needs Python >=3.99"),)),),
+             "1.0 is not built (needs Python >=3.99)")]:
+        page = strict_parse(render.project_html(Project("p", "p", versions=versions), SITE))
+        assert text_of(page.find(".//p[@class='no-wheel']")) == \
+            f"No wheel of p is available here: {said}.", versions
+
+
 def test_project_html_refuses_script_urls():
     project = Project("p", "p", versions=(VersionInfo("1", None, False, builds=(
         BuildStatus("cp311", "failed", log_url="javascript:alert(1)"),)),))
@@ -495,8 +526,12 @@ def test_home_html():
     script = "".join(s.text for s in doc.iter("script"))
     assert '"/packages.json"' in script and "textContent" in script
     assert "innerHTML" not in script  # summaries never become markup
-    relative = render.home_html(SiteInfo(""))
-    assert "extra-index-url=/simple/" in relative
+    # no base URL: never a relative pip.conf line; the browser puts in the server it reached
+    relative = strict_parse(render.home_html(SiteInfo("")))
+    [conf] = ["".join(p.itertext()) for p in relative.iter("pre")]
+    assert conf == "[global]\nextra-index-url=http://<this server>/simple/"
+    assert relative.find(".//span[@id='origin']") is not None
+    assert "location.origin" in "".join(s.text for s in relative.iter("script"))
 
 
 def test_project_html_lists_pip_dependencies_with_links():

@@ -4,7 +4,10 @@ non-trivial PNG whose chart area holds the charts' colour, and a DOM with the in
 With PIW_UPDATE_DOCS=1 the screenshots are also saved as docs/stats.png and docs/status.png
 (what the README shows)."""
 
+import dataclasses
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import pytest
 
 from piw_services.index.tree import Tree
 from piw_services.stats import pages
+from piw_services.stats.model import Count, Series
 from tests.conftest import free_port, wait_for
 from tests.stats import sample
 
@@ -26,11 +30,46 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH: ./run setup installs Debian's chromium")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """A www tree with both pages from a realistic report, served by python -m http.server."""
-    root = tmp_path_factory.mktemp("www")
-    pages.write_pages(Tree(root), sample.stats_report(), sample.status_report())
+#: Labels as long as real ones get: distros as os-release names them, long project names.
+LONG_DISTROS = ("Debian GNU/Linux 12 (bookworm)", "Raspbian GNU/Linux 11 (bullseye)",
+                "Ubuntu 24.04.1 LTS", "Debian GNU/Linux 13 (trixie)")
+LONG_NAMES = ("opencv-contrib-python-headless", "types-backports.ssl-match-hostname",
+              "WWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW", "numpy")
+#: Checks, in the browser, that every text of every chart lies inside its chart: a page
+#: holding /stats/ or /status/ in a frame writes the texts that stick out into #out.
+OVERFLOW_CHECK = """<!DOCTYPE html><html><body>
+<iframe id="f" src="{page}" width="1000" height="1800"></iframe><pre id="out">pending</pre>
+<script>
+document.getElementById("f").onload = function () {{
+  var out = [];
+  this.contentDocument.querySelectorAll("svg.chart").forEach(function (svg) {{
+    var box = svg.getBoundingClientRect();
+    svg.querySelectorAll("text").forEach(function (t) {{
+      var r = t.getBoundingClientRect();
+      if (r.left < box.left - 0.5 || r.right > box.right + 0.5 ||
+          r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5) {{ out.push(t.textContent); }}
+    }});
+  }});
+  document.getElementById("out").textContent = JSON.stringify(out);
+}};
+</script></body></html>"""
+
+
+def long_labels(report):
+    """*report* with the labels of its bars and legends as long as real ones get."""
+    def series(labels):
+        points = report.distros[0].points
+        return tuple(Series(label, tuple((d, n // (i + 2)) for d, n in points))
+                     for i, label in enumerate(labels))
+    return dataclasses.replace(
+        report, distros=series(LONG_DISTROS),
+        python_versions=series(("3.11.2 (main, Mar 13 2023)", "3.13.5", "3.9.2")),
+        top_packages=tuple(Count(n, 1000 - i) for i, n in enumerate(LONG_NAMES)),
+        installers=(Count("pip 25.1.1 (CPython 3.11.2)", 10), Count("uv 0.13.9", 5)))
+
+
+def serve(root):
+    """python -m http.server on *root*; its base URL (a generator for a fixture)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
@@ -50,6 +89,24 @@ def site(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A www tree with both pages from a realistic report, served by python -m http.server."""
+    root = tmp_path_factory.mktemp("www")
+    pages.write_pages(Tree(root), sample.stats_report(), sample.status_report())
+    yield from serve(root)
+
+
+@pytest.fixture(scope="module")
+def long_site(tmp_path_factory):
+    """Both pages with long labels, and a page each that checks them in the browser."""
+    root = tmp_path_factory.mktemp("www-long")
+    pages.write_pages(Tree(root), long_labels(sample.stats_report()), sample.status_report())
+    for page in ("stats", "status"):
+        (root / f"check-{page}.html").write_text(OVERFLOW_CHECK.format(page=f"/{page}/"))
+    yield from serve(root)
 
 
 def chromium(tmp_path, *args):
@@ -93,3 +150,16 @@ def test_dom_holds_the_inline_svgs(site, tmp_path):
     dom = chromium(tmp_path, "--dump-dom", f"{site}/status/").stdout
     assert dom.count("<svg") == 1 + len(sample.status_report().builders)
     assert "silent 45 min" in dom
+
+
+@pytest.mark.parametrize("page", ["stats", "status"])
+def test_every_chart_label_fits_its_chart(long_site, tmp_path, page):
+    """Long legend entries and bar labels ("Debian GNU/Linux 12 (bookworm)") are drawn whole,
+    inside the chart, in the browser's own font."""
+    dom = chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom",
+                   f"{long_site}/check-{page}.html").stdout
+    outside = json.loads(re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)[1])
+    assert outside == [], f"texts drawn outside their chart on /{page}/: {outside}"
+    if page == "stats":  # whole, not clipped to the legend's width
+        svg = chromium(tmp_path, "--dump-dom", f"{long_site}/stats/").stdout
+        assert all(label in svg for label in LONG_DISTROS[:3] + LONG_NAMES[:2])

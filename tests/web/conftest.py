@@ -2,6 +2,7 @@
 on a free port, and a raw HTTP client (requests normalises ``..`` away; pip's attacker does
 not)."""
 
+import gzip
 import http.client
 import os
 import time
@@ -32,6 +33,9 @@ SERVED = [
     ("/project/foo-bar/json/", "application/json", "project/foo-bar/json/index.json"),
     ("/logs/foo-bar/1.log.gz", "application/gzip", "logs/foo-bar/1.log.gz"),
 ]
+#: A build log as the index stores it (gzipped, logs/<name>/<id>.log.gz), linked as .log
+LOG_TEXT = "Collecting foo-bar\nBuilding wheel for foo-bar (pyproject.toml): finished ✓\n" * 50
+LOG_URL = "/logs/foo-bar/2.log"
 SALT = "test-salt"
 OLD = 1_600_000_000  # a fixed mtime, so Last-Modified is known
 
@@ -62,6 +66,7 @@ def www(tmp_path):
     write(root / "project/foo-bar/index.html", "<html>foo-bar project</html>")
     write(root / "project/foo-bar/json/index.json", '{"name": "foo-bar"}')
     write(root / "logs/foo-bar/1.log.gz", b"\x1f\x8b\x08\x00fake")
+    write(root / "logs/foo-bar/2.log.gz", gzip.compress(LOG_TEXT.encode()))
     write(root / "empty.txt", b"")
     (root / "logs/nothing").mkdir(parents=True)
     # private and hostile
@@ -190,3 +195,24 @@ def wsgi_call(app, environ):
         if hasattr(result, "close"):
             result.close()
     return started["status"], started["headers"], body
+
+
+def check_log(get):
+    """A build log through *get* (path, headers) -> requests response, as the web service
+    and nginx serve it: text a browser shows, gzip-encoded when the client takes gzip."""
+    for accept in ("gzip, deflate, br", "gzip;q=0.5"):
+        r = get(LOG_URL, {"Accept-Encoding": accept})
+        assert r.status_code == 200, (accept, r.status_code)
+        assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert "Accept-Encoding" in r.headers["Vary"]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert gzip.decompress(r.raw.read(decode_content=False)).decode() == LOG_TEXT
+    for accept in (None, "identity", "gzip;q=0, identity"):
+        r = get(LOG_URL, {"Accept-Encoding": accept})
+        assert r.status_code == 200, (accept, r.status_code)
+        assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert "Content-Encoding" not in r.headers, accept
+        assert r.raw.read(decode_content=False).decode() == LOG_TEXT
+    assert get("/logs/foo-bar/9.log", {}).status_code == 404
+    assert get("/logs/foo-bar/2.log/", {}).status_code == 404

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from piw_services.web.serve import SIMPLE_HTML, SIMPLE_JSON
-from tests.web.conftest import HTML, SERVED, WHEEL, WHEEL_V6
+from tests.web.conftest import HTML, SERVED, WHEEL, WHEEL_V6, check_log
 
 
 @pytest.mark.parametrize("path, content_type, file", [
@@ -29,6 +29,10 @@ def test_files(session, www, path, content_type, file):
     assert head.headers["Content-Length"] == str(len(data))
     assert head.headers["ETag"] == r.headers["ETag"]
     assert head.headers["Content-Type"] == content_type
+
+
+def test_build_logs_are_text(session):
+    check_log(lambda path, headers: session.get(path, headers=headers, stream=True))
 
 
 def test_armv6l_link_is_the_armv7l_file(session, www):

@@ -15,7 +15,7 @@ import requests
 
 from piw_services.web.serve import SIMPLE_HTML, SIMPLE_JSON
 from tests.conftest import ROOT, free_port
-from tests.web.conftest import HTML, SERVED, WHEEL, Raw
+from tests.web.conftest import HTML, SERVED, WHEEL, Raw, check_log
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
@@ -106,6 +106,10 @@ def test_files(ng, www, path, content_type, file):
     head = ng.head(path)
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["Content-Length"] == str(len(data))
+
+
+def test_build_logs_are_text(ng):
+    check_log(lambda path, headers: ng.get(path, headers=headers, stream=True))
 
 
 def test_ranges(ng, www):
