@@ -8,6 +8,7 @@ it is caught up, and keeps running until Ctrl-C, which stops everything it start
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [str(BIN / "piw-master")] + (["-c", args.config] if args.config else [])
     print("[piw] starting the master services (logs in var/demo/services.log)", flush=True)
     children.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log, **own_group))
+    tools = write_tools_env(workdir / "env", dict(
+        env, PIW_AMQP_URI=config["AMQP_URI"],
+        **({"PIW_CONFIG": str(Path(args.config).resolve())} if args.config else {})))
     print("[piw] starting a local builder (log in var/demo/builder.log)", flush=True)
     builder_env = dict(env, PIW_BUILDER_AMQP_URI=config["AMQP_URI"],
                        PIW_BUILDER_INDEX_URL=f"{upstream}/simple/",
@@ -153,13 +157,34 @@ def main(argv: list[str] | None = None) -> int:
                          f"The index is {index}/simple/ (pages: {index}/). Try:\n"
                          f"  python3 -m venv /tmp/try && /tmp/try/bin/pip install "
                          f"--index-url {index}/simple/ zlibby pitemp\n"
-                         f"  .venv/bin/nameko shell --config config/master.yaml\n"
+                         f"The operators' tools on the demo's database and tree, in another "
+                         f"terminal here:\n"
+                         f"  . {tools} && piw-audit && piw-monitor --once\n"
+                         f"  . {tools} && nameko shell --config "
+                         f"{args.config or 'config/master.yaml'}\n"
                          f"  >>> n.rpc.build_dispatch.status()\n"
                          f"Ctrl-C stops everything.")
                 print(ready, flush=True)
                 if args.exit_when_caught_up:
                     stop()
             time.sleep(2)
+
+
+#: The settings by which the operators' tools find the demo's broker, database and tree.
+TOOL_SETTINGS = ("PIW_AMQP_URI", "PIW_DB_URL", "PIW_WWW", "PIW_UPSTREAM", "PIW_WEB_ADDRESS",
+                 "PIW_CONFIG")
+
+
+def write_tools_env(path: Path, env: dict[str, str]) -> Path:
+    """Write a shell file that points the piw-* tools (piw-audit, piw-monitor, piw-remove,
+    nameko shell, ...) at the demo: its settings from *env* and this venv's commands first on
+    PATH. Returns *path* as the user types it (``. var/demo/env``)."""
+    lines = ["# ./run demo's settings for the operators' tools: . var/demo/env, then piw-audit,",
+             "# piw-monitor, piw-remove ... (rewritten by each run of the demo)"]
+    lines += [f"export {key}={shlex.quote(env[key])}" for key in TOOL_SETTINGS if key in env]
+    lines.append(f'export PATH={shlex.quote(str(BIN))}:"$PATH"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 #: The services whose status the progress line shows.

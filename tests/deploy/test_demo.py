@@ -146,6 +146,22 @@ def test_run_command_in_a_clean_clone(tmp_path, rabbit_config):
         packages = pip_line.group(2).split()
         assert {"zlibby", "pitemp"} <= set(packages), pip_line.group(0)
 
+        # -- what the demo printed: only its own lines, no warnings, nothing said twice
+        demo_lines = text[text.index("[piw] upstream: piw-fake-pypi"):].splitlines()
+        assert not [line for line in demo_lines if "warning" in line.lower()], text[-5000:]
+        assert not [a for a, b in zip(demo_lines, demo_lines[1:], strict=False) if a == b], \
+            text[-5000:]
+        # setup: no warning per data directory (setup.cfg's find_namespace), no piw-initdb
+        assert "is absent from the `packages` configuration" not in text
+        assert "created database" not in text
+
+        # -- the operators' tools find the demo's database and tree through var/demo/env
+        audit = subprocess.run(["bash", "-c", ". var/demo/env && piw-audit --wait 60"],
+                               cwd=clone, capture_output=True, text=True, timeout=180,
+                               env=child_env(rabbit_config, demo_db))
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "audit: clean" in audit.stdout and ". var/demo/env && piw-audit" in text
+
         # -- the root index lists what was built (its root pages lag by up to a few seconds)
         root = ""
         for _ in range(30):
@@ -223,3 +239,19 @@ def test_run_command_in_a_clean_clone(tmp_path, rabbit_config):
         log.close()
         drop_database(demo_db)
         print(f"[test] {elapsed()} done", flush=True)
+
+
+def test_the_tools_env_file_gives_the_demos_settings(tmp_path):
+    from piw_services.cli.demo import write_tools_env
+
+    env = {"PIW_DB_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_demo",
+           "PIW_WWW": str(tmp_path / "a dir with 'quotes' and $dollars"),
+           "PIW_AMQP_URI": "pyamqp://guest:guest@127.0.0.1:5672/", "UNRELATED": "x"}
+    path = write_tools_env(tmp_path / "env", env)
+    shown = subprocess.run(
+        ["bash", "-c", f". {shlex.quote(str(path))} && env && command -v piw-audit"],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    for key in ("PIW_DB_URL", "PIW_WWW", "PIW_AMQP_URI"):
+        assert f"{key}={env[key]}\n" in shown
+    assert "UNRELATED" not in path.read_text()
+    assert shown.rstrip().endswith(str(Path(sys.executable).parent / "piw-audit"))
