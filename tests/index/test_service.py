@@ -101,7 +101,8 @@ def test_files_yanks_and_removals_reach_the_pages(www, db, rabbit_config, rpc):
     wait_for(lambda: "/project/foo-bar/" in (page(www, "sitemap1.xml") or ""), 20,
              what="the sitemap to list foo-bar")
     assert "sitemap1.xml" in page(www, "sitemap.xml")
-    assert "extra-index-url=/simple/" in page(www, "faq.html")  # BASE_URL unset: relative
+    # BASE_URL unset: never a relative pip.conf line (as the home page, issue 21)
+    assert "extra-index-url=http://&lt;this server&gt;/simple/" in page(www, "faq.html")
     assert "pip_dependencies" in page(www, "json.html")
     assert 'name="q"' in page(www, "404.html")
     assert '<a href="/project/requests/">requests</a>' in page(www, "project/foo-bar/index.html")
