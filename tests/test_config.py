@@ -1,6 +1,8 @@
 """The master's config loader: nameko's ${ENV:default} substitution, without changing how
 anything else in the process reads YAML (the builder's config is read by yaml.safe_load)."""
 
+import os
+
 import pytest
 import yaml
 
@@ -67,3 +69,12 @@ def test_a_missing_or_broken_config_is_one_clear_line(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(SystemExit, match="must hold a mapping, not list"):
         load_config(bad)
+
+
+def test_no_packaged_default_is_none(monkeypatch):
+    """An empty default read by nameko's plain ${VAR:} is YAML's null, which with_defaults
+    would hand on as None (a BASE_URL of 'None' once put pages' links under /None/): such
+    settings are !raw_env_var, so empty stays ''."""
+    for key in [k for k in os.environ if k.startswith("PIW_")]:
+        monkeypatch.delenv(key)
+    assert [key for key, value in defaults().items() if value is None] == []
