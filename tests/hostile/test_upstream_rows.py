@@ -78,7 +78,10 @@ def actions(filename=st.one_of(hostile_text(20), st.just("foo-1.0.tar.gz"))):
     return st.one_of(
         st.sampled_from(["create", "new release", "remove", "remove release", "remove project",
                          "yank release", "unyank release", "project quarantined",
-                         "project quarantine cleared", "add Owner filebot",
+                         "project quarantine cleared", "release quarantined",
+                         "release quarantine cleared", "release quarantined ",
+                         "add Owner j&#252;rgen", "add Owner &#0;", "add source file &#xFFFF;",
+                         "add source file a&#1114112;.tar.gz", "add Owner filebot",
                          "remove Owner someone", "docupdate", "New Release", "create ",
                          " create", "remove  release", "remove project\n", "add  file x",
                          "add source file", "rename from", "rename from \x00"]),
