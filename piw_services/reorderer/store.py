@@ -460,7 +460,7 @@ INFO_DUE = "greatest(v.quarantine_k, v.created_k, v.yank_k)"
 BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = v.package "
                  "AND t.version = v.version AND t.state = 'pending')")
 #: Failed look-ups in a row after which a version is taken as looked up, with nothing known
-#: (back-off 1, 2, 4 ... 32 minutes: about an hour), so its builds are not held back for ever.
+#: (back-offs of 1, 2, 4, 8 and 16 minutes between them), so its builds are not held back for ever.
 INFO_GIVE_UP = 6
 
 
