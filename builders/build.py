@@ -102,6 +102,12 @@ def pip_command(
     ``--no-binary`` on to the isolated build environment, so ":all:" would also refuse the
     setuptools/wheel (or numpy, cmake, ...) wheels that the build requires and build each of
     them from source too, every time.
+
+    ``--use-pep517``: a project without a pyproject.toml (MarkupSafe 2.1.5's sdist) is built in
+    an isolated environment with setuptools and wheel from the index too, rather than by
+    ``setup.py bdist_wheel`` in the builder's own environment, which fails ("invalid command
+    'bdist_wheel'") where ``wheel`` is not installed: a fresh venv on a Pi, or a Debian one.
+    What the builder has installed never changes what it builds.
     """
     return [
         python,
@@ -109,6 +115,7 @@ def pip_command(
         "pip",
         "wheel",
         "--no-deps",
+        "--use-pep517",
         "--no-binary",
         no_binary or name,
         "--no-cache-dir",

@@ -148,11 +148,12 @@ def test_command_environment_and_process_group(run, tmp_path, monkeypatch):
     out = info["argv"][info["argv"].index("-w") + 1]
     assert Path(out).parent == tmp
     assert info["argv"] == pip_command("python", INDEX, "Some.Project", "2.0rc1", Path(out))[1:]
-    assert info["argv"][:9] == [
+    assert info["argv"][:10] == [
         "-m",
         "pip",
         "wheel",
         "--no-deps",
+        "--use-pep517",
         "--no-binary",
         "Some.Project",
         "--no-cache-dir",
@@ -179,7 +180,7 @@ def test_command_environment_and_process_group(run, tmp_path, monkeypatch):
 def test_no_binary_can_be_widened_to_all(run):
     result, info = run("ok", no_binary=":all:")
     assert result.status == "success"
-    assert info["argv"][4:6] == ["--no-binary", ":all:"]
+    assert info["argv"][5:7] == ["--no-binary", ":all:"]
 
 
 def test_exit_status_zero_without_a_wheel_is_a_failure(run, tmp_path):

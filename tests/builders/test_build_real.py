@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import signal
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +53,13 @@ EVENTS = [
     _event(7, "broken-pkg", None, "create"),
     _event(8, "broken-pkg", "0.1", "new release", kind="broken"),
     _event(9, "broken-pkg", "0.1", "add source file broken_pkg-0.1.tar.gz"),
+    _event(10, "legacy-pkg", None, "create"),
+    _event(11, "legacy-pkg", "1.0", "new release"),
+    _event(12, "legacy-pkg", "1.0", "add source file legacy-pkg-1.0.tar.gz"),
 ]
+#: An sdist with a setup.py and no pyproject.toml (as MarkupSafe 2.1.5's)
+LEGACY_SETUP = ("from setuptools import setup\n"
+                "setup(name='legacy-pkg', version='1.0', py_modules=['legacy_pkg'])\n")
 
 #: An in-tree PEP 517 backend with no build requirements (so pip reaches it within a second),
 #: which records where it runs, starts a child, and sleeps.
@@ -104,6 +112,7 @@ def index(tmp_path_factory):
     except importlib.metadata.PackageNotFoundError as exc:
         pytest.skip(f"cannot repack build requirements: {exc}")
     write_slow_sdist(packages)
+    write_sdist(packages, "legacy-pkg", "1.0", {"setup.py": LEGACY_SETUP, "legacy_pkg.py": ""})
     with FakePyPI(EVENTS, packages_dir=packages) as server:
         yield server.url + "/simple/"
 
@@ -219,3 +228,16 @@ def test_cancel_kills_a_group_that_ignores_sigterm(index, tmp_path):
     assert_group_gone(info["pgid"], info["pid"], info["child"])
     assert result.wheels == []
     assert _empty(tmp_path / "work")
+
+
+def test_a_setup_py_sdist_builds_where_the_builder_has_no_wheel_package(index, tmp_path):
+    """A fresh venv (a Pi's, or the emulated userland's /opt/piw) has setuptools but not
+    ``wheel``: a project without pyproject.toml still builds, in an isolated environment."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    python = str(tmp_path / "venv/bin/python")
+    has_wheel = subprocess.run([python, "-c", "import wheel"], capture_output=True)
+    assert has_wheel.returncode != 0, "the fresh venv was meant to lack wheel"
+    result = build_wheel(index, "legacy-pkg", "1.0", tmp_path / "out", timeout=300,
+                         python=python)
+    assert result.status == "success", result.log[-3000:]
+    assert [w.name for w in result.wheels] == ["legacy_pkg-1.0-py3-none-any.whl"]
