@@ -216,7 +216,11 @@ def simple_project_json(project: Project) -> str:
             entry["requires-python"] = f.requires_python
         entry["yanked"] = (f.yanked_reason or True) if f.yanked else False
         entry["core-metadata"] = meta
-        entry["dist-info-metadata"] = meta
+        # PEP 714: never "dist-info-metadata" in JSON: pip 22.3 to 23.1 fails on it with
+        # "TypeError: unhashable type: 'dict'", and Debian bookworm's (Raspberry Pi OS's)
+        # python3-pip is 23.0.1. PyPI keeps its old misspelling beside core-metadata instead
+        # (warehouse/packaging/utils.py, _simple_detail), which no pip reads; so do we.
+        entry["data-dist-info-metadata"] = meta
         entry["size"] = f.size
         if f.upload_time:
             entry["upload-time"] = f.upload_time

@@ -326,13 +326,15 @@ def test_simple_project_json(project):
         "requires-python": "<4,>=3.9",
         "yanked": False,
         "core-metadata": {"sha256": cp311.metadata_sha256},
-        "dist-info-metadata": {"sha256": cp311.metadata_sha256},
+        "data-dist-info-metadata": {"sha256": cp311.metadata_sha256},
         "size": 123_456,
         "upload-time": "2026-11-23T15:04:05.123456Z",
     }
     assert files[cp39.filename]["yanked"] == HOSTILE_REASON
     assert files[cp39.filename]["core-metadata"] is False
-    assert files[cp39.filename]["dist-info-metadata"] is False
+    assert files[cp39.filename]["data-dist-info-metadata"] is False
+    # PEP 714: the key pip 22.3-23.1 (Debian bookworm's 23.0.1) crashes on is never served
+    assert not [f for f in files.values() if "dist-info-metadata" in f]
     old = files[project.versions[2].files[0].filename]
     assert old["yanked"] is True
     assert "requires-python" not in old
