@@ -14,7 +14,7 @@ from builders.commandline import command_parser, configure_logging, find_config,
 ASKING = {"piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add",
           "piw-import"}
 #: The commands that read no config file (so take no -c).
-NO_CONFIG = {"piw-fake-pypi"}
+NO_CONFIG = {"piw-fake-pypi", "piw-builder-image"}
 
 
 def console_scripts() -> dict[str, importlib.metadata.EntryPoint]:

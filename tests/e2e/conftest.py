@@ -2,7 +2,9 @@
 
 import hashlib
 import importlib.metadata
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -77,10 +79,11 @@ def system(db, processes, piw_env, fake_pypi, upstream_packages, tmp_path, rpc):
         web = "http://" + piw_env["PIW_WEB_ADDRESS"]
         env = piw_env  # what every process of the system runs with
 
-        def start(self, events, abis="cp311:host:bookworm", without=(), **env):
-            """Upstream and the master; services named in *without* are left to the test
-            (``self.service(name)`` starts one in a process of its own)."""
-            self.upstream = fake_pypi(events, packages=upstream_packages)
+        def start(self, events, abis="cp311:host:bookworm", without=(), packages=None, **env):
+            """Upstream (serving *packages*, else ``upstream_packages``) and the master;
+            services named in *without* are left to the test (``self.service(name)`` starts
+            one in a process of its own)."""
+            self.upstream = fake_pypi(events, packages=packages or upstream_packages)
             piw_env.update(PIW_BUILD_ABIS=abis, PIW_BUILDER_AMQP_URI=piw_env["PIW_AMQP_URI"],
                            PIW_BUILDER_INDEX_URL=piw_env["PIW_UPSTREAM"] + "/simple/",
                            PIW_HEARTBEAT_INTERVAL="1", **env)
@@ -189,3 +192,53 @@ def project_json(system, package):
 
 def on_disk(system, package, filename):
     return (system.www / "simple" / package / filename).exists()
+
+
+# -- emulated Raspberry Pi userlands (tests/e2e/test_arm.py) -----------------------------------
+#: A real sdist with a C extension (MarkupSafe's speedups), pinned by its sha256 on PyPI.
+MARKUPSAFE = ("MarkupSafe-2.1.5.tar.gz",
+              "d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b")
+
+
+@pytest.fixture(scope="session")
+def arm_roots(tmp_path_factory):
+    """Emulated Pi userlands, Debian bookworm armhf and arm64 under qemu-user, each set up as
+    a Pi owner's (``piw-builder-image setup``: the cached userland unpacked, this checkout's
+    wheel pip-installed in it): ``{arch: (root, the target its Python announces)}``. The
+    first run on a machine makes the userlands (minutes); later runs take them from the cache
+    (outside the checkout). Both are set up at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from builders import image
+
+    try:
+        for arch in image.ARCHES:
+            image.check_host(arch)
+    except image.ImageError as exc:
+        pytest.skip(f"no emulated ARM userland here: {exc}")
+    base = tmp_path_factory.mktemp("arm")
+    with ThreadPoolExecutor(len(image.ARCHES)) as pool:
+        made = {arch: pool.submit(image.setup_root, image.Userland(arch), base / arch)
+                for arch in image.ARCHES}
+        roots = {arch: (base / arch, future.result()) for arch, future in made.items()}
+    yield roots
+    for root, _ in roots.values():  # ~450 MB each
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def markupsafe_sdist():
+    """MarkupSafe's sdist, downloaded once into piw's cache (pip download) and checked."""
+    from builders import image
+
+    name, digest = MARKUPSAFE
+    path = image.cache_dir() / "sdists" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                               "--no-binary", ":all:", "-d", str(path.parent),
+                               "MarkupSafe==2.1.5"], capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot download {name}: {done.stderr.strip()[-500:]}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{path} is not {name}"
+    return path
