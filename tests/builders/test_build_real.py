@@ -179,15 +179,15 @@ def test_timeout_kills_the_build_and_everything_it_started(index, tmp_path):
         "slowpkg",
         "1.0",
         tmp_path / "out",
-        timeout=3.0,
+        timeout=8.0,  # pip reaches the backend in 2-4 s on a loaded 2-core machine
         work_dir=work,
         extra_env={"SLOW_MARKER": str(marker)},
     )
     assert result.status == "timeout", result.log
-    assert 3.0 <= result.duration < 15
+    assert 8.0 <= result.duration < 20
     assert result.returncode == -signal.SIGTERM
     assert "Getting requirements to build wheel: started" in result.log
-    assert "piw-builder: build timed out after 3s" in result.log
+    assert "piw-builder: build timed out after 8s" in result.log
     assert result.wheels == [] and _empty(tmp_path / "out")
     info = wait_for_json(marker, timeout=0)  # the backend was reached well within the timeout
     # pip's backend runs two processes below pip, in pip's group; it and its child are gone.
