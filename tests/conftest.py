@@ -14,6 +14,12 @@ with warnings.catch_warnings():
 
 eventlet.monkey_patch()
 
+# hypothesis imports its conjecture providers lazily, at the end of a run in its terminal
+# summary; pytest then rewrites them with ast.parse, which CPython 3.11.7 refuses with
+# "SystemError: AST constructor recursion depth mismatch" after some runs (one test of
+# tests/stats/test_store.py alone is enough), turning a passing run into exit status 1.
+# Imported here, they are parsed at start.
+import hypothesis.internal.conjecture.providers  # noqa: E402, F401
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
