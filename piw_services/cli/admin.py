@@ -88,11 +88,14 @@ def _version(value: str) -> str:
     return value
 
 
-def _abi(value: str) -> str:
-    try:
-        return protocol.check_target_or_abi(value)
-    except protocol.ProtocolError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def protocol_argument(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from one of builders.protocol's checks: its refusal is the usage error."""
+    def convert(value: str) -> str:
+        try:
+            return check(value)
+        except protocol.ProtocolError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
 
 
 def _reason(value: str) -> str:
@@ -344,7 +347,7 @@ def rebuild_main(argv: list[str] | None = None) -> int:
 def rebuild_wheels_main(argv: list[str] | None = None) -> int:
     """``piw-rebuild-wheels``: build again (also how a failed build is retried)."""
     def arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--abi", type=_abi,
+        parser.add_argument("--abi", type=protocol_argument(protocol.check_target_or_abi),
                             help="only this build target (e.g. cp311-linux_armv7l), or each "
                                  "target of an ABI (e.g. cp311)")
         parser.add_argument("package", type=_package, help="the package's name")

@@ -35,13 +35,6 @@ UPLOAD_RETRIES = 2
 MAX_LOG = 4 * 1024 * 1024
 
 
-def _target(value: str) -> str:
-    try:
-        return protocol.check_target(value)
-    except protocol.ProtocolError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -142,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the package (default: from the first wheel's name)")
     parser.add_argument("--package-version", type=cli._version, metavar="VERSION",
                         help="the version (default: from the first wheel's name)")
-    parser.add_argument("--target", type=_target,
+    parser.add_argument("--target", type=cli.protocol_argument(protocol.check_target),
                         help="the build target, e.g. cp311-linux_armv7l (default: from the "
                              "wheels' tags; needed for pure and abi3 wheels)")
     parser.add_argument("--duration", type=_seconds, default=0.0, metavar="S",
