@@ -51,7 +51,7 @@ __all__ = [
     "Builder",
     "BuiltWheel",
     "ConnectionTrouble",
-    "Session",
+    "BrokerLink",
     "Stopping",
     "build_and_inspect",
     "check_answer",
@@ -229,7 +229,7 @@ def _describe(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class Session:
+class BrokerLink:
     """One connection to RabbitMQ and its server-named reply queue; main thread only.
 
     Everything the builder's RabbitMQ user may not do (declare the exchange or a job queue) is
@@ -478,7 +478,7 @@ class Builder:
 
     def __init__(self, settings: Settings, interpreter: Interpreter) -> None:
         self.settings, self.interpreter = settings, interpreter
-        self.session: Session | None = None
+        self.link: BrokerLink | None = None
         self.builder_id: int | None = None
         self.current: dict[str, Any] | None = None
         self._stop = False
@@ -505,17 +505,17 @@ class Builder:
         try:
             while True:
                 try:
-                    session = self._connected()
-                    if not session.consuming:
-                        session.consume_jobs(self.interpreter.target)
-                    self._handle(session, session.next_job())
+                    link = self._connected()
+                    if not link.consuming:
+                        link.consume_jobs(self.interpreter.target)
+                    self._handle(link, link.next_job())
                 except ConnectionTrouble as exc:
                     self._lost(exc)
         except Stopping:
             log.info("stopped")
         finally:
-            if self.session is not None:
-                self.session.close()
+            if self.link is not None:
+                self.link.close()
         return 0
 
     def _sleep(self, seconds: float) -> None:
@@ -525,36 +525,36 @@ class Builder:
                 raise Stopping()
             time.sleep(min(PUMP, max(deadline - time.monotonic(), 0)))
 
-    def _connected(self) -> Session:
-        """The live session, after (re)connecting and saying hello if need be."""
-        while self.session is None:
+    def _connected(self) -> BrokerLink:
+        """The live link, after (re)connecting and saying hello if need be."""
+        while self.link is None:
             if self._stop:
                 raise Stopping()
-            session = Session(self.settings, self._heartbeat, lambda: self._stop)
+            link = BrokerLink(self.settings, self._heartbeat, lambda: self._stop)
             try:
-                session.open()
-                self.builder_id = self._hello(session)
+                link.open()
+                self.builder_id = self._hello(link)
             except ConnectionTrouble as exc:
-                session.close()
+                link.close()
                 if self._stop:
                     raise Stopping() from None
                 delay = self._backoff.next()
                 log.warning("cannot reach the master through %s: %s; trying again in %gs",
-                            session.where, exc, delay)
+                            link.where, exc, delay)
                 self._sleep(delay)
             else:
-                self.session = session
+                self.link = link
                 self._backoff.reset()
-        return self.session
+        return self.link
 
     def _lost(self, exc: ConnectionTrouble) -> None:
         log.warning("connection trouble: %s; reconnecting", exc)
-        if self.session is not None:
-            self.session.close()
-        self.session = None
+        if self.link is not None:
+            self.link.close()
+        self.link = None
         self.builder_id = None
 
-    def _hello(self, session: Session) -> int:
+    def _hello(self, link: BrokerLink) -> int:
         info = {
             "platform": self.interpreter.platform,
             "distro": sysinfo.distro(),
@@ -566,10 +566,10 @@ class Builder:
         message = protocol.hello(self.settings.label, self.interpreter.abi, info)
         backoff = Backoff()
         while True:
-            answer = session.request(message, protocol.REQUESTS, "hello", attempts=None)
+            answer = link.request(message, protocol.REQUESTS, "hello", attempts=None)
             builder_id = answer.get("builder_id")
             if answer["ok"] and isinstance(builder_id, int) and not isinstance(builder_id, bool):
-                log.info("connected to %s as builder %d (%s, %s)", session.where, builder_id,
+                log.info("connected to %s as builder %d (%s, %s)", link.where, builder_id,
                          self.settings.label, self.interpreter.target)
                 limit = answer.get("silence_limit")
                 if isinstance(limit, int | float) and 2 * self.settings.heartbeat_interval > limit:
@@ -580,7 +580,7 @@ class Builder:
             problem = answer["error"] if not answer["ok"] else f"no builder_id in {answer!r:.80}"
             delay = backoff.next()
             log.error("the master refused hello: %s; asking again in %gs", problem, delay)
-            session.wait(delay)
+            link.wait(delay)
 
     def _heartbeat(self) -> Mapping[str, Any] | None:
         if self.builder_id is None:
@@ -589,7 +589,7 @@ class Builder:
                                   sysinfo.snapshot(self.settings.work_dir), self.current)
 
     # -- one job ----------------------------------------------------------------------------
-    def _handle(self, session: Session, message: Message) -> None:
+    def _handle(self, link: BrokerLink, message: Message) -> None:
         try:
             job = protocol.check_job(message.decode())
             if job["target"] != self.interpreter.target:
@@ -597,12 +597,12 @@ class Builder:
                                              f"{self.interpreter.target} queue")
         except (ValueError, KombuError) as exc:
             log.error("dropping a malformed job (it can never be built): %s", exc)
-            session.ack(message)
+            link.ack(message)
             return
         what = f"{job['package']} {job['version']} (job {job['job_id']})"
         assert self.builder_id is not None
         try:
-            answer = session.request(
+            answer = link.request(
                 protocol.claim(self.builder_id, job["job_id"],
                                bool(message.delivery_info.get("redelivered"))),
                 protocol.REQUESTS, f"claim of job {job['job_id']}")
@@ -612,14 +612,14 @@ class Builder:
             elif answer.get("build") is not True:
                 log.info("not building %s: %s", what, answer.get("reason"))
             else:
-                self._build(job, session, message)
+                self._build(job, link, message)
                 return
         except Stopping:
             log.info("leaving %s unacked: RabbitMQ gives it to another builder", what)
             raise
-        session.ack(message)
+        link.ack(message)
 
-    def _build(self, job: Mapping[str, Any], session: Session, message: Message) -> None:
+    def _build(self, job: Mapping[str, Any], link: BrokerLink, message: Message) -> None:
         self.current = {"job_id": job["job_id"], "package": job["package"],
                         "version": job["version"], "started": time.time()}
         log.info("building %s %s for %s (job %s%s)", job["package"], job["version"],
@@ -640,11 +640,11 @@ class Builder:
             log.error("cannot build %s %s on this builder: %s; giving the job back and "
                       "pausing %gs", job["package"], job["version"], trouble,
                       LOCAL_TROUBLE_PAUSE)
-            if self.session is session:
-                session.give_back(message)
+            if self.link is link:
+                link.give_back(message)
             self._connected().wait(LOCAL_TROUBLE_PAUSE)
-        elif self.session is session:
-            session.ack(message)
+        elif self.link is link:
+            link.ack(message)
         else:
             log.info("job %s came over a connection since lost: RabbitMQ hands it out again "
                      "and the master will drop it as done", job["job_id"])
@@ -687,21 +687,21 @@ class Builder:
         breaks: a finished build is worth more than the retransmission."""
         upload, withheld = split_uploads(outcome.wheels, job["upstream_files"])
         while True:
-            session = self._connected()
+            link = self._connected()
             try:
-                self._send_outcome(session, job, outcome, upload, withheld)
+                self._send_outcome(link, job, outcome, upload, withheld)
                 return
             except ConnectionTrouble as exc:
                 self._lost(exc)
 
-    def _send_outcome(self, session: Session, job: Mapping[str, Any], outcome: BuildOutcome,
+    def _send_outcome(self, link: BrokerLink, job: Mapping[str, Any], outcome: BuildOutcome,
                       upload: list[BuiltWheel], withheld: list[str]) -> None:
         assert self.builder_id is not None
         job_id = job["job_id"]
         files: list[dict[str, Any]] = []
         problems = list(outcome.problems)
         for wheel in upload:
-            done = upload_file(session, wheel.path, wheel.info, self.builder_id, job_id,
+            done = upload_file(link, wheel.path, wheel.info, self.builder_id, job_id,
                                self.settings.upload_retries)
             if done.job_lost:
                 log.info("job %s is no longer ours (%s); dropping it", job_id, done.refusal)
@@ -711,7 +711,7 @@ class Builder:
             else:
                 problems.append(f"the master refused {wheel.info['filename']}: {done.refusal}")
         status = final_status(outcome.status, problems)
-        answer = session.request(
+        answer = link.request(
             protocol.result(self.builder_id, job_id, status, round(outcome.duration, 3),
                             pack_log(outcome.log, problems), files, withheld),
             protocol.REQUESTS, f"result of job {job_id}")

@@ -7,8 +7,8 @@ whole-file sha256 the master checks before it moves the file into place. A refus
 ``retry`` (a corrupted or incomplete upload, a busy master) is answered by sending the whole
 file again under a new upload id, so no half-received upload is ever continued.
 
-The AMQP side is whatever object offers :class:`Link`'s two methods (the builder's session), so
-this module knows the protocol but not the connection.
+The AMQP side is whatever object offers :class:`Link`'s two methods (the builder's
+:class:`~builders.builder.BrokerLink`), so this module knows the protocol but not the connection.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ class Build(Base):
         DateTime(timezone=True), server_default=func.now())
 
 
-class Builder(Base):
+class RegisteredBuilder(Base):
     """The builder registry, kept from hellos and heartbeats."""
 
     __tablename__ = "builders"

@@ -24,7 +24,7 @@ TARGETS = [("cp311", "linux_armv7l", "bookworm"), ("cp311", "linux_aarch64", "bo
 ARMV7, AARCH64, CP313 = (f"{abi}-{platform}" for abi, platform, _ in TARGETS)
 
 
-class Builder:
+class RawBuilder:
     """The builder's side of the protocol, just enough for the master's tests."""
 
     def __init__(self, uri):
@@ -74,7 +74,7 @@ def dispatch(container_factory, rabbit_config, db, db_url):
                   ENRICH_DAYS=0)  # no upstream here to read Requires-Python from: jobs go out
     container = container_factory(BuildDispatchService, config)
     container.start()
-    builder = Builder(rabbit_config["AMQP_URI"])
+    builder = RawBuilder(rabbit_config["AMQP_URI"])
     yield builder
     builder.close()
 
@@ -255,7 +255,7 @@ def test_a_builder_user_consumes_only_its_targets_queue(dispatch, db, target_use
     for target in (ARMV7, AARCH64, CP313):
         dispatch.get_job(target).reject(requeue=True)  # declared, and holding foo's job
     for mine, uri in target_users.items():
-        builder = Builder(uri)  # its reply queue and the builders' exchange: allowed
+        builder = RawBuilder(uri)  # its reply queue and the builders' exchange: allowed
         try:
             abi, platform = protocol.split_target(mine)
             answer = builder.ask(protocol.hello(f"pi-{platform}", abi, {

@@ -21,7 +21,7 @@ from kombu import Queue
 from sqlalchemy import text
 
 from builders import protocol
-from tests.build_dispatch.test_service import Builder
+from tests.build_dispatch.test_service import RawBuilder
 from tests.chaos.conftest import assert_builds_and_files_agree
 from tests.conftest import wait_for
 from tests.e2e.conftest import release
@@ -42,11 +42,11 @@ setup(name="{name}", version="1.0", py_modules=[])
 
 class Liar:
     """A builder that does not follow the protocol: requests through the build_dispatch
-    tests' ``Builder``, uploads through the file_manager tests' ``FakeBuilder``, both speaking
+    tests' ``RawBuilder``, uploads through the file_manager tests' ``FakeBuilder``, both speaking
     builders/protocol.py, plus raw bytes that are not messages at all."""
 
     def __init__(self, uri):
-        self.requests, self.uploads = Builder(uri), FakeBuilder(uri)
+        self.requests, self.uploads = RawBuilder(uri), FakeBuilder(uri)
 
     def raw(self, key, body, content_type):
         """Publish *body* as it is, with a content type that does not describe it."""

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from builders import protocol
 from piw_services.build_dispatch.service import BuildDispatchService
 from piw_services.stats.service import StatsService
-from tests.build_dispatch.test_service import Builder, hello
+from tests.build_dispatch.test_service import RawBuilder, hello
 from tests.conftest import wait_for
 from tests.stats.test_store import download, heartbeat_msg, search
 from tests.test_useragent import UV
@@ -60,7 +60,7 @@ def test_a_heartbeat_reaches_build_dispatch_and_the_stats(stats, container_facto
                                                           rabbit_config, db, db_url):
     container_factory(BuildDispatchService, dict(
         rabbit_config, DB_URL=db_url, BUILD_ABIS="cp311:linux_armv7l:bookworm")).start()
-    builder = Builder(rabbit_config["AMQP_URI"])
+    builder = RawBuilder(rabbit_config["AMQP_URI"])
     try:
         builder_id = hello(builder)
         builder.send(heartbeat_msg(builder_id, temp=61.5), protocol.STATUS)
