@@ -6,7 +6,7 @@ side): the package, version and target default from the first wheel's name and t
 admin service checks the request and shows the dry run (admin.import_wheels), then gives the
 target a job held by the ``piw-import`` builder row; the wheels then go through file_manager's
 chunked, hash-checked upload path and the result to build_dispatch, exactly as a builder's
-(builders/uploader.py and builders/builder.py's Session, under the operator's RabbitMQ user),
+(builders/uploader.py and builders/builder.py's BrokerLink, under the operator's RabbitMQ user),
 so the files get their ``.metadata``, armv6l links, a build record and the pages.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builders import protocol
-from builders.builder import ConnectionTrouble, Session, pack_log
+from builders.builder import BrokerLink, ConnectionTrouble, pack_log
 from builders.config import Settings
 from builders.inspection import InspectionError, inspect_wheel
 from builders.uploader import upload_file
@@ -99,27 +99,27 @@ def upload(log: logging.Logger, config: dict[str, Any], done: dict[str, Any],
         platform=None, build_timeout=0.0, work_dir=Path.cwd(), heartbeat_interval=3600.0,
         preinstalled=(), reply_timeout=REPLY_TIMEOUT, upload_retries=UPLOAD_RETRIES,
         log_level="INFO")
-    session = Session(settings, status=lambda: None, stopping=lambda: False)
+    link = BrokerLink(settings, status=lambda: None, stopping=lambda: False)
     incomplete = ("; the import is incomplete: run piw-import again (the version's target "
                   "stays with the import until then)")
     try:
-        session.open()
+        link.open()
         for path, info in wheels:
             if info["filename"] not in done["imported"]:
                 continue
-            sent = upload_file(session, path, info, builder_id, job_id, UPLOAD_RETRIES)
+            sent = upload_file(link, path, info, builder_id, job_id, UPLOAD_RETRIES)
             if not sent.committed:
                 raise cli.Failure(f"file_manager refused {info['filename']}: {sent.refusal}"
                                   f"{incomplete}")
             log.info("uploaded %s (%d bytes)", info["filename"], info["size"])
-        answer = session.request(
+        answer = link.request(
             protocol.result(builder_id, job_id, "success", duration, pack_log(output),
                             [info for _, info in wheels], []),
             protocol.REQUESTS, f"result of import job {job_id}")
     except ConnectionTrouble as exc:
         raise cli.Failure(f"{exc}{incomplete}") from None
     finally:
-        session.close()
+        link.close()
     if not answer["ok"]:
         raise cli.Failure(f"build_dispatch refused the import: {answer['error']}{incomplete}")
     log.info("imported %s %s for %s: build %s", done["package"], done["version"], done["abi"],
