@@ -24,7 +24,7 @@ from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
-from piw_services.reorderer.queries import package_state
+from piw_services.reorderer.queries import package_state, upstream_serves
 from piw_services.stats import store as stats
 
 MAX_TEXT = 500
@@ -369,9 +369,7 @@ def import_wheels(session: Session, package: Any, version: Any, target: Any, fil
                        f", not {abi} (target {target})")
         if problem:
             raise BadRequest(problem)
-        if session.execute(text(
-                "SELECT 1 FROM upstream_files WHERE package = :p AND filename = :f "
-                "AND added_k > removed_k"), {"p": name, "f": filename}).first():
+        if upstream_serves(session, name, filename):
             raise BadRequest(f"upstream already serves {filename}: another file under that "
                              "name would give pip two hashes for one name")
         served = session.execute(text("SELECT sha256, package FROM files WHERE filename = :f"),

@@ -23,46 +23,32 @@ from typing import Any
 
 import eventlet
 from nameko.events import EventDispatcher
-from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from sqlalchemy import delete, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from builders import protocol
 from piw_services import events as ev
 from piw_services import ordered_events
+from piw_services.build_dispatch import queries as builds
 from piw_services.builder_queues import builder_queue
 from piw_services.db.dependency import Database
-from piw_services.db.models import BuildTarget, File
 from piw_services.faults import crash_point
-from piw_services.file_manager.store import FileStore, StoreError, armv6l_name
+from piw_services.file_manager import store
+from piw_services.file_manager.dependencies import Disk
+from piw_services.file_manager.disk import Refused, armv6l_name
 from piw_services.names import same_version
+from piw_services.reorderer import queries as catalog
 from piw_services.rpc import rpc
-from piw_services.settings import Settings, SettingsProvider
+from piw_services.settings import SettingsProvider
 
 log = logging.getLogger(__name__)
 
-#: Held shared by commits while they install, exclusively by removals (see the module doc).
-FILES_LOCK = 0x70697702
-#: Two-key advisory locks in this namespace serialise commits of one filename.
-FILENAME_LOCKS = 0x707766
 COMMIT_POLL = 0.1
 SWEEP_INTERVAL = 600
 
 
-class Store(DependencyProvider):
-    """Injects the :class:`FileStore` on the configured WWW tree."""
-
-    def setup(self) -> None:
-        self.store = FileStore(Settings.from_config(self.container.config).www)
-
-    def get_dependency(self, worker_ctx: Any) -> FileStore:
-        return self.store
-
-
-class JobLost(StoreError):
+class JobLost(Refused):
     """The job is no longer the committing builder's (removed, or taken over): the builder
     should send nothing more for it (protocol.job_lost)."""
 
@@ -72,7 +58,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     name = "file_manager"
 
     db = Database()
-    store = Store()
+    disk = Disk()
     dispatch = EventDispatcher()
     settings = SettingsProvider()
 
@@ -89,10 +75,10 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     def _chunk(self, body: Any, headers: dict[str, Any]) -> None:
         m = protocol.check_chunk(headers, body)
         try:
-            if not self.store.write_chunk(m["upload_id"], m["offset"], body, m["sha256"]):
+            if not self.disk.write_chunk(m["upload_id"], m["offset"], body, m["sha256"]):
                 log.warning("upload %s: corrupt chunk at offset %d", m["upload_id"],
                             m["offset"])
-        except StoreError as exc:
+        except Refused as exc:
             raise protocol.ProtocolError(str(exc)) from None
 
     def _commit(self, body: Any) -> dict[str, Any]:
@@ -100,8 +86,8 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         upload_id = msg["upload_id"]
         try:
             reply = self._commit_checked(msg)
-        except StoreError as exc:
-            self.store.discard(upload_id)
+        except Refused as exc:
+            self.disk.discard(upload_id)
             log.warning("refused commit of %s (upload %s, job %s): %s",
                         msg["info"]["filename"], upload_id, msg["job_id"], exc)
             if isinstance(exc, JobLost):
@@ -114,16 +100,14 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         filename = info["filename"]
         with self.db() as s:
             package, version, abi = self._job_of(s, msg)
-            row = s.get(File, filename)
+            row = store.file_row(s, filename)
         # a repeated commit of a file we serve needs no upload (its part may be long gone)
-        served = row is not None and self.store.is_published(package, filename)
+        served = row is not None and self.disk.is_published(package, filename)
         if not served:
             self._verify(upload_id, info)
         with self.db() as s, s.begin():
-            s.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": FILES_LOCK})
-            s.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:f))"),
-                      {"ns": FILENAME_LOCKS, "f": filename})
-            if self._version_alive(s, package, version) is False:
+            store.lock_for_commit(s, filename)
+            if catalog.version_alive(s, package, version) is False:
                 raise JobLost(f"{package} {version} has been removed upstream; "
                               f"{filename} is not published")
             # again under the lock: an operator may have revoked the job since (its files
@@ -133,12 +117,12 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             if done:
                 return done
             if served:  # removed since we looked: take the upload if it is complete
-                verdict = self.store.verify(upload_id, info["size"], info["sha256"])
+                verdict = self.disk.verify(upload_id, info["size"], info["sha256"])
                 if not verdict.ok:
-                    raise StoreError(verdict.problem or "incomplete upload", retry=True)
+                    raise Refused(verdict.problem or "incomplete upload", retry=True)
             link = self._link_for(s, package, filename, abi)
-            installed = self.store.install(upload_id, package, filename, link)
-            self._upsert(s, package, version, abi, msg["job_id"], info,
+            installed = self.disk.install(upload_id, package, filename, link)
+            store.upsert(s, package, version, abi, msg["job_id"], info,
                          installed.metadata_sha256, link)
         added = [filename] + ([link] if link else [])
         log.info("published %s (%d bytes)%s", installed.path, info["size"],
@@ -154,22 +138,21 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         """(package, version, target) of the commit's job, once the commit may publish at
         all: a wheel of that version whose platform is the target's (or ``any``)."""
         job_id, builder_id, filename = msg["job_id"], msg["builder_id"], msg["info"]["filename"]
-        target = s.execute(select(BuildTarget).where(BuildTarget.job_id == job_id)
-                           ).scalar_one_or_none()
+        target = builds.job(s, job_id)
         if target is None or target.state != "building" or target.builder_id != builder_id:
             raise JobLost(f"job {job_id} is not being built by builder {builder_id}")
         name, wheel_version, _, _ = parse_wheel_filename(filename)
         package = canonicalize_name(target.package)
         if name != package or not same_version(str(wheel_version), target.version):
-            raise StoreError(f"{filename} is not a wheel of job {job_id}'s "
+            raise Refused(f"{filename} is not a wheel of job {job_id}'s "
                              f"{target.package} {target.version}")
-        wrong_platform = protocol.wheel_target_problem(filename, target.abi)
+        wrong_platform = protocol.wheel_target_problem(filename, target.target)
         if wrong_platform:
-            raise StoreError(f"refused: {wrong_platform}")
-        if self._upstream_serves(s, package, filename):
-            raise StoreError(f"upstream already serves {filename}: publishing another file "
+            raise Refused(f"refused: {wrong_platform}")
+        if catalog.upstream_serves(s, package, filename):
+            raise Refused(f"upstream already serves {filename}: publishing another file "
                              f"under that name would give pip two hashes for one name")
-        return package, target.version, target.abi
+        return package, target.version, target.target
 
     def _already_served(self, s: Session, package: str, filename: str, info: dict[str, Any],
                         upload_id: str) -> dict[str, Any] | None:
@@ -181,21 +164,21 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         two ABIs at once): the served file stays, since pip may have cached its hash; the job
         still has its file, so that is ok too, and says so.
         """
-        row = s.get(File, filename)
-        if row is None or not self.store.is_published(package, filename):
+        row = store.file_row(s, filename)
+        if row is None or not self.disk.is_published(package, filename):
             return None  # a row without its file (lost on disk): take this upload instead
-        path = self.store.relative(self.store.wheel_path(package, filename))
+        path = self.disk.relative(self.disk.wheel_path(package, filename))
         if row.sha256 != info["sha256"]:
-            self.store.discard(upload_id)
+            self.disk.discard(upload_id)
             log.warning("%s is already served with sha256 %s; discarded upload %s (%s)",
                         filename, row.sha256, upload_id, info["sha256"])
             return protocol.ok(filename=filename, path=path, kept_existing=True,
                                sha256=row.sha256)
         if row.link_of is None:
             link = self._link_for(s, package, filename, row.abi)
-            if self.store.repair(package, filename, link) is None:
+            if self.disk.repair(package, filename, link) is None:
                 return None  # row without its file: install it again
-        self.store.discard(upload_id)
+        self.disk.discard(upload_id)
         return protocol.ok(filename=filename, path=path, already=True)
 
     def _verify(self, upload_id: str, info: dict[str, Any]) -> None:
@@ -204,11 +187,11 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         is looked at again until FILE_COMMIT_WAIT has passed; a corrupt chunk is final."""
         deadline = time.monotonic() + self.settings.file_commit_wait
         while True:
-            verdict = self.store.verify(upload_id, info["size"], info["sha256"])
+            verdict = self.disk.verify(upload_id, info["size"], info["sha256"])
             if verdict.ok:
                 return
             if verdict.final or time.monotonic() >= deadline:
-                raise StoreError(verdict.problem or "incomplete upload", retry=True)
+                raise Refused(verdict.problem or "incomplete upload", retry=True)
             eventlet.sleep(COMMIT_POLL)
 
     def _link_for(self, s: Session, package: str, filename: str, target: str) -> str | None:
@@ -217,46 +200,14 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         "Illegal instruction"), and not when upstream serves that name or a real (not
         linked) armv6l wheel has it."""
         link = armv6l_name(filename)
-        if link is None or not s.execute(text(
-                "SELECT armv6 FROM build_abis WHERE abi = :a"), {"a": target}).scalar():
+        if link is None or not builds.links_armv6(s, target):
             return None
-        if self._upstream_serves(s, package, link):
+        if catalog.upstream_serves(s, package, link):
             return None
-        row = s.get(File, link)
+        row = store.file_row(s, link)
         if row is not None and row.link_of != filename:
             return None
         return link
-
-    @staticmethod
-    def _upstream_serves(s: Session, package: str, filename: str) -> bool:
-        return s.execute(text(
-            "SELECT 1 FROM upstream_files WHERE package = :p AND filename = :f "
-            "AND added_k > removed_k"), {"p": package, "f": filename}).first() is not None
-
-    @staticmethod
-    def _version_alive(s: Session, package: str, version: str) -> bool | None:
-        """Whether the catalog has the version alive; None when it has never heard of it."""
-        return s.execute(text(
-            "SELECT lv.package IS NOT NULL FROM versions v LEFT JOIN live_versions lv "
-            "USING (package, version) WHERE v.package = :p AND v.version = :v"),
-            {"p": package, "v": version}).scalar()
-
-    @staticmethod
-    def _upsert(s: Session, package: str, version: str, abi: str, job_id: str,
-                info: dict[str, Any], metadata_sha256: str, link: str | None) -> None:
-        row = {"package": package, "version": version, "abi": abi, "job_id": job_id,
-               "size": info["size"], "sha256": info["sha256"],
-               "metadata_sha256": metadata_sha256,
-               "requires_python": info.get("requires_python"),
-               "requires_dist": info["requires_dist"], "apt_depends": info["apt_depends"],
-               "unresolved": info["unresolved"]}
-        rows = [{**row, "filename": info["filename"], "link_of": None}]
-        if link:
-            rows.append({**row, "filename": link, "link_of": info["filename"]})
-        stmt = insert(File).values(rows)
-        s.execute(stmt.on_conflict_do_update(
-            index_elements=[File.filename],
-            set_={c: stmt.excluded[c] for c in rows[0] if c != "filename"}))
 
     # -- removals --------------------------------------------------------------------------
     def _consume_ordered_events(self, batch: dict[str, Any] | None) -> None:
@@ -283,21 +234,10 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
                 filenames.add(event["filename"])
             elif kind == ev.ADMIN:
                 jobs.update(event.get("revoked_jobs") or ())
-        if not (packages or versions or filenames or jobs):
+        where = store.removal_condition(packages, versions, filenames, jobs)
+        if where is None:
             return
-        conditions: list[Any] = []
-        if packages:
-            conditions.append(File.package.in_(packages))
-        if versions:
-            conditions.append(text("(files.package, files.version) IN (SELECT * FROM "
-                                   "unnest(CAST(:vp AS text[]), CAST(:vv AS text[])))")
-                              .bindparams(vp=[p for p, _ in versions],
-                                          vv=[v for _, v in versions]))
-        if filenames:
-            conditions.append(File.filename.in_(filenames))
-        if jobs:
-            conditions.append(File.job_id.in_(jobs))
-        changes = self._remove(session, or_(*conditions))
+        changes = self._remove(session, where)
         if changes:
             log.info("ordered events batch %d: removed %d files", seq,
                      sum(len(c["removed"]) for c in changes))
@@ -308,22 +248,16 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     def _remove(self, s: Session, where: Any) -> list[dict[str, Any]]:
         """Delete the files matching *where* (and links to them): read the rows, delete the
         files on disk, then the rows. Returns the files_changed payloads."""
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FILES_LOCK})
-        rows = list(s.execute(select(File.filename, File.package, File.version).where(where)))
-        if not rows:
+        by_version = store.files_to_remove(s, where)
+        if not by_version:
             return []
-        names = [r.filename for r in rows]
-        rows += s.execute(select(File.filename, File.package, File.version).where(
-            File.link_of.in_(names), File.filename.not_in(names))).all()
         by_package: dict[str, list[str]] = defaultdict(list)
-        by_version: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for r in rows:
-            by_package[r.package].append(r.filename)
-            by_version[(r.package, r.version)].append(r.filename)
+        for (package, _), filenames in by_version.items():
+            by_package[package].extend(filenames)
         for package, filenames in by_package.items():
-            self.store.delete(package, filenames)
+            self.disk.delete(package, filenames)
         crash_point("file_manager.files_deleted")  # files gone, rows not: redone on restart
-        s.execute(delete(File).where(File.filename.in_([r.filename for r in rows])))
+        store.delete_rows(s, [fn for fns in by_version.values() for fn in fns])
         return [{"package": p, "version": v, "added": [], "removed": sorted(fns)}
                 for (p, v), fns in sorted(by_version.items())]
 
@@ -331,12 +265,8 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     def delete_files(self, package: str, version: str | None = None) -> list[str]:
         """Remove the files of a package (or of one version of it); returns their names.
         For the admin service: removal, rebuild."""
-        package = canonicalize_name(package)
-        where = File.package == package
-        if version is not None:
-            where = where & (File.version == version)
         with self.db() as s, s.begin():
-            changes = self._remove(s, where)
+            changes = self._remove(s, store.package_files(canonicalize_name(package), version))
         self._announce(changes)
         return sorted(fn for c in changes for fn in c["removed"])
 
@@ -348,17 +278,14 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
     @rpc
     def status(self) -> dict[str, Any]:
         with self.db() as s:
-            files, links, size = s.execute(text(
-                "SELECT count(*) FILTER (WHERE link_of IS NULL), "
-                "count(*) FILTER (WHERE link_of IS NOT NULL), "
-                "coalesce(sum(size) FILTER (WHERE link_of IS NULL), 0) FROM files")).one()
-        uploads, upload_bytes = self.store.uploads_in_progress()
-        return {"files": files, "links": links, "bytes": int(size), "uploads": uploads,
+            files, links, size = store.totals(s)
+        uploads, upload_bytes = self.disk.uploads_in_progress()
+        return {"files": files, "links": links, "bytes": size, "uploads": uploads,
                 "upload_bytes": upload_bytes}
 
     @timer(interval=SWEEP_INTERVAL)
     def sweep_uploads(self) -> None:
         """Remove uploads abandoned by builders that died mid-upload."""
-        removed = self.store.sweep(self.settings.upload_max_age)
+        removed = self.disk.sweep(self.settings.upload_max_age)
         if removed:
             log.info("removed %d abandoned upload files", removed)

@@ -1,5 +1,6 @@
-"""What other services may read of the reorderer's catalog (admin, index, the reorderer's own
-RPC): the reorderer owns packages, versions and upstream_files; its store writes them.
+"""What other services may read of the reorderer's catalog (admin, file_manager, index, the
+reorderer's own RPC): the reorderer owns packages, versions and upstream_files; its store writes
+them. The rules of what is live are the catalog views (migration 0009); these read through them.
 """
 
 from __future__ import annotations
@@ -49,3 +50,19 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
         "quarantined": pkg.is_quarantined,
         "versions": versions,
     }
+
+
+def upstream_serves(session: Session, package: str, filename: str) -> bool:
+    """Whether upstream serves *filename* now: piw must never publish another file under that
+    name, or pip would see two hashes for one name."""
+    return session.execute(text(
+        "SELECT 1 FROM upstream_files WHERE package = :p AND filename = :f "
+        "AND added_k > removed_k"), {"p": package, "f": filename}).first() is not None
+
+
+def version_alive(session: Session, package: str, version: str) -> bool | None:
+    """Whether the catalog has the version alive; None when it has never heard of it."""
+    return session.execute(text(
+        "SELECT lv.package IS NOT NULL FROM versions v LEFT JOIN live_versions lv "
+        "USING (package, version) WHERE v.package = :p AND v.version = :v"),
+        {"p": package, "v": version}).scalar()

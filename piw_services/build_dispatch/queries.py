@@ -1,0 +1,34 @@
+"""What other services may read of build_dispatch's tables (build_targets, build_abis): the
+file_manager checks a commit's job and its target's armv6 setting here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+class Job(NamedTuple):
+    """A build target as a commit sees it: whose job it is and what it builds."""
+
+    package: str
+    version: str
+    target: str
+    state: str
+    builder_id: int | None
+
+
+def job(session: Session, job_id: str) -> Job | None:
+    """The build target whose current job is *job_id* (None: no target has that job now)."""
+    row = session.execute(text(
+        "SELECT package, version, abi, state, builder_id FROM build_targets "
+        "WHERE job_id = :j"), {"j": job_id}).first()
+    return Job(*row) if row is not None else None
+
+
+def links_armv6(session: Session, target: str) -> bool:
+    """Whether *target*'s image is declared ARMv6-compatible (build_abis.armv6), so that its
+    armv7l wheels may also be served as armv6l."""
+    return bool(session.execute(text("SELECT armv6 FROM build_abis WHERE abi = :a"),
+                                {"a": target}).scalar())
