@@ -16,6 +16,9 @@ RUN python3 -m venv /tmp/build && /tmp/build/bin/pip install --no-cache-dir buil
 
 FROM ${BASE}
 COPY --from=wheel /wheels /wheels
+# openssl: piw-broker-cert makes the broker's TLS certificate with it
+RUN apt-get update && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/piw \
     && /opt/piw/bin/pip install --no-cache-dir "$(ls /wheels/piw-*.whl)[master]" \
     && rm -rf /wheels \

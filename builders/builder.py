@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from amqp.exceptions import MessageNacked
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -59,6 +62,7 @@ __all__ = [
     "last_line",
     "pack_log",
     "split_uploads",
+    "tls_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -216,7 +220,45 @@ def build_and_inspect(settings: Settings, job: Mapping[str, Any], out_dir: Path,
     return outcome
 
 
-def _describe(exc: BaseException) -> str:
+def tls_options(settings: Settings) -> dict[str, Any] | None:
+    """py-amqp's TLS options for an ``amqps://`` AMQP_URI (None for plain AMQP): the broker's
+    certificate must verify against CA_FILE (else the system's CAs) and name the host of the
+    URI. py-amqp's own default for ``amqps://`` checks the chain but not the host name, so any
+    certificate of that CA (or, without CA_FILE, any public one) would pass."""
+    url = urlsplit(settings.amqp_uri)
+    if url.scheme != "amqps":
+        return None
+    return {"ca_certs": str(settings.ca_file) if settings.ca_file else None,
+            "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": url.hostname}
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unverified(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind *exc* (kombu wraps it in its own error), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException, settings: Settings | None = None) -> str:
+    unverified = _unverified(exc)
+    if unverified is not None:
+        against = (f"CA_FILE {settings.ca_file}" if settings and settings.ca_file
+                   else "the system's CA certificates")
+        host = urlsplit(settings.amqp_uri).hostname if settings else None
+        return (f"refusing the broker: its TLS certificate does not verify for host {host} "
+                f"against {against} ({unverified.verify_message or unverified}); is CA_FILE "
+                "the broker's ca.crt (piw-broker-cert), and AMQP_URI's host one of the names "
+                "it was made for?")
     text = getattr(exc, "reply_text", None) or str(exc) or type(exc).__name__
     if getattr(exc, "reply_code", None) == 404 and "exchange" in text:
         return (f"exchange {protocol.EXCHANGE} does not exist yet: is the master running? "
@@ -242,7 +284,7 @@ class BrokerLink:
         self.settings = settings
         self._status, self._stopping = status, stopping
         self.conn = Connection(settings.amqp_uri, heartbeat=AMQP_HEARTBEAT,
-                               connect_timeout=CONNECT_TIMEOUT,
+                               connect_timeout=CONNECT_TIMEOUT, ssl=tls_options(settings),
                                transport_options={"confirm_publish": True})
         self.jobs: deque[Message] = deque()
         self.consuming = False
@@ -266,7 +308,7 @@ class BrokerLink:
         try:
             yield
         except self._errors as exc:
-            raise ConnectionTrouble(_describe(exc)) from exc
+            raise ConnectionTrouble(_describe(exc, self.settings)) from exc
 
     def open(self) -> None:
         """Connect and start consuming the exclusive reply queue."""
@@ -502,6 +544,10 @@ class Builder:
         log.info("piw-builder %s: builds for %s with %s (Python %s, %s) from %s",
                  self.settings.label, self.interpreter.target, self.settings.python,
                  self.interpreter.version, self.interpreter.platform, self.settings.index_url)
+        host = urlsplit(self.settings.amqp_uri).hostname or ""
+        if tls_options(self.settings) is None and not _loopback(host):
+            log.warning("AMQP_URI is not amqps://: this builder's password and every wheel "
+                        "cross the network to %s unencrypted (docs/security.md)", host)
         try:
             while True:
                 try:
@@ -539,7 +585,9 @@ class Builder:
                 if self._stop:
                     raise Stopping() from None
                 delay = self._backoff.next()
-                log.warning("cannot reach the master through %s: %s; trying again in %gs",
+                # a certificate that does not verify is a setting to fix, not a network blip
+                level = logging.ERROR if _unverified(exc) else logging.WARNING
+                log.log(level, "cannot reach the master through %s: %s; trying again in %gs",
                             link.where, exc, delay)
                 self._sleep(delay)
             else:

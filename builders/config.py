@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ class Settings:
     """The checked settings (seconds as floats, paths as Paths)."""
 
     amqp_uri: str
+    ca_file: Path | None
     index_url: str
     label: str
     python: str
@@ -199,6 +201,22 @@ def _tag(check: Callable[[str], str]) -> Callable[[object], str | None]:
     return parse
 
 
+def _ca_file(value: object) -> Path | None:
+    """A file of PEM CA certificates the broker's certificate must verify against; blank:
+    the system's CAs (a broker with a certificate from a public CA)."""
+    if _blank(value):
+        return None
+    path = Path(_text(value)).expanduser()
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"no such file: {path}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{path} holds no usable PEM CA certificate "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None
+    return path
+
+
 def _work_dir(value: object) -> Path:
     return Path(tempfile.gettempdir() if _blank(value) else _text(value)).expanduser()
 
@@ -222,6 +240,7 @@ def _log_level(value: object) -> str:
 
 _PARSERS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "AMQP_URI": ("amqp_uri", _url(("amqp", "amqps", "pyamqp"))),
+    "CA_FILE": ("ca_file", _ca_file),
     "INDEX_URL": ("index_url", _url(("http", "https"))),
     "LABEL": ("label", _label),
     "PYTHON": ("python", _python),
@@ -282,6 +301,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             values[attr] = parse(value)
         except ConfigError as exc:
             raise ConfigError(f"{source.name}: {key} {exc}") from None
+    if values["ca_file"] is not None and urlsplit(values["amqp_uri"]).scheme != "amqps":
+        raise ConfigError(f"{source.name}: CA_FILE is set but AMQP_URI is not amqps://: the "
+                          "connection would not use TLS at all")
     return Settings(**values)
 
 

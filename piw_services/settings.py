@@ -91,6 +91,17 @@ def optional_http_url(value: Any) -> str:
     return http_url(value) if optional_text(value) else ""
 
 
+def optional_amqp_url(value: Any) -> str:
+    """An amqp(s):// URL with a host, or empty."""
+    if not optional_text(value):
+        return ""
+    url = text(value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps", "pyamqp") or not parts.hostname:
+        raise ValueError
+    return url
+
+
 def directory(value: Any) -> Path:
     """A path (need not exist yet)."""
     return Path(text(value))
@@ -105,6 +116,7 @@ _EXPECTED: dict[Callable[[Any], Any], str] = {
     optional_text: "a string",
     http_url: "an http:// or https:// URL",
     optional_http_url: "an http:// or https:// URL, or empty",
+    optional_amqp_url: "an amqps:// (or amqp://) URL, or empty",
     directory: "a directory path",
 }
 
@@ -133,6 +145,7 @@ class Settings:
     #: parsed into build targets by build_dispatch (build_dispatch.logic.parse_targets)
     build_abis: str = setting("BUILD_ABIS", text)
     builder_silence_limit: float = setting("BUILDER_SILENCE_LIMIT", positive_seconds)
+    builder_broker: str = setting("BUILDER_BROKER", optional_amqp_url)
     queue_window: int = setting("QUEUE_WINDOW", count)
     file_commit_wait: float = setting("FILE_COMMIT_WAIT", seconds)
     upload_max_age: float = setting("UPLOAD_MAX_AGE", positive_seconds)

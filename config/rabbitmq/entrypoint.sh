@@ -25,4 +25,21 @@ if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
     chown rabbitmq:rabbitmq "$out.tmp"
 fi
 mv "$out.tmp" "$out"
+# The TLS files (rabbitmq.conf's ssl_options), from the tls volume that piw-broker-cert wrote
+# as the image's user piw: the key readable by the rabbitmq user only. A renewed certificate
+# takes effect at the next restart.
+tls_from=${PIW_TLS_FROM:-/etc/piw-tls}
+tls_to=${PIW_TLS_TO:-/etc/rabbitmq/tls}
+if [ -f "$tls_from/broker.key" ]; then
+    mkdir -p "$tls_to"
+    for name in ca.crt broker.crt broker.key; do
+        cp "$tls_from/$name" "$tls_to/$name.tmp"
+        if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1; then
+            chown rabbitmq:rabbitmq "$tls_to/$name.tmp"
+        fi
+        mv "$tls_to/$name.tmp" "$tls_to/$name"
+    done
+else
+    echo "rabbitmq: WARNING: no $tls_from/broker.key: the TLS listener (5671) cannot start" >&2
+fi
 exec "$@"

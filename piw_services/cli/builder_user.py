@@ -4,7 +4,7 @@ The user may publish to the builders' exchange, consume its build target's job q
 (``piw.builds.cp311-linux_armv7l``) and its own reply queue, and nothing else
 (builders.protocol.builder_permissions). It talks to RabbitMQ's
 management API on the broker of the master's AMQP_URI, as the master's user, and prints the
-AMQP_URI to put in the builder's config.
+AMQP_URI to put in the builder's config: on BUILDER_BROKER (amqps://, with CA_FILE) when set.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
+from urllib.parse import urlsplit
 
 import requests
 
@@ -19,6 +20,7 @@ from builders import protocol
 from builders.commandline import command_parser, configure_logging
 from piw_services.config import CONFIG_HELP, load_config
 from piw_services.rabbit_users import add_user, management_api, remove_user, user_uri
+from piw_services.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"RabbitMQ user {args.name} may build for "
           f"{args.target or 'any target'} on vhost {vhost}. In the builder's config:")
-    print(f"AMQP_URI: {user_uri(config['AMQP_URI'], args.name, password)}")
+    broker = Settings.from_config(config).builder_broker or config["AMQP_URI"]
+    print(f"AMQP_URI: {user_uri(broker, args.name, password)}")
+    if urlsplit(broker).scheme == "amqps":
+        print("CA_FILE: <a copy of the broker's ca.crt (piw-broker-cert) on the builder>")
     return 0
 
 

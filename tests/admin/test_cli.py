@@ -410,3 +410,18 @@ def test_operator_user_cli(piw_env, monkeypatch, capsys):
     monkeypatch.setenv("PIW_AMQP_URI", f"pyamqp://guest:guest@127.0.0.1:{free_port()}/")
     assert operator_user_cli.main([name, "--api-port", str(free_port())]) == 1
     assert "management API" in capsys.readouterr().err
+
+
+def test_builder_user_prints_the_tls_broker_builders_reach(piw_env, monkeypatch, capsys):
+    """With BUILDER_BROKER set (amqps://, docs/security.md) the builder's AMQP_URI is on it,
+    with the user and password made, and says CA_FILE is needed."""
+    monkeypatch.setenv("PIW_AMQP_URI", piw_env["PIW_AMQP_URI"])
+    monkeypatch.setenv("PIW_BUILDER_BROKER", "amqps://master.example.org:5671/piw")
+    name = f"piw-test-builder-{uuid.uuid4().hex[:8]}"
+    assert builder_user_cli.main([name, "--password", "pw-1"]) == 0
+    try:
+        out = capsys.readouterr().out
+        assert f"AMQP_URI: amqps://{name}:pw-1@master.example.org:5671/piw\n" in out
+        assert "CA_FILE: " in out
+    finally:
+        assert builder_user_cli.main([name, "--remove"]) == 0

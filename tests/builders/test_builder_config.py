@@ -4,6 +4,7 @@ the probe that finds the build interpreter's ABI by running it."""
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from builders import config, sysinfo
+from builders.builder import tls_options
 from builders.cli import main
 from builders.config import (
     DEFAULTS,
@@ -150,6 +152,10 @@ def test_substitution_cannot_inject_yaml_structure(tmp_path):
     ("- a list", "must hold a mapping of settings, not list"),
     ("LABEL: [unclosed", "not valid YAML"),
     ("LABEL: ${NOPE}", "LABEL environment variable NOPE is not set"),
+    ("CA_FILE: /nonexistent/ca.crt", "CA_FILE no such file: /nonexistent/ca.crt"),
+    ("CA_FILE: /etc/hostname", "CA_FILE /etc/hostname holds no usable PEM CA certificate"),
+    ("CA_FILE: /etc/ssl/certs/ca-certificates.crt",
+     "CA_FILE is set but AMQP_URI is not amqps://"),
 ])
 def test_bad_settings_are_one_line_naming_file_and_setting(tmp_path, text, message):
     path = write(tmp_path, text + "\n")
@@ -157,6 +163,21 @@ def test_bad_settings_are_one_line_naming_file_and_setting(tmp_path, text, messa
         load_settings(path, env={})
     assert str(path) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_tls_settings_verify_the_ca_file_and_the_host_name(tmp_path):
+    """amqps:// with CA_FILE verifies against that file, without it against the system's CAs;
+    either way the host name is checked (py-amqp's own default for amqps:// does not)."""
+    ca = "/etc/ssl/certs/ca-certificates.crt"
+    path = write(tmp_path, f"AMQP_URI: amqps://pi:pw@master.example.org:5671/piw\nCA_FILE: {ca}\n")
+    s = load_settings(path, env={})
+    assert s.ca_file == Path(ca)
+    assert tls_options(s) == {"ca_certs": ca, "cert_reqs": ssl.CERT_REQUIRED,
+                              "server_hostname": "master.example.org"}
+    s = load_settings(write(tmp_path, "AMQP_URI: amqps://pi:pw@10.0.0.1/piw\n"), env={})
+    assert tls_options(s) == {"ca_certs": None, "cert_reqs": ssl.CERT_REQUIRED,
+                              "server_hostname": "10.0.0.1"}
+    assert tls_options(load_settings(write(tmp_path, "LABEL: x\n"), env={})) is None
 
 
 def test_missing_config_file(tmp_path):

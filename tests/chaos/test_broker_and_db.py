@@ -2,13 +2,12 @@
 and builds: every service and the builder reconnect by themselves, and nothing is lost.
 
 The broker and the database the other tests share must never stop, so this module runs the whole
-system on a PRIVATE RabbitMQ node and a PRIVATE PostgreSQL cluster that its fixtures start in a
-temporary directory on free ports and tear down afterwards (they override ``rabbit_config``,
-``db_url`` and ``db`` for this module only)."""
+system on a PRIVATE RabbitMQ node (tests/private_rabbit.py) and a PRIVATE PostgreSQL cluster
+that its fixtures start in a temporary directory on free ports and tear down afterwards (they
+override ``rabbit_config``, ``db_url`` and ``db`` for this module only)."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -31,60 +30,11 @@ from tests.chaos.conftest import (
 )
 from tests.conftest import BIN, free_port, reset_db, wait_for
 from tests.e2e.conftest import builds, files_of, release, wheel
+from tests.private_rabbit import PrivateRabbit, need
 
 pytestmark = pytest.mark.slow
 
-RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _need(path):
-    if not path.exists():
-        pytest.skip(f"{path} is not installed")
-
-
-class PrivateRabbit:
-    """A RabbitMQ node of our own: own node name, ports, data, logs, config and Erlang cookie
-    (HOME), no plugins."""
-
-    def __init__(self):
-        _need(RABBIT_BIN / "rabbitmq-server")
-        self.dir = Path(tempfile.mkdtemp(prefix="piw-chaos-rabbit-"))
-        self.port, dist = free_port(), free_port()
-        self.node = f"piwchaos{os.getpid()}@localhost"
-        (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
-        (self.dir / "enabled_plugins").write_text("[].\n")
-        (self.dir / "rabbitmq-env.conf").write_text("")
-        self.env = dict(
-            os.environ, HOME=str(self.dir), RABBITMQ_NODENAME=self.node,
-            RABBITMQ_NODE_PORT=str(self.port), RABBITMQ_DIST_PORT=str(dist),
-            RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"), RABBITMQ_LOG_BASE=str(self.dir / "log"),
-            RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq"),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "enabled_plugins"),
-            RABBITMQ_CONF_ENV_FILE=str(self.dir / "rabbitmq-env.conf"),
-            RABBITMQ_PID_FILE=str(self.dir / "pid"), ERL_EPMD_ADDRESS="127.0.0.1")
-        self.uri = f"pyamqp://guest:guest@127.0.0.1:{self.port}/"
-        with open(self.dir / "server.log", "ab") as log:
-            self.proc = subprocess.Popen([str(RABBIT_BIN / "rabbitmq-server")], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        wait_for(lambda: self.ctl("await_startup", "--timeout", "30", check=False)
-                 .returncode == 0, 60, interval=0.5, what="the private RabbitMQ node")
-
-    def ctl(self, *args, check=True):
-        return subprocess.run([str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, "-q", *args],
-                              env=self.env, capture_output=True, text=True, timeout=60,
-                              check=check)
-
-    def stop(self):
-        try:
-            self.ctl("stop", check=False)
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the group of the node we started
-            self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PrivatePostgres:
@@ -92,7 +42,7 @@ class PrivatePostgres:
     port, its socket in its own directory."""
 
     def __init__(self):
-        _need(PG_BIN / "initdb")
+        need(PG_BIN / "initdb")
         self.dir = Path(tempfile.mkdtemp(prefix="piw-chaos-pg-"))
         shutil.chown(self.dir, "postgres")
         self.data, self.port = self.dir / "data", free_port()

@@ -124,12 +124,15 @@ def test_compose_services_run_code_that_exists():
         if command[0] == "piw-master":  # one service each, the config packaged with piw
             assert command[1] == "--only" and command[2] in MASTER_SERVICES, name
         if service.get("user") == "root":
-            assert command == ["chown", "piw:piw", "/srv/www"], name  # www-init only
+            # www-init only
+            assert command == ["chown", "piw:piw", "/srv/www", "/srv/tls"], name
         else:
             assert command[0] in console, f"{name} runs {command[0]}, not a console script"
         env = service.get("environment", {})
         if command[0] == "piw-builder":  # a builder knows only the broker and the index
             assert set(env) == {"PIW_BUILDER_AMQP_URI", "PIW_BUILDER_INDEX_URL"}, name
+        elif command[0] == "piw-broker-cert":  # files in the tls volume, nothing else
+            assert not env and service["volumes"] == ["tls:/srv/tls"], name
         elif command[0] != "chown":
             assert {"PIW_AMQP_URI", "PIW_DB_URL", "PIW_WWW"} <= set(env), name
             assert service["volumes"][0].split(":")[:2] == ["www", env["PIW_WWW"]] or \
@@ -150,6 +153,47 @@ def test_every_master_service_is_a_container_that_scales():
     assert compose()["volumes"].keys() >= {"rabbitmq", "postgres", "www"}
     assert "rabbitmq:/var/lib/rabbitmq" in services["rabbitmq"]["volumes"]
     assert "postgres:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+
+
+def test_only_amqps_is_published_to_the_world():
+    """Builders cross the internet on 5671 with TLS; plain AMQP (5672), the management API
+    and PostgreSQL are published on the private address only."""
+    services = compose()
+    published = {name: service.get("ports", []) for name, service in services["services"].items()}
+    private = "${PIW_PRIVATE_ADDRESS:-127.0.0.1}:"
+    assert published["rabbitmq"] == ["5671:5671", f"{private}5672:5672",
+                                     f"{private}15672:15672"]
+    assert published["postgres"] == [f"{private}5432:5432"]
+    world = [port for ports in published.values() for port in ports
+             if not port.startswith(private)]
+    assert sorted(world) == ["${PIW_HTTP_PORT:-80}:80", "5671:5671"]
+    rabbit = services["services"]["rabbitmq"]
+    assert "tls:/etc/piw-tls:ro" in rabbit["volumes"]
+    assert rabbit["depends_on"]["broker-cert"]["condition"] == "service_completed_successfully"
+    cert = services["services"]["broker-cert"]["command"]
+    assert cert[:3] == ["piw-broker-cert", "--dir", "/srv/tls"] and "rabbitmq" in cert
+    conf = (ROOT / "config" / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert "listeners.ssl.default = 5671" in conf
+
+
+def test_entrypoint_gives_the_tls_files_to_rabbitmq(tmp_path):
+    """entrypoint.sh copies piw-broker-cert's files where rabbitmq.conf's ssl_options read
+    them (the key is the rabbitmq user's when it runs as root, as the image's does)."""
+    made = subprocess.run([str(Path(sys.executable).parent / "piw-broker-cert"),
+                           "--dir", str(tmp_path / "from"), "--name", "rabbitmq"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    passwords = {var: "pw" for _, var, *_ in USERS}
+    proc = render(tmp_path, PIW_TLS_FROM=str(tmp_path / "from"),
+                  PIW_TLS_TO=str(tmp_path / "to"), **passwords)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("ca.crt", "broker.crt", "broker.key"):
+        assert (tmp_path / "to" / name).read_bytes() == (tmp_path / "from" / name).read_bytes()
+        assert f"/etc/rabbitmq/tls/{name}" in \
+            (ROOT / "config" / "rabbitmq" / "rabbitmq.conf").read_text()
+    assert (tmp_path / "to" / "broker.key").stat().st_mode & 0o077 == 0
+    proc = render(tmp_path, PIW_TLS_FROM=str(tmp_path / "none"), **passwords)
+    assert proc.returncode == 0 and "the TLS listener (5671) cannot start" in proc.stderr
 
 
 def test_secrets_are_environment_variables_with_placeholders():

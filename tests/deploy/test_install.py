@@ -168,7 +168,7 @@ def test_every_compose_command_runs_from_the_installed_venv(
                                   "--port", port], user_env())
     upstream = f"http://127.0.0.1:{port}"
     wait_for(lambda: requests.get(upstream + "/simple/", timeout=2).ok, 60, what="fake PyPI")
-    www, nginx_logs = tmp_path / "www", tmp_path / "nginx-logs"
+    www, nginx_logs, tls = tmp_path / "www", tmp_path / "nginx-logs", tmp_path / "tls"
     www.mkdir()
     nginx_logs.mkdir()
     (nginx_logs / "piw.access.log").touch()  # nginx makes it at its start
@@ -181,18 +181,21 @@ def test_every_compose_command_runs_from_the_installed_venv(
         service = services[name]
         env = {key: interpolate(str(value), {}) for key, value in
                (service.get("environment") or {}).items()}
-        assert set(ours) & set(env), f"{name}: no setting to point at this test's world"
+        args = [interpolate(str(a), {}).replace("/var/log/nginx", str(nginx_logs))
+                .replace("/srv/tls", str(tls)) for a in service["command"]]
+        assert set(ours) & set(env) or str(tls) in args, \
+            f"{name}: no setting to point at this test's world"
         env.update({k: v for k, v in ours.items() if k in env})
-        args = [str(a).replace("/var/log/nginx", str(nginx_logs)) for a in service["command"]]
         assert (master_bin / args[0]).exists(), f"{name} runs {args[0]}: not installed"
         return [master_bin / args[0], *args[1:]], user_env(**env)
 
     piw_services = sorted(set(services) - NOT_PIW)
     one_shots = [n for n in piw_services if services[n].get("restart") == "no"]
-    assert one_shots == ["initdb"]
+    assert one_shots == ["broker-cert", "initdb"]
     for name in one_shots:
         cmd, env = command(name)
         run(cmd, env=env, cwd=elsewhere.cwd, timeout=300)
+    assert (tls / "broker.key").exists() and (tls / "ca.crt").exists()
     long_running = [n for n in piw_services if n not in one_shots]
     assert {"upstream", "web", "logger", "builder"} <= set(long_running)
     for name in long_running:
