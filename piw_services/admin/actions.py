@@ -11,7 +11,9 @@ point 3). A request that cannot be done raises :class:`AdminError` and changes n
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -22,8 +24,10 @@ from sqlalchemy.orm import Session
 from builders import protocol
 from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
+from piw_services.admin import store as admin_store
 from piw_services.build_dispatch import store as builds
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
+from piw_services.reorderer.parse import MAX_VERSION_LENGTH
 from piw_services.reorderer.queries import package_state, upstream_serves
 from piw_services.stats import store as stats
 
@@ -205,14 +209,30 @@ def remove_package(session: Session, package: Any, skip: Any = False) -> Outcome
 
 def _remove(session: Session, state: dict[str, Any], versions: list[str], version: str | None,
             reason: str | None, action: str) -> Outcome:
+    """Upstream's versions are built again (or skipped); the operator's (piw-add's) entries
+    go, with what was built or imported for them: nothing can build them again."""
     name = state["name"]
+    mine = [v for v in versions if state["versions"][v].get("operator")]
+    theirs = [v for v in versions if v not in mine]
+    if reason is not None and version is not None and mine:
+        raise BadRequest(f"{name} {version} is an operator's entry: piw-remove deletes it, "
+                         "so there is nothing left to skip (remove it without -s)")
     if reason is not None:
-        for v in versions if version else []:
+        for v in theirs if version else []:
             builds.set_skip(session, name, v, reason)
         if version is None:
             builds.set_skip(session, name, None, reason)
     outcome = _revoked(Outcome(action, name, version, skip=reason), session, builds.revoke(
-        session, name, versions, forget_builds=True, requeue=reason is None))
+        session, name, theirs, forget_builds=True, requeue=reason is None))
+    if mine:
+        gone = builds.revoke(session, name, mine, forget_builds=True, requeue=False)
+        outcome.revoked_jobs += gone.revoked_jobs
+        outcome.jobs_revoked += len(gone.revoked_jobs)
+        outcome.builds_forgotten += gone.builds_forgotten
+        outcome.files = _files_of(session, name, outcome.revoked_jobs)
+        builds.forget_versions(session, name, mine)
+    entries = (admin_store.delete_package(session, name) if version is None
+               else admin_store.delete_versions(session, name, versions))
     # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
     for v in versions:
         outcome.downloads_deleted += stats.delete_downloads(session, name, v)
@@ -221,8 +241,12 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
         then = f"skipped from now on: {reason}"
     elif outcome.queued:  # the targets are pending again: a builder takes them next
         then = "built again shortly, from upstream's sdist"
+    elif mine and not theirs:
+        then = "the operator's entry is deleted"
     else:
         then = "not built again: upstream has no sdist of it"
+    if entries and not (mine and not theirs):
+        then += f"; {entries} operator's entries deleted"
     outcome.summary = f"removed {what} ({_counts(outcome)}); {then}"
     outcome.plan = f"would remove {what} ({_counts(outcome, would=True)}); {then}"
     return outcome
@@ -279,25 +303,202 @@ def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None
     return outcome
 
 
-def add(session: Session, package: Any, version: Any = None) -> Outcome:
-    """Queue the builds a live version lacks (an ABI enabled since, or a build never made)."""
-    state, name, version, versions = _request(session, package, version)
-    known = builds.known_versions(session, name)
+#: The most aliases one piw-add records.
+MAX_ALIASES = 20
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what} must be true or false, not {_shown(value)}")
+    return value
+
+
+def _aliases(aliases: Any, name: str) -> list[str]:
+    """piwheels' ``piw-add --alias``: other spellings of the package's name, each of which
+    must name the same project (its canonical form)."""
+    if aliases is None:
+        return []
+    if not isinstance(aliases, list) or len(aliases) > MAX_ALIASES:
+        raise BadRequest(f"aliases must be a list of at most {MAX_ALIASES} names")
+    for alias in aliases:
+        if not is_valid_name(alias) or canonical(alias) != name:
+            raise BadRequest(f"alias {_shown(alias)} is not a spelling of {name} (its "
+                             "canonical name must be the package's)")
+    return list(aliases)
+
+
+def _released(released: Any) -> int:
+    """A release date as epoch seconds: now when None; else seconds, or ISO 8601 text
+    (``2024-05-01 12:00:00``, UTC unless it says otherwise), not in the future."""
+    now = int(time.time())
+    if released is None:
+        return now
+    if isinstance(released, bool) or not isinstance(released, int | float | str):
+        raise BadRequest(f"release date {_shown(released)} is not a time")
+    when: float
+    if isinstance(released, str):
+        try:
+            parsed = datetime.fromisoformat(_text(released, "release date"))
+        except ValueError:
+            raise BadRequest(f"release date {_shown(released)} is not a date like "
+                             "2024-05-01 12:00:00") from None
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    else:
+        when = released
+    if not 0 < when <= now + 60 or when != when:
+        raise BadRequest(f"release date {_shown(released)} is not between 1970 and now")
+    return int(when)
+
+
+def _new_version(version: Any) -> str:
+    """A version an operator adds: PEP 440 (PyPI takes no other), spelled as given."""
+    _text(version, "version")
+    if len(version) > MAX_VERSION_LENGTH or _parsed(version) is None or version != version.strip():
+        raise BadRequest(f"{_shown(version)} is not a version PyPI could have (PEP 440, at "
+                         f"most {MAX_VERSION_LENGTH} characters)")
+    return version
+
+
+def add(session: Session, package: Any, version: Any = None, *, description: Any = None,
+        aliases: Any = None, released: Any = None, yank: Any = False, unyank: Any = False,
+        skip: Any = None, unskip: Any = False, who: Any = None) -> Outcome:
+    """piwheels' ``piw-add`` (its add/__init__.py and master/mr_chase.py ``do_add_package``
+    / ``do_add_version``): a package or version upstream does not show becomes the
+    operator's entry (with a description, aliases, a release date, yanked, skipped with a
+    reason); a known one gets its description, aliases, unskip or (the operator's own
+    version) unyank; and, as before, the builds a live version lacks are queued. Like
+    piwheels, a known package or version is skipped with piw-skip, not here, and only a new
+    version takes a release date or a yank."""
+    _text(package, "package")
+    if not is_valid_name(package):
+        raise UnknownPackage(f"{_shown(package)} is not a valid package name "
+                             f"(PEP 508, at most {MAX_NAME_LENGTH} characters)")
+    name = canonical(package)
+    aliases = _aliases(aliases, name)
+    description = None if description is None else _text(description, "description")
+    skip = None if skip is None else _text(skip, "skip reason")
+    yank, unyank = _flag(yank, "yank"), _flag(unyank, "unyank")
+    unskip = _flag(unskip, "unskip")
+    who = None if who is None else _text(who, "who")
+    if yank and unyank or skip and unskip:
+        raise BadRequest("asked to do a thing and undo it at once (yank and unyank, or skip "
+                         "and unskip)")
+    if version is None and (released is not None or yank or unyank):
+        raise BadRequest("a release date, --yank and --unyank go with a version")
+    state = package_state(session, name)
+    if version is None:
+        if not state["alive"]:
+            return _add_package(session, name, package, description, aliases, skip, unskip,
+                                who)
+        if skip is not None:
+            raise BadRequest(f"{name} is known: skip it with piw-skip, not piw-add")
+    elif not state["alive"]:
+        raise UnknownPackage(f"unknown package {package!r}: the catalog has no live package "
+                             f"{name!r}; add it first with piw-add {name}")
+    noted = _note_package(session, state, name, package, description, aliases, who)
     if version is not None:
-        mine = known.get(version)
-        if mine is None or not mine["buildable"]:
-            raise BadRequest(f"{name} {version} has no source file upstream: nothing to build"
+        try:
+            version = _live_version(state, version)
+        except UnknownVersion:
+            return _add_version(session, state, name, _new_version(version), released, yank,
+                                skip, unskip, who, noted)
+    return _update(session, state, name, version, released, yank, unyank, skip, unskip, noted)
+
+
+def _note_package(session: Session, state: dict[str, Any], name: str, typed: str,
+                  description: str | None, aliases: list[str], who: str | None) -> list[str]:
+    """Record a description or aliases of a live package; what was recorded, for the
+    summary."""
+    if description is None and not aliases:
+        return []
+    mine = state.get("operator")
+    admin_store.put_package(session, name, mine["display_name"] if mine else typed,
+                            False, description, aliases, who)
+    return (["its description"] if description is not None else []) + \
+        ([f"aliases {', '.join(aliases)}"] if aliases else [])
+
+
+def _add_package(session: Session, name: str, typed: str, description: str | None,
+                 aliases: list[str], skip: str | None, unskip: bool, who: str | None
+                 ) -> Outcome:
+    if unskip:
+        raise BadRequest(f"{name} is not known: there is nothing to unskip")
+    admin_store.put_package(session, name, typed, True, description, aliases, who)
+    if skip is not None:
+        builds.set_skip(session, name, None, skip)
+    what = f"package {typed}" + (f", skipped: {skip}" if skip else "")
+    return Outcome("add", name, None, skip=skip,
+                   summary=f"added {what} (an operator's entry: upstream does not show it)",
+                   plan=f"would add {what} (an operator's entry: upstream does not show it)")
+
+
+def _add_version(session: Session, state: dict[str, Any], name: str, version: str,
+                 released: Any, yank: bool, skip: str | None, unskip: bool, who: str | None,
+                 noted: list[str]) -> Outcome:
+    if unskip:
+        raise BadRequest(f"{name} {version} is not known: there is nothing to unskip")
+    when = _released(released)
+    admin_store.put_version(session, name, version, when, yank, who)
+    builds.record_version(session, name, version, when)
+    if skip is not None:
+        builds.set_skip(session, name, version, skip)
+    what = (f"{name} {version}, released {datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M:%S}"
+            + (", yanked" if yank else "") + (f", skipped: {skip}" if skip else "")
+            + "".join(f"; {n}" for n in noted))
+    return Outcome("add", name, version, skip=skip,
+                   summary=f"added {what} (an operator's entry: upstream does not show it)",
+                   plan=f"would add {what} (an operator's entry: upstream does not show it)")
+
+
+def _update(session: Session, state: dict[str, Any], name: str, version: str | None,
+            released: Any, yank: bool, unyank: bool, skip: str | None, unskip: bool,
+            noted: list[str]) -> Outcome:
+    """piw-add of a known package or version: notes, unskip, unyank, then the builds it
+    lacks."""
+    what = _what(name, version)
+    mine = version is not None and state["versions"][version]["operator"]
+    if version is not None:
+        if skip is not None:
+            raise BadRequest(f"{what} is known: skip it with piw-skip, not piw-add")
+        if released is not None:
+            raise BadRequest(f"{what} is known: a release date is given only to a new version")
+        if (yank or unyank) and not mine:
+            raise BadRequest(f"{what} is upstream's: piw follows upstream's yanks")
+        if yank or unyank:
+            if state["versions"][version]["yanked"] == yank:
+                raise BadRequest(f"{what} is {'already' if yank else 'not'} yanked")
+            admin_store.set_yanked(session, name, version, yank)
+            noted.append("yanked" if yank else "unyanked")
+    if unskip:
+        was = builds.skip_reason(session, name, version)
+        if was is None:
+            raise BadRequest(f"{what} is not skipped")
+        if version is not None and builds.skip_reason(session, name) is not None:
+            raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
+        builds.set_skip(session, name, version, None)
+        noted.append("unskipped")
+    if version is not None and not noted:  # only queueing asked: say why there is nothing
+        mine_v = builds.known_versions(session, name).get(version)
+        if mine_v is None or not mine_v["buildable"]:
+            raise BadRequest(f"{what} has no source file upstream: nothing to build"
                              f" ({state['versions'][version]['unbuildable_reason'] or ''})")
         reason = builds.skip_reason(session, name, version)
         if reason is not None:
-            raise BadRequest(f"{name} {version} is skipped ({reason}): unskip it first")
+            raise BadRequest(f"{what} is skipped ({reason}): unskip it first")
+    versions = [version] if version else sorted(state["versions"])
     outcome = Outcome("add", name, version,
                       queued=[list(q) for q in builds.add_targets(session, name, versions)])
-    outcome.summary = (f"queued {len(outcome.queued)} builds of {_what(name, version)}"
-                       if outcome.queued else
-                       f"nothing to add: {_what(name, version)} has every build it can have")
+    done = "; ".join(noted)
     if outcome.queued:
-        outcome.plan = f"would queue {len(outcome.queued)} builds of {_what(name, version)}"
+        queued = f"{len(outcome.queued)} builds of {what}"
+        outcome.summary = f"queued {queued}" + (f" ({done})" if done else "")
+        outcome.plan = f"would queue {queued}" + (f" (and record {done})" if done else "")
+    elif done:
+        which = f"{name} {version}" if version else name
+        outcome.summary = f"recorded for {which}: {done}"
+        outcome.plan = f"would record for {which}: {done}"
+    else:
+        outcome.summary = f"nothing to add: {what} has every build it can have"
     return outcome
 
 

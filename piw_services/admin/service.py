@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import eventlet
@@ -66,9 +67,16 @@ class AdminService:
         return self._run(actions.rebuild, dry_run, package, version, abi)
 
     @rpc(expected_exceptions=actions.AdminError)
-    def add(self, package: str, version: str | None = None,
+    def add(self, package: str, version: str | None = None, description: str | None = None,
+            aliases: list[str] | None = None, released: str | float | None = None,
+            yank: bool = False, unyank: bool = False, skip: str | None = None,
+            unskip: bool = False, who: str | None = None,
             dry_run: bool = False) -> dict[str, Any]:
-        return self._run(actions.add, dry_run, package, version)
+        """piw-add: a package or version upstream does not show becomes the operator's
+        entry; a known one gets notes, unskip or unyank; the builds it lacks are queued."""
+        return self._run(partial(actions.add, description=description, aliases=aliases,
+                                 released=released, yank=yank, unyank=unyank, skip=skip,
+                                 unskip=unskip, who=who), dry_run, package, version)
 
     @rpc(expected_exceptions=actions.AdminError)
     def import_wheels(self, package: str, version: str, target: str,

@@ -451,6 +451,22 @@ def set_skip(session: Session, package: str, version: str | None, reason: str | 
                     {"p": package, "v": version, "r": reason})
 
 
+def record_version(session: Session, package: str, version: str, released: int) -> None:
+    """A version build_dispatch learns of from an operator (piw-add), not from an event:
+    it has no source file upstream, so nothing is built, but skips and imports need it."""
+    session.execute(text(
+        "INSERT INTO build_versions (package, version, buildable, released) "
+        "VALUES (:p, :v, false, :r) ON CONFLICT (package, version) DO NOTHING"),
+        {"p": package, "v": version, "r": released})
+
+
+def forget_versions(session: Session, package: str, versions: list[str]) -> None:
+    """Drop what build_dispatch knows of these versions (an operator's entry removed)."""
+    for table in ("build_targets", "builds", "build_versions"):
+        session.execute(text(f"DELETE FROM {table} WHERE package = :p AND version = ANY(:v)"),
+                        {"p": package, "v": versions})
+
+
 def known_versions(session: Session, package: str) -> dict[str, dict[str, Any]]:
     """build_dispatch's view of a package's versions: buildable, skip reason, targets."""
     versions = {r.version: {"buildable": r.buildable, "skip": r.skip_reason, "targets": {}}

@@ -365,15 +365,43 @@ def rebuild_wheels_main(argv: list[str] | None = None) -> int:
 
 
 def add_main(argv: list[str] | None = None) -> int:
-    """``piw-add``: queue the builds a package (or version) lacks."""
+    """``piw-add``, as piwheels' (its add/__init__.py): add a package or version upstream
+    does not show, or update a known one, and queue the builds it lacks."""
     def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-s", "--skip", type=_reason, metavar="REASON",
+                            help="a new package or version: never build it, for REASON")
+        parser.add_argument("--unskip", action="store_true",
+                            help="allow building a skipped package or version again")
+        parser.add_argument("-d", "--description", metavar="TEXT",
+                            help="the package's description (its summary on our pages)")
+        parser.add_argument("-a", "--alias", dest="aliases", metavar="NAME", action="append",
+                            type=_package, default=[],
+                            help="another spelling of the package's name; may be repeated")
+        parser.add_argument("-r", "--released", metavar="TIMESTAMP",
+                            help="a new version's release date, e.g. '2024-05-01 12:00:00' "
+                                 "(UTC); default: now")
+        parser.add_argument("--yank", action="store_true", help="a new version: yanked")
+        parser.add_argument("--unyank", action="store_true",
+                            help="an operator's version: not yanked any more")
         parser.add_argument("package", type=_package, help="the package's name")
         parser.add_argument("version", type=_version, nargs="?",
-                            help="only this version (default: every version)")
+                            help="the version (default: the package, every version of it)")
 
     def request(args: argparse.Namespace,
                 parser: argparse.ArgumentParser) -> tuple[str, dict[str, Any]]:
-        return "add", {"package": args.package, "version": args.version}
+        if args.version is None and (args.released or args.yank or args.unyank):
+            parser.error("--released, --yank and --unyank go with a version")
+        if args.skip is not None and args.unskip:
+            parser.error("--skip and --unskip contradict each other")
+        if args.yank and args.unyank:
+            parser.error("--yank and --unyank contradict each other")
+        return "add", {"package": args.package, "version": args.version,
+                       "description": args.description, "aliases": args.aliases,
+                       "released": args.released, "yank": args.yank,
+                       "unyank": args.unyank, "skip": args.skip, "unskip": args.unskip,
+                       "who": _who()}
 
-    return _main("piw-add", "Queue the builds a package (or one version) lacks: an ABI "
-                 "enabled since, or a build never made.", arguments, request, argv)
+    return _main("piw-add", "Add a package or version upstream does not show (an operator's "
+                 "entry: a name to import wheels under, a release PyPI deleted), or update a "
+                 "known one; then queue the builds it lacks (an ABI enabled since, or a build "
+                 "never made).", arguments, request, argv)

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSON, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from piw_services.useragent import FIELDS
@@ -127,6 +127,34 @@ class Version(Base):
     # warehouse's release quarantine (LWW like the yank): withheld while set
     quarantine_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     quarantined: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class OperatorPackage(Base):
+    """A package as an operator added or described it (piw-add; the admin service writes
+    it): *added* makes it live whatever upstream says (migration 0015's views)."""
+
+    __tablename__ = "operator_packages"
+    name: Mapped[str] = mapped_column(Text, primary_key=True)  # PEP 503 canonical
+    display_name: Mapped[str] = mapped_column(Text)
+    added: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
+    aliases: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    added_by: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                               server_default=func.now())
+
+
+class OperatorVersion(Base):
+    """A version an operator added (piw-add): live while its package is."""
+
+    __tablename__ = "operator_versions"
+    package: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, primary_key=True)
+    released: Mapped[int] = mapped_column(BigInteger)  # epoch seconds
+    yanked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    added_by: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                               server_default=func.now())
 
 
 class UpstreamFile(Base):

@@ -124,12 +124,15 @@ def indexed_projects(session: Session) -> list[PackageSummary]:
     """Projects with at least one file we serve (the root simple index lists these; not a
     quarantined one, whose pages are gone and whose files are withheld, nor one whose only
     files are of releases quarantined upstream), with
-    the summary of their newest release that has one and their downloads."""
+    the summary of their newest release that has one (an operator's description first:
+    piw-add's) and their downloads."""
     downloads = downloads_by_package(session, DOWNLOAD_DAYS)
     return [PackageSummary(name, summary, *downloads.get(name, (0, 0)))
             for name, summary in session.execute(text(
-        "SELECT n.package, (SELECT v.summary FROM versions v WHERE v.package = n.package "
-        "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1) "
+        "SELECT n.package, coalesce((SELECT o.description FROM operator_packages o "
+        "WHERE o.name = n.package), (SELECT v.summary FROM versions v "
+        "WHERE v.package = n.package AND v.summary IS NOT NULL ORDER BY v.release_k DESC "
+        "LIMIT 1)) "
         "FROM (SELECT DISTINCT f.package FROM files f JOIN servable_versions s "
         f"ON s.package = f.package AND s.version = f.version WHERE {CURRENT_JOB}) n "
         "ORDER BY 1"))]

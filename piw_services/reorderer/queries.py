@@ -1,6 +1,8 @@
 """What other services may read of the reorderer's catalog (admin, file_manager, index, the
 reorderer's own RPC): the reorderer owns packages, versions and upstream_files; its store writes
-them. The rules of what is live are the catalog views (migration 0009); these read through them.
+them. The rules of what is live are the catalog views (migration 0009); these read through
+them. The operators' entries (operator_packages, operator_versions: piw-add's, written by the
+admin service) are read in here too, as the views count them (migration 0015).
 """
 
 from __future__ import annotations
@@ -11,16 +13,56 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from piw_services.names import canonical, is_valid_name
-from piw_services.reorderer.catalog import timestamp_of
+from piw_services.reorderer.catalog import PackageState, timestamp_of
 from piw_services.reorderer.store import dbapi_cursor, load_packages
+
+#: What an operator's version (piw-add) shows where upstream's says why it cannot be built.
+OPERATOR_VERSION_NOTE = "added by an operator: no source file upstream"
 
 
 def package_state(session: Session, name: str) -> dict[str, Any]:
-    """What the catalog says of one package, under any spelling of its name."""
+    """What the catalog says of one package, under any spelling of its name: upstream's
+    registers, with the operator's entries (``operator``: None, or what piw-add recorded;
+    each version's ``operator``: whether it is the operator's, not upstream's)."""
     key = canonical(name) if is_valid_name(name) else str(name)
-    pkg = load_packages(dbapi_cursor(session), [key]).get(key)
-    if pkg is None or not pkg.alive:
+    found = load_packages(dbapi_cursor(session), [key]).get(key)
+    pkg = found if found is not None and found.alive else None
+    mine = session.execute(text(
+        "SELECT display_name, added, description, aliases, added_by FROM operator_packages "
+        "WHERE name = :p"), {"p": key}).first()
+    if pkg is None and not (mine is not None and mine.added):
         return {"name": key, "alive": False, "versions": {}}
+    versions = _upstream_versions(pkg) if pkg is not None else {}
+    for r in session.execute(text(
+            "SELECT version, released, yanked FROM operator_versions WHERE package = :p"),
+            {"p": key}):
+        if r.version not in versions:
+            versions[r.version] = {
+                "yanked": r.yanked, "yanked_reason": None, "quarantined": False,
+                "buildable": False, "unbuildable_reason": OPERATOR_VERSION_NOTE,
+                "skip": None, "requires_python": None, "released": r.released, "files": {},
+                "operator": True}
+    summary = session.execute(text(
+        "SELECT summary FROM versions WHERE package = :p AND summary IS NOT NULL "
+        "AND version = ANY(:live) ORDER BY release_k DESC LIMIT 1"),
+        {"p": key, "live": list(versions)}).scalar()
+    return {
+        "name": key,
+        "display_name": pkg.display_name if pkg is not None else
+        mine.display_name if mine is not None else key,
+        "summary": mine.description if mine is not None and mine.description else summary,
+        "alive": True,
+        "life": pkg.life if pkg is not None else 0,
+        "quarantined": pkg.is_quarantined if pkg is not None else False,
+        "versions": versions,
+        "operator": None if mine is None else {
+            "added": mine.added, "display_name": mine.display_name,
+            "description": mine.description, "aliases": list(mine.aliases),
+            "added_by": mine.added_by},
+    }
+
+
+def _upstream_versions(pkg: PackageState) -> dict[str, dict[str, Any]]:
     versions = {}
     for ver, v in pkg.versions.items():
         if not pkg.version_alive(v):
@@ -36,20 +78,9 @@ def package_state(session: Session, name: str) -> dict[str, Any]:
             "requires_python": v.requires_python,
             "released": timestamp_of(v.release_k or v.created_k),
             "files": {fn: {"pyver": f.pyver} for fn, f in sorted(files.items())},
+            "operator": False,
         }
-    summary = session.execute(text(
-        "SELECT summary FROM versions WHERE package = :p AND summary IS NOT NULL "
-        "AND version = ANY(:live) ORDER BY release_k DESC LIMIT 1"),
-        {"p": key, "live": list(versions)}).scalar()
-    return {
-        "name": key,
-        "display_name": pkg.display_name,
-        "summary": summary,
-        "alive": True,
-        "life": pkg.life,
-        "quarantined": pkg.is_quarantined,
-        "versions": versions,
-    }
+    return versions
 
 
 def upstream_serves(session: Session, package: str, filename: str) -> bool:

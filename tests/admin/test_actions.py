@@ -22,7 +22,7 @@ CP313 = "cp313-linux_armv7l"
 T0 = int(time.time()) - 7200
 WHEEL = "foo-1.0-py3-none-any.whl"
 TABLES = ("build_targets", "builds", "build_versions", "build_package_skips", "builders",
-          "outbox")
+          "outbox", "operator_packages", "operator_versions")
 
 
 def release_rows(name, *versions, serial=1000, t=T0):
@@ -183,7 +183,7 @@ def test_failed_builds_are_retried_by_rebuild_and_add_fills_gaps(s):
     (lambda s: actions.remove(s, "foo", ["1.0"]), actions.BadRequest, "non-empty string"),
     (lambda s: actions.remove_package(s, "foo", skip=" "), actions.BadRequest, "skip reason"),
     (lambda s: actions.skip(s, "foo", "1.0"), actions.BadRequest, "reason"),
-    (lambda s: actions.add(s, "Bar"), actions.UnknownPackage, "'bar'"),
+    (lambda s: actions.add(s, "Bar", "1.0"), actions.UnknownPackage, "'bar'; add it first"),
 ])
 def test_bad_requests_name_the_problem_and_change_nothing(s, call, error, message):
     before = snapshot(s)

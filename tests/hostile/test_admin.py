@@ -15,6 +15,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from packaging.version import Version
+from sqlalchemy import text
 
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS, actions
 from piw_services.cli import admin as cli
@@ -61,6 +62,14 @@ def names_live(version) -> bool:
         return False
 
 
+def addable(version) -> bool:
+    """A version piw-add takes as a new entry of foo (PEP 440, spelled without spaces)."""
+    try:
+        return actions._new_version(version) == version
+    except actions.AdminError:
+        return False
+
+
 def clear(message: str) -> bool:
     """One line of bounded text, every control character escaped."""
     return 0 < len(message) <= 700 and not any(ord(c) < 32 or ord(c) == 127 for c in message)
@@ -80,6 +89,9 @@ def test_actions_refuse_hostile_names_and_change_nothing(s, action, package, ver
     else:
         assume(not names_foo(package))
     assume(action != "rebuild_pages" or version not in (*PAGE_PARTS, *PAGE_PART_ALIASES))
+    # piw-add makes what is new an operator's entry (tested below)
+    assume(action != "add" or not (version is None and is_valid_name(package)
+                                   or foo is not None and addable(version)))
     tried(AREA)
     before = snapshot(s)
     try:
@@ -135,3 +147,51 @@ def test_piw_remove_refuses_hostile_arguments_before_touching_anything(no_broker
     assert len(err) < 3000
     assert not any(c in err for c in "\x00\x1b\r\x7f"), err[:300]
 
+
+
+@examples(150)
+@given(field=st.sampled_from(["description", "aliases", "released", "skip", "who",
+                              "version", "package"]),
+       value=st.one_of(PACKAGES, VERSIONS, st.lists(PACKAGES, max_size=30),
+                       st.integers(), st.floats(), st.booleans(), st.none()))
+def test_piw_add_takes_hostile_entries_verbatim_or_refuses_them(s, field, value):
+    """piw-add's new entries from hostile text: refused with a clear message and nothing
+    changed, or recorded as given (the name canonical, nothing interpreted), never a crash."""
+    tried(AREA)
+    package, version, options = "newpkg", None, {}
+    if field == "package":
+        assume(not names_foo(value))  # foo is upstream's: piw-add of it only queues builds
+        package = value
+    elif field in ("description", "aliases"):
+        options[field] = value
+    else:  # a new version of a new package
+        actions.add(s, package)
+        s.commit()
+        version = value if field == "version" else "1.0"
+        if field != "version":
+            options[field] = value
+    before = snapshot(s)
+    try:
+        try:
+            actions.add(s, package, version, **options)
+        except actions.AdminError as exc:
+            assert clear(str(exc)), str(exc)[:300]
+            s.rollback()
+            assert snapshot(s) == before
+            return
+        entries = snapshot(s)
+        name = canonical(package)
+        assert [r.name for r in entries["operator_packages"]] == [name]
+        if version is not None:
+            assert [(r.package, r.version) for r in entries["operator_versions"]] == \
+                [(name, version)]
+            assert addable(version)
+        if field == "description":
+            assert entries["operator_packages"][0].description == value
+        if field == "aliases":
+            assert sorted(entries["operator_packages"][0].aliases) == sorted(set(value or []))
+            assert all(canonical(a) == name for a in value or [])
+    finally:
+        s.rollback()
+        s.execute(text("DELETE FROM operator_versions; DELETE FROM operator_packages"))
+        s.commit()
