@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Queue
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -83,6 +84,9 @@ def test_version_and_help(command):
     (["piw-remove", "foo", "1.0\n2.0"], r"not a version: '1.0\n2.0'"),
     (["piw-remove", "foo", "1" * 10_000], "at most 128 characters"),
     (["piw-add", "foo", ""], "not a version: ''"),
+    (["piw-add", "--yank", "foo"], "go with a version"),
+    (["piw-add", "-a", "ba r", "foo"], "not a package name: 'ba r'"),
+    (["piw-add", "-s", "why", "--unskip", "foo"], "contradict each other"),
     (["piw-import"], "the following arguments are required: WHEEL"),
     (["piw-import", "/nonexistent/foo-1.0-py3-none-any.whl"], "cannot read"),
     (["piw-import", "--target", "cp311", "x.whl"], "not a build target like cp311-linux_armv7l"),
@@ -425,3 +429,71 @@ def test_builder_user_prints_the_tls_broker_builders_reach(piw_env, monkeypatch,
         assert "CA_FILE: " in out
     finally:
         assert builder_user_cli.main([name, "--remove"]) == 0
+
+
+def test_piw_add_an_entry_upstream_does_not_show(master, db, piw_env, operator_user, rpc):
+    """piwheels' piw-add: its dry run on a terminal, then a package and versions upstream
+    does not show, on our pages; upstream's log again (late rows of the added version, a
+    duplicate) leaves them; piw-remove deletes them; piw-audit finds nothing amiss."""
+    master()
+    env = dict(piw_env, PIW_AMQP_URI=operator_user)
+    www = Path(piw_env["PIW_WWW"])
+
+    def entries():
+        with db() as s:
+            return [s.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2")).all()
+                    for t in ("operator_packages", "operator_versions")]
+
+    before = build_state(db), entries()
+    status, shown = _interact(env, ["piw-add", "-d", "built by hand", "Bar_Baz"], b"n\n")
+    assert status == 1, shown
+    assert shown.index("dry run: would add package Bar_Baz (an operator's entry") < \
+        shown.index("Proceed? [y/N]")
+    assert (build_state(db), entries()) == before
+
+    proc, _ = cli(env, "piw-add", "-y", "-d", "built by hand", "-a", "bar.baz", "Bar_Baz")
+    assert proc.returncode == 0, proc.stderr
+    assert "added package Bar_Baz (an operator's entry: upstream does not show it)" in \
+        proc.stderr
+    proc, _ = cli(env, "piw-add", "-y", "-r", "2024-05-01 12:00:00", "--yank", "-s",
+                  "needs a GPU", "bar-baz", "1.0")
+    assert proc.returncode == 0, proc.stderr
+    proc, _ = cli(env, "piw-add", "-y", "foo", "3.0")
+    assert proc.returncode == 0 and "added foo 3.0, released " in proc.stderr
+    proc, _ = cli(env, "piw-add", "-y", "--yank", "foo", "2.0")
+    assert proc.returncode == 1 and "piw follows upstream's yanks" in proc.stderr
+    proc, _ = cli(env, "piw-add", "-y", "nosuchpkg", "1.0")
+    assert proc.returncode == 1 and "add it first with piw-add nosuchpkg" in proc.stderr
+    # the pages are written when piw-add returns
+    page = (www / "project/bar-baz/index.html").read_text()
+    assert "Bar_Baz" in page and "built by hand" in page and "needs a GPU" in page
+    data = json.loads((www / "project/bar-baz/json/index.json").read_text())
+    assert data["summary"] == "built by hand"
+    assert data["releases"]["1.0"]["yanked"] is True
+    assert data["releases"]["1.0"]["released"] == "2024-05-01 12:00:00"
+    assert "3.0" in json.loads((www / "project/foo/json/index.json").read_text())["releases"]
+
+    # upstream's log: a duplicate row, and late rows of foo 3.0 (older than the entry)
+    t0 = int(time.time()) - 3000
+    requests.post(piw_env["PIW_UPSTREAM"] + "/_control/events", timeout=10, json=[
+        {"name": "foo", "version": "2.0", "timestamp": t0, "action": "new release",
+         "serial": 20},
+        {"name": "foo", "version": "3.0", "timestamp": t0 + 1, "action": "new release",
+         "serial": 21},
+        {"name": "foo", "version": "3.0", "timestamp": t0 + 2, "action": "remove release",
+         "serial": 22}]).raise_for_status()
+    wait_for(lambda: rpc.reorderer.last_serial() >= 22, 60, what="the rows applied")
+    state = rpc.reorderer.package_state("foo")
+    assert state["versions"]["3.0"]["operator"] is True
+    assert state["versions"]["2.0"]["operator"] is False
+
+    proc, _ = cli(env, "piw-remove", "-y", "foo", "3.0")
+    assert proc.returncode == 0 and "the operator's entry is deleted" in proc.stderr
+    assert "3.0" not in json.loads((www / "project/foo/json/index.json").read_text())[
+        "releases"]
+    proc, _ = cli(env, "piw-remove", "-y", "bar-baz", "1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert entries()[1] == []
+    audit = subprocess.run([str(BIN / "piw-audit"), "--wait", "60", "--settle", "5"],
+                           env=piw_env, capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
