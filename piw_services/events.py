@@ -49,6 +49,11 @@ FILES_CHANGED = "files_changed"
 FILES_CHANGED_SOURCE = "file_manager"
 BUILDS_CHANGED = "builds_changed"
 BUILDS_CHANGED_SOURCE = "build_dispatch"
+#: packages downloaded since the last such event: their pages and packages.json show counts
+DOWNLOADS_CHANGED = "downloads_changed"
+DOWNLOADS_CHANGED_SOURCE = "stats"
+#: packages per downloads_changed event, so one message stays small whatever the traffic
+DOWNLOADS_CHANGED_BATCH = 1000
 
 
 class _CatalogEvent(TypedDict):
@@ -159,6 +164,10 @@ class BuildsChanged(TypedDict):
     version: str
 
 
+class DownloadsChanged(TypedDict):
+    packages: list[str]
+
+
 OrderedEvent = (PackageAdded | PackageRemoved | PackageRenamed | PackageQuarantine
                 | VersionAdded | VersionRemoved | VersionYank | VersionQuarantine
                 | VersionBuildable | FileAdded
@@ -176,7 +185,8 @@ ORDERED: dict[str, type] = {
     FILE_REMOVED: FileRemoved, VERSION_INFO: VersionInfo, ADMIN: AdminEvent,
 }
 #: every service event type and its shape
-SERVICE: dict[str, type] = {FILES_CHANGED: FilesChanged, BUILDS_CHANGED: BuildsChanged}
+SERVICE: dict[str, type] = {FILES_CHANGED: FilesChanged, BUILDS_CHANGED: BuildsChanged,
+                            DOWNLOADS_CHANGED: DownloadsChanged}
 
 
 class EventError(ValueError):

@@ -13,13 +13,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from piw_services.site.jinja import environment, file_href
 
 from .model import IndexFile, PackageSummary, Project, SiteInfo, VersionInfo
 
@@ -40,13 +40,6 @@ def _iso(when: datetime | None) -> str | None:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _file_href(filename: str) -> str:
-    """A filename (or an odd project name) as a URL path segment: wheel names pass unchanged
-    ("+" of local versions included), anything odd is percent-quoted so it cannot end the path
-    or start a fragment."""
-    return quote(filename, safe="+!~", errors="replace")
-
-
 def human_size(size: int) -> str:
     """Bytes as people read them (1 KiB = 1024 B)."""
     if size < 1024:
@@ -56,20 +49,6 @@ def human_size(size: int) -> str:
         if size < 1024 or unit == "GiB":
             return f"{size:.1f} {unit}"
     raise AssertionError("unreachable")
-
-
-def human_duration(seconds: float | None) -> str:
-    """A build time: "42 s", "3 min 5 s", "1 h 20 min"."""
-    if seconds is None:
-        return ""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def _human_time(when: datetime | None) -> str:
@@ -88,35 +67,12 @@ def _safe_url(url: str | None) -> str | None:
     return None
 
 
-def _finalize(value: object) -> object:
-    """Every value a template prints: a lone surrogate (json.loads lets "\\ud800" through from
-    upstream metadata) becomes "?" here, or writing the page as UTF-8 would fail."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            cleaned = value.encode("utf-8", "replace").decode("utf-8")
-            return Markup(cleaned) if isinstance(value, Markup) else cleaned
-    return value
-
-
-_env = Environment(
-    loader=PackageLoader("piw_services.index", "templates"),
-    autoescape=True,
-    finalize=_finalize,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+_env = environment("piw_services.index")
 _env.filters.update(
     human_size=human_size,
-    human_duration=human_duration,
     human_time=_human_time,
     iso=_iso,
-    file_href=_file_href,
     safe_url=_safe_url,
-    thousands=lambda n: f"{n:,}",
     pip_dependencies=lambda requires_dist: pip_dependencies(requires_dist),
 )
 
@@ -159,7 +115,7 @@ def _simple_files(project: Project) -> list[_SimpleFile]:
             yanked = f.yanked or version.yanked
             files.append(_SimpleFile(
                 filename=f.filename,
-                href=_file_href(f.filename),
+                href=file_href(f.filename),
                 sha256=f.sha256.lower(),
                 size=f.size,
                 upload_time=_iso(f.upload_time),
@@ -179,7 +135,7 @@ def simple_root_html(names: Sequence[str]) -> str:
     if _PLAIN_NAMES.fullmatch(",".join(names)):
         pairs: Iterable[tuple[str, str]] = ((n, n) for n in names)
     else:
-        pairs = ((n, n) if _plain_name(n) else (escape(_file_href(n)), escape(n))
+        pairs = ((n, n) if _plain_name(n) else (escape(file_href(n)), escape(n))
                  for n in names)
     anchors = "\n".join([f'    <a href="{href}/">{text}</a>' for href, text in pairs])
     return _env.get_template("simple_root.html").render(
@@ -264,7 +220,7 @@ def _version_json(name: str, version: VersionInfo) -> dict:
 def _file_json(name: str, f: IndexFile) -> dict:
     return {
         "filename": f.filename,
-        "url": f"/simple/{name}/{_file_href(f.filename)}",
+        "url": f"/simple/{name}/{file_href(f.filename)}",
         "size": f.size,
         "sha256": f.sha256,
         "requires_python": f.requires_python,
@@ -304,7 +260,7 @@ def _piwheels_release(name: str, version: VersionInfo) -> dict:
     for f in version.files:
         abi_tag, platform = _wheel_tags(f.filename)
         files[f.filename] = {
-            "file_url": f"/simple/{name}/{_file_href(f.filename)}",
+            "file_url": f"/simple/{name}/{file_href(f.filename)}",
             "filehash": f.sha256,
             "filesize": f.size,
             "builder_abi": f.abi.partition("-")[0],

@@ -25,9 +25,9 @@ from piw_services.db.dependency import Database
 from piw_services.faults import crash_point
 from piw_services.index import data, dirty, render
 from piw_services.index.model import SiteInfo
-from piw_services.index.tree import Tree
 from piw_services.rpc import rpc
 from piw_services.settings import Settings, SettingsProvider
+from piw_services.site.tree import TreeWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Pages(DependencyProvider):
     """The www tree, and when its root pages were last written (per service process)."""
 
     def setup(self) -> None:
-        self.tree = Tree(Settings.from_config(self.container.config).www)
+        self.tree = TreeWriter(Settings.from_config(self.container.config).www)
         self.root_written = 0.0
         self.rendered = 0  # package renders since start (one per flush, however many events)
         self.root_checked = False
@@ -87,6 +87,19 @@ class IndexService(ordered_events.OrderedEventsConsumer):
     @event_handler(ev.BUILDS_CHANGED_SOURCE, ev.BUILDS_CHANGED, handler_type=SERVICE_POOL)
     def on_builds_changed(self, payload: Any) -> None:
         self._mark_and_flush(ev.BUILDS_CHANGED, payload)
+
+    @event_handler(ev.DOWNLOADS_CHANGED_SOURCE, ev.DOWNLOADS_CHANGED,
+                   handler_type=SERVICE_POOL)
+    def on_downloads_changed(self, payload: Any) -> None:
+        """Download counts show on project pages and in packages.json: marked dirty, written
+        by the next tick (the stats service sends these every STATS_INDEX_INTERVAL)."""
+        try:
+            packages = ev.check_service_event(ev.DOWNLOADS_CHANGED, payload)["packages"]
+        except ev.EventError as exc:
+            log.warning("dropped a malformed %s event: %s", ev.DOWNLOADS_CHANGED, exc)
+            return
+        with self.db() as s, s.begin():
+            dirty.mark(s, [*packages, dirty.ROOT])
 
     def _mark_and_flush(self, event_type: str, payload: Any) -> None:
         try:

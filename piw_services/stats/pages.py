@@ -1,9 +1,10 @@
 """/stats/ and /status/: the report model (piw_services.stats.model) drawn as two static pages.
 
 Pure renderers plus one writer: the stats service's page timer gathers the reports and calls
-:func:`write_pages`, which writes through the index's :class:`~piw_services.index.tree.Tree`
-(temp file + rename), so no reader sees half a page and an unchanged page is not rewritten.
-The pages extend the index's base template (same header and CSS); every chart is inline SVG
+:func:`write_pages`, which writes through the site's
+:class:`~piw_services.site.tree.TreeWriter` (temp file + rename), so no reader sees half a page
+and an unchanged page is not rewritten. The pages extend the site's base template (the index's
+header and CSS); every chart is inline SVG
 made here (piw_services.stats.charts), so nothing is fetched from elsewhere.
 """
 
@@ -12,11 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from piw_services.index import render as index_render
-from piw_services.index.tree import Tree
+from piw_services.site.jinja import environment, human_duration
+from piw_services.site.tree import TreeWriter
 
 from . import charts
 from .model import BuilderStatus, StatsReport, StatusReport
@@ -31,7 +31,7 @@ def human_age(seconds: float | None) -> str:
         return ""
     if seconds >= 2 * 86400:
         return f"{seconds // 86400:.0f} days"
-    return index_render.human_duration(seconds)
+    return human_duration(seconds)
 
 
 def is_silent(builder: BuilderStatus, limit: float) -> bool:
@@ -54,24 +54,8 @@ def _number(value: float | None, fmt: str = "{:.1f}") -> str:
     return "" if value is None else fmt.format(value)
 
 
-_env = Environment(
-    loader=ChoiceLoader([PackageLoader("piw_services.stats", "templates"),
-                         PackageLoader("piw_services.index", "templates")]),
-    autoescape=True,
-    finalize=index_render._finalize,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
-_env.filters.update(
-    thousands=lambda n: f"{n:,}",
-    href=index_render._file_href,
-    age=human_age,
-    when=_when,
-    percent=_percent,
-    number=_number,
-)
+_env = environment("piw_services.stats")
+_env.filters.update(age=human_age, when=_when, percent=_percent, number=_number)
 
 
 def _site(base_url: str) -> dict[str, str]:
@@ -116,7 +100,7 @@ def render_status(report: StatusReport, base_url: str = "") -> str:
         silent_count=sum(1 for b in builders if b["silent"]))
 
 
-def write_pages(tree: Tree, stats_report: StatsReport, status_report: StatusReport,
+def write_pages(tree: TreeWriter, stats_report: StatsReport, status_report: StatusReport,
                 base_url: str = "") -> None:
     """Write stats/index.html and status/index.html into the www tree (each atomically;
     unchanged pages are left alone)."""

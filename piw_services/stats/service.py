@@ -8,8 +8,8 @@ heartbeat, samples the master host, and answers for the /stats/ and /status/ pag
 * timers: the master host every STATS_SAMPLE_INTERVAL s; readings older than
   STATS_READINGS_DAYS pruned hourly; ``stats/stats.json`` and ``status/status.json`` (and the
   HTML pages, when piw_services.stats.pages exists) every STATS_PAGE_INTERVAL s; and every
-  STATS_INDEX_INTERVAL s the index is asked to rewrite packages.json and the project pages of
-  packages downloaded since, so their download counts follow.
+  STATS_INDEX_INTERVAL s a ``downloads_changed`` event names the packages downloaded since, so
+  the index rewrites their pages and packages.json and the download counts follow.
 * RPC: ``report(days)``, ``status()``, ``package_downloads(package, days)``, JSON-able dicts.
 """
 
@@ -23,19 +23,18 @@ from typing import Any
 import eventlet
 import eventlet.tpool
 from nameko.dependency_providers import Config
-from nameko.events import SERVICE_POOL, event_handler
+from nameko.events import SERVICE_POOL, EventDispatcher, event_handler
 from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
-from sqlalchemy import text
 
 from builders import protocol, sysinfo
+from piw_services import events as ev
 from piw_services.builder_queues import builder_queue
 from piw_services.db.dependency import Database
-from piw_services.index import dirty
-from piw_services.index.tree import Tree
 from piw_services.rpc import rpc
 from piw_services.settings import Settings
+from piw_services.site.tree import TreeWriter
 from piw_services.stats import queries, store
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class State(DependencyProvider):
 
     def setup(self) -> None:
         self.settings = Settings.from_config(self.container.config)
-        self.tree = Tree(self.settings.www)
+        self.tree = TreeWriter(self.settings.www)
         self.sampled = self.written = self.marked = self.pruned = 0.0
         self.marked_at = time.time()
 
@@ -74,6 +73,7 @@ class StatsService:
     config = Config()
     state = State()
     upstream = RpcProxy("upstream")
+    dispatch = EventDispatcher()
 
     # -- events -------------------------------------------------------------------------------
     @event_handler("web", "downloads", handler_type=SERVICE_POOL)
@@ -106,7 +106,7 @@ class StatsService:
         if self.state.due("written", settings.stats_page_interval):
             self.write_pages()
         if self.state.due("marked", settings.stats_index_interval):
-            self.mark_index()
+            self.announce_downloads()
 
     def sample(self) -> None:
         """Record the master host's numbers (builders/sysinfo.py, as a builder's heartbeat)."""
@@ -136,17 +136,16 @@ class StatsService:
         # its own, the hub keeps taking events and answering the broker's heartbeats meanwhile
         eventlet.tpool.execute(write_pages, tree, stats_report, status_report)
 
-    def mark_index(self) -> None:
-        """Ask the index to rewrite packages.json and the pages of packages downloaded since
-        the last time (their download counts changed)."""
-        since = self.state.marked_at
-        self.state.marked_at = time.time()
-        with self.db() as s, s.begin():
-            packages = list(s.execute(text(
-                "SELECT package FROM downloads_daily WHERE day >= "
-                "(to_timestamp(:t) AT TIME ZONE 'UTC')::date"), {"t": since}).scalars())
-            if packages:
-                dirty.mark(s, [*packages, dirty.ROOT])
+    def announce_downloads(self) -> None:
+        """Tell the index which packages were downloaded since the last time (their pages
+        and packages.json show download counts); the time moves on only once it is sent."""
+        since, now = self.state.marked_at, time.time()
+        with self.db() as s:
+            packages = store.downloaded_since(s, since)
+        for start in range(0, len(packages), ev.DOWNLOADS_CHANGED_BATCH):
+            self.dispatch(ev.DOWNLOADS_CHANGED,
+                          {"packages": packages[start:start + ev.DOWNLOADS_CHANGED_BATCH]})
+        self.state.marked_at = now
 
     def _reports(self) -> tuple[Any, Any]:
         with self.db() as s:

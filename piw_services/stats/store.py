@@ -187,6 +187,13 @@ def ingest_searches(session: Session, events: Any) -> int:
     return cur.fetchone()[0]
 
 
+def downloaded_since(session: Session, since: float) -> list[str]:
+    """Packages with downloads on or after the UTC day of *since* (a Unix time), by name."""
+    return list(session.execute(text(
+        "SELECT DISTINCT package FROM downloads_daily WHERE day >= "
+        "(to_timestamp(:t) AT TIME ZONE 'UTC')::date ORDER BY package"), {"t": since}).scalars())
+
+
 def delete_downloads(session: Session, package: str, version: str) -> int:
     """Forget the logged downloads of one version (an operator's removal, issue 5), and take
     them out of every aggregate; returns how many went. Versions match as PEP 440 does, so

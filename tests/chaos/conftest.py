@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from piw_services.fake_pypi.history import synthetic_history
-from piw_services.index.tree import TEMP
 from piw_services.reorderer import store
 from piw_services.reorderer.parse import Row, parse_row
+from piw_services.site.tree import TEMP
 from tests.conftest import wait_for
 from tests.e2e.conftest import builds, files, sha256, store_files, system, upstream_packages
 from tests.reorderer.reference import reference, view

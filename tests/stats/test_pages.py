@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import html5lib
 import pytest
 
-from piw_services.index.tree import Tree
+from piw_services.site.tree import TreeWriter
 from piw_services.stats import charts, pages
 from piw_services.stats.model import Count, Reading
 from tests.stats import sample
@@ -148,7 +148,7 @@ def test_output_is_deterministic_and_unchanged_pages_are_not_rewritten(tmp_path)
     first = pages.render_stats(sample.stats_report()), pages.render_status(sample.status_report())
     again = pages.render_stats(sample.stats_report()), pages.render_status(sample.status_report())
     assert first == again
-    tree = Tree(tmp_path)
+    tree = TreeWriter(tmp_path)
     pages.write_pages(tree, sample.stats_report(), sample.status_report())
     stamp = [(tmp_path / p).stat().st_mtime_ns for p in (pages.STATS_PAGE, pages.STATUS_PAGE)]
     assert (tmp_path / pages.STATS_PAGE).read_text() == first[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from piw_services.index.tree import Tree
+from piw_services.site.tree import TreeWriter
 from piw_services.stats import pages
 from piw_services.stats.model import Count, Series
 from tests.conftest import free_port, wait_for
@@ -95,7 +95,7 @@ def serve(root):
 def site(tmp_path_factory):
     """A www tree with both pages from a realistic report, served by python -m http.server."""
     root = tmp_path_factory.mktemp("www")
-    pages.write_pages(Tree(root), sample.stats_report(), sample.status_report())
+    pages.write_pages(TreeWriter(root), sample.stats_report(), sample.status_report())
     yield from serve(root)
 
 
@@ -103,7 +103,7 @@ def site(tmp_path_factory):
 def long_site(tmp_path_factory):
     """Both pages with long labels, and a page each that checks them in the browser."""
     root = tmp_path_factory.mktemp("www-long")
-    pages.write_pages(Tree(root), long_labels(sample.stats_report()), sample.status_report())
+    pages.write_pages(TreeWriter(root), long_labels(sample.stats_report()), sample.status_report())
     for page in ("stats", "status"):
         (root / f"check-{page}.html").write_text(OVERFLOW_CHECK.format(page=f"/{page}/"))
     yield from serve(root)

@@ -9,9 +9,11 @@ from sqlalchemy import text
 
 from builders import protocol
 from piw_services.build_dispatch.service import BuildDispatchService
+from piw_services.index.service import IndexService
 from piw_services.stats.service import StatsService
 from tests.build_dispatch.test_service import RawBuilder, hello
 from tests.conftest import wait_for
+from tests.index.test_service import ingest, rows
 from tests.stats.test_store import download, heartbeat_msg, search
 from tests.test_useragent import UV
 
@@ -75,3 +77,24 @@ def test_a_heartbeat_reaches_build_dispatch_and_the_stats(stats, container_facto
                                   "WHERE builder_id = :b"), {"b": builder_id}).all()
         return registry and ours and (registry["cpu_temperature"], ours)
     assert wait_for(seen, 15, what="the heartbeat in both") == (61.5, [(61.5,)])
+
+
+def test_downloads_reach_the_index_pages_by_an_event(container_factory, rabbit_config, db,
+                                                    db_url, tmp_path):
+    """stats owns the download counts and the index owns its pages: stats names the packages
+    downloaded since last time in a downloads_changed event, and the index rewrites them."""
+    www = tmp_path / "www"
+    ingest(db, rows(("numpy", None, "create"), ("numpy", "1.0", "new release")))
+    container_factory(IndexService, dict(rabbit_config, DB_URL=db_url, WWW=str(www))).start()
+    config = dict(rabbit_config, DB_URL=db_url, WWW=str(www), STATS_INDEX_INTERVAL=0.2,
+                  STATS_PAGE_INTERVAL=3600, STATS_SAMPLE_INTERVAL=3600)
+    container_factory(StatsService, config).start()
+
+    def counts():
+        path = www / "project" / "numpy" / "json" / "index.json"
+        data = json.loads(path.read_text()) if path.exists() else None
+        return data and [data["downloads"]["30d"], data["downloads"]["all"]]
+    assert wait_for(counts, 20, what="numpy's project page") == [0, 0]
+    event_dispatcher(rabbit_config)("web", "downloads", [download() for _ in range(3)])
+    assert wait_for(lambda: counts() == [3, 3] and counts(), 20,
+                    what="the downloads on numpy's project page") == [3, 3]

@@ -1,5 +1,5 @@
-"""Writing the index's part of the www tree: every file by temp file + rename, so no reader
-(pip, nginx, the web service) ever sees half a page."""
+"""Writing pages into the www tree (the index's and the stats service's): every file by temp
+file + rename, so no reader (pip, nginx, the web service) ever sees half a page."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from piw_services.faults import crash_point
 TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
-class Tree:
+class TreeWriter:
     """The www tree at *root*; paths are relative, '/'-separated, checked to stay inside."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

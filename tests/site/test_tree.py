@@ -2,11 +2,11 @@
 
 import pytest
 
-from piw_services.index.tree import Tree
+from piw_services.site.tree import TreeWriter
 
 
 def test_write_replaces_atomically_and_skips_identical(tmp_path):
-    tree = Tree(tmp_path)
+    tree = TreeWriter(tmp_path)
     assert tree.write("simple/foo/index.html", "<p>one</p>")
     assert (tmp_path / "simple/foo/index.html").read_text() == "<p>one</p>"
     mtime = (tmp_path / "simple/foo/index.html").stat().st_mtime_ns
@@ -18,7 +18,7 @@ def test_write_replaces_atomically_and_skips_identical(tmp_path):
 
 
 def test_remove_cleans_empty_directories_only(tmp_path):
-    tree = Tree(tmp_path)
+    tree = TreeWriter(tmp_path)
     tree.write("project/foo/index.html", "x")
     tree.write("project/foo/json/index.json", "{}")
     tree.write("simple/foo/index.html", "x")
@@ -32,7 +32,7 @@ def test_remove_cleans_empty_directories_only(tmp_path):
 @pytest.mark.parametrize("bad", ["../x", "simple/../../x", "/etc/passwd", ".", ""])
 def test_paths_outside_the_tree_are_refused(tmp_path, bad):
     with pytest.raises(ValueError, match="outside the www tree"):
-        Tree(tmp_path / "www").write(bad, "x")
+        TreeWriter(tmp_path / "www").write(bad, "x")
 
 
 def test_sweep_removes_only_old_temps_of_interrupted_writes(tmp_path):
@@ -40,7 +40,7 @@ def test_sweep_removes_only_old_temps_of_interrupted_writes(tmp_path):
     the sweep removes such temps once they are old, and nothing else."""
     import os
 
-    tree = Tree(tmp_path)
+    tree = TreeWriter(tmp_path)
     tree.write("simple/foo/index.html", "x")
     old = [tmp_path / "simple/foo/.index.html.0123456789ab.tmp",
            tmp_path / "simple/.index.json.abcdefabcdef.tmp",
