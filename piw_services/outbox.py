@@ -46,6 +46,16 @@ def write(session: Session, events: Sequence[dict[str, Any]]) -> list[int]:
     return seqs
 
 
+def last_seq(session: Session) -> int:
+    """The newest batch's seq (0 before the first)."""
+    return session.execute(_sql("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()
+
+
+def consumer_marks(session: Session) -> dict[str, int]:
+    """Each consumer's high-water mark: the last batch it applied."""
+    return dict(session.execute(_sql("SELECT consumer, seq FROM consumer_marks")).all())
+
+
 def relay(session_factory: Callable[[], Session], publish: Callable[[str], None],
           limit: int = 100) -> int:
     """Publish unsent batches in seq order and mark them sent; returns how many were sent.

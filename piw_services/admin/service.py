@@ -17,12 +17,12 @@ from functools import partial
 from typing import Any
 
 import eventlet
-from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from piw_services import outbox
 from piw_services.admin import actions
+from piw_services.build_dispatch import queries as build_queries
 from piw_services.db.dependency import Database
+from piw_services.index import queries as index_queries
 from piw_services.rpc import rpc
 from piw_services.settings import SettingsProvider
 
@@ -97,12 +97,8 @@ class AdminService:
     def status(self) -> dict[str, Any]:
         """How far each consumer is behind the outbox, and the skips in force."""
         with self.db() as s:
-            return {"outbox_seq": _outbox_seq(s), "consumers": _marks(s),
-                    "package_skips": dict(s.execute(text(
-                        "SELECT package, reason FROM build_package_skips ORDER BY 1")).all()),
-                    "version_skips": [list(r) for r in s.execute(text(
-                        "SELECT package, version, skip_reason FROM build_versions "
-                        "WHERE skip_reason IS NOT NULL ORDER BY 1, 2"))]}
+            return {"outbox_seq": outbox.last_seq(s), "consumers": outbox.consumer_marks(s),
+                    **build_queries.skips(s)}
 
     def _run(self, action: Callable[..., actions.Outcome], dry_run: bool,
              *args: Any) -> dict[str, Any]:
@@ -129,20 +125,10 @@ class AdminService:
         deadline = time.monotonic() + self.settings.admin_wait
         while True:
             with self.db() as s:
-                marks = _marks(s)
+                marks = outbox.consumer_marks(s)
                 behind = [c for c in CONSUMERS if marks.get(c, 0) < seq]
-                if "index" not in behind and s.execute(text(
-                        "SELECT 1 FROM index_dirty WHERE package = :p OR CAST(:p AS text) "
-                        "IS NULL LIMIT 1"), {"p": package}).first():
+                if "index" not in behind and index_queries.pages_pending(s, package):
                     behind.append("index")
             if not behind or time.monotonic() >= deadline:
                 return behind
             eventlet.sleep(POLL)
-
-
-def _marks(session: Session) -> dict[str, int]:
-    return dict(session.execute(text("SELECT consumer, seq FROM consumer_marks")).all())
-
-
-def _outbox_seq(session: Session) -> int:
-    return session.execute(text("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()

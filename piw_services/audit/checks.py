@@ -43,6 +43,9 @@ from urllib.parse import unquote
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from piw_services import outbox
+from piw_services.index import queries as index_queries
+
 SIMPLE = "simple"
 PROJECT = "project"
 METADATA = ".metadata"
@@ -103,7 +106,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Page:
+class ListedPage:
     """What one page lists: file (or project) names, each with the sha256 the page gives
     (None: none given); ``error`` when the page could not be read or parsed."""
 
@@ -119,8 +122,8 @@ class Snapshot:
     """Everything the comparison needs, as plain data.
 
     ``disk``: package directory name -> its entries (``<WWW>/simple/<package>/``);
-    ``simple_pages``: package -> page name (``index.html``, ``index.json``) -> Page, for the
-    pages that exist; ``project_pages``: package -> the project pages that exist (relative
+    ``simple_pages``: package -> page name (``index.html``, ``index.json``) -> ListedPage, for
+    the pages that exist; ``project_pages``: package -> the project pages that exist (relative
     paths); ``root_pages``: ``index.html``/``index.json`` of ``simple/`` that exist;
     ``hashes``: (package, name) -> sha256 of regular files, or None when not hashing.
     """
@@ -132,9 +135,9 @@ class Snapshot:
     targets: set[tuple[str, str, str]] = field(default_factory=set)
     #: live versions quarantined upstream (or of quarantined packages): files stay, on no page
     withheld: set[tuple[str, str]] = field(default_factory=set)
-    simple_pages: dict[str, dict[str, Page]] = field(default_factory=dict)
+    simple_pages: dict[str, dict[str, ListedPage]] = field(default_factory=dict)
     project_pages: dict[str, list[str]] = field(default_factory=dict)
-    root_pages: dict[str, Page] = field(default_factory=dict)
+    root_pages: dict[str, ListedPage] = field(default_factory=dict)
     hashes: dict[tuple[str, str], str] | None = None
     #: (package, version, abi, state, why) of build targets that should not exist
     stray_targets: list[tuple[str, str, str, str, str]] = field(default_factory=list)
@@ -273,7 +276,7 @@ def servable(rows: Iterable[FileRow], alive_versions: set[tuple[str, str]],
 
 def check_pages(rows: Iterable[FileRow], disk: Mapping[str, Listing],
                 served: Mapping[str, Mapping[str, FileRow]], alive_packages: set[str],
-                simple_pages: Mapping[str, Mapping[str, Page]],
+                simple_pages: Mapping[str, Mapping[str, ListedPage]],
                 project_pages: Mapping[str, Iterable[str]]) -> list[Disagreement]:
     """Each package's simple pages list exactly its servable files with their hashes:
     ``page_lists_missing``, ``page_lacks_file``, ``page_hash_mismatch``, ``stale_page``,
@@ -324,7 +327,7 @@ def check_pages(rows: Iterable[FileRow], disk: Mapping[str, Listing],
 
 
 def check_root(served: Mapping[str, Mapping[str, FileRow]],
-               root_pages: Mapping[str, Page]) -> list[Disagreement]:
+               root_pages: Mapping[str, ListedPage]) -> list[Disagreement]:
     """The root pages list exactly the packages with servable files: ``root_lists_extra``,
     ``root_lacks``, ``missing_page``, ``unreadable_page``."""
     expected = {p for p, files in served.items() if files}
@@ -443,23 +446,23 @@ def parse_root_json(page: str) -> dict[str, str | None]:
 
 
 def read_page(path: Path, parse: Callable[[str], dict[str, str | None]],
-              entry: Entry | None = None) -> Page:
+              entry: Entry | None = None) -> ListedPage:
     """Read and parse one page (*entry*: its lstat); a page that cannot be read or parsed
-    is a Page with an error (reported as ``unreadable_page``), never an exception. Only
+    is a ListedPage with an error (reported as ``unreadable_page``), never an exception. Only
     regular files are read: a symlink or a FIFO in the tree must not lead the audit away."""
     if entry is not None and entry.kind != "file":
-        return Page(error=f"not a regular file ({_kind_of(entry)})")
+        return ListedPage(error=f"not a regular file ({_kind_of(entry)})")
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_PAGE_BYTES + 1)
     except OSError as exc:
-        return Page(error=f"cannot read: {exc.strerror or exc}")
+        return ListedPage(error=f"cannot read: {exc.strerror or exc}")
     if len(data) > MAX_PAGE_BYTES:
-        return Page(error=f"larger than {MAX_PAGE_BYTES} bytes")
+        return ListedPage(error=f"larger than {MAX_PAGE_BYTES} bytes")
     try:
-        return Page(entries=parse(data.decode("utf-8", "replace")))
+        return ListedPage(entries=parse(data.decode("utf-8", "replace")))
     except PageError as exc:
-        return Page(error=str(exc))
+        return ListedPage(error=str(exc))
 
 
 # -- gathering (database and disk) ---------------------------------------------------------
@@ -561,8 +564,8 @@ def gather_withheld(session: Session) -> set[tuple[str, str]]:
         "USING (package, version) WHERE withheld"))}
 
 
-def gather_disk(www: Path) -> tuple[dict[str, dict[str, Entry]], dict[str, dict[str, Page]],
-                                    dict[str, list[str]], dict[str, Page]]:
+def gather_disk(www: Path) -> tuple[dict[str, dict[str, Entry]], dict[str, dict[str, ListedPage]],
+                                    dict[str, list[str]], dict[str, ListedPage]]:
     """(package directories' entries, simple pages, project pages, root pages) of *www*."""
     simple, project = www / SIMPLE, www / PROJECT
     disk, pages = {}, {}
@@ -632,13 +635,11 @@ def activity(session: Session) -> list[str]:
     waiting for the index to rewrite their pages. A live system is briefly inconsistent
     while events travel, so an audit worth trusting waits for this to be empty."""
     busy = []
-    top = session.execute(text("SELECT max(seq) FROM outbox")).scalar()
-    if top is not None:
-        for consumer, seq in session.execute(text(
-                "SELECT consumer, seq FROM consumer_marks WHERE seq < :top ORDER BY consumer"),
-                {"top": top}):
+    top = outbox.last_seq(session)
+    for consumer, seq in sorted(outbox.consumer_marks(session).items()):
+        if seq < top:
             busy.append(f"{consumer} at {seq} of {top}")
-    dirty = session.execute(text("SELECT count(*) FROM index_dirty")).scalar()
+    dirty = index_queries.pages_pending_count(session)
     if dirty:
         busy.append(f"{dirty} dirty pages in index_dirty")
     return busy

@@ -1,5 +1,6 @@
-"""What other services may read of build_dispatch's tables (build_targets, build_abis): the
-file_manager checks a commit's job and its target's armv6 setting here."""
+"""What other services may read of build_dispatch's tables (build_targets, build_abis and the
+skips): the file_manager checks a commit's job and its target's armv6 setting here, the admin
+service shows the skips in force."""
 
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def job(session: Session, job_id: str) -> Job | None:
         "SELECT package, version, abi, state, builder_id FROM build_targets "
         "WHERE job_id = :j"), {"j": job_id}).first()
     return Job(*row) if row is not None else None
+
+
+def skips(session: Session) -> dict[str, object]:
+    """The skips in force: ``package_skips`` {package: reason} and ``version_skips``
+    [[package, version, reason], ...]."""
+    return {"package_skips": dict(session.execute(text(
+                "SELECT package, reason FROM build_package_skips ORDER BY 1")).all()),
+            "version_skips": [list(r) for r in session.execute(text(
+                "SELECT package, version, skip_reason FROM build_versions "
+                "WHERE skip_reason IS NOT NULL ORDER BY 1, 2"))]}
 
 
 def links_armv6(session: Session, target: str) -> bool:

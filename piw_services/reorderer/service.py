@@ -8,7 +8,6 @@ from typing import Any
 
 import eventlet
 from nameko.timer import timer
-from sqlalchemy import text
 
 from piw_services import outbox
 from piw_services.db.dependency import Database
@@ -85,17 +84,7 @@ class ReordererService:
     @rpc
     def status(self) -> dict[str, Any]:
         with self.db() as s:
-            row = s.execute(text(
-                "SELECT last_serial, max_ts, "
-                "(SELECT count(*) FROM held_rows), "
-                "(SELECT count(*) FROM malformed_rows), "
-                "(SELECT coalesce(max(seq), 0) FROM outbox), "
-                "(SELECT count(*) FROM outbox WHERE sent_at IS NULL), "
-                "(SELECT count(*) FROM live_packages) "
-                "FROM upstream_state WHERE id = 1")).one()
-        keys = ("last_serial", "max_ts", "held", "malformed", "outbox_seq", "outbox_unsent",
-                "packages")
-        return dict(zip(keys, row, strict=True))
+            return store.status(s)
 
     @timer(interval=2)
     def tick(self) -> None:

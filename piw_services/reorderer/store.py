@@ -310,7 +310,7 @@ class OutOfTurn(Exception):
 
 
 @dataclass
-class Page:
+class RowPage:
     """One page of upstream rows, parsed (outside any transaction)."""
 
     valid: list[Row]
@@ -321,7 +321,7 @@ class Page:
     now: float
 
 
-def parse_page(raw_rows: Sequence[object], now: float | None = None) -> Page:
+def parse_page(raw_rows: Sequence[object], now: float | None = None) -> RowPage:
     """Parse a page before any lock is taken, so that the next page's parsing runs while the
     page before it waits on PostgreSQL."""
     now = time.time() if now is None else now
@@ -340,7 +340,7 @@ def parse_page(raw_rows: Sequence[object], now: float | None = None) -> Page:
             ignored += 1
         else:
             malformed.append(parsed)
-    return Page(valid, malformed, ignored, page_top, len(raw_rows), now)
+    return RowPage(valid, malformed, ignored, page_top, len(raw_rows), now)
 
 
 def ingest(
@@ -350,7 +350,7 @@ def ingest(
     return store_page(session, parse_page(raw_rows, now), hold)
 
 
-def store_page(session: Session, page: Page, hold: float, since: int | None = None
+def store_page(session: Session, page: RowPage, hold: float, since: int | None = None
                ) -> IngestResult:
     """Store a parsed page inside the caller's transaction. *since* is the serial the page
     was fetched after: when our place is still below it, the page before has not been
@@ -442,7 +442,7 @@ def reparse_malformed(session: Session, hold: float, now: float | None = None,
             understood.append(parsed)
     cur.execute("DELETE FROM malformed_rows WHERE id = ANY(%s)", (gone,))
     if understood:
-        result = store_page(session, Page(understood, [], 0, 0, len(understood), now), hold)
+        result = store_page(session, RowPage(understood, [], 0, 0, len(understood), now), hold)
         log.warning("parsed %d malformed rows again: %d now understood (%d events)",
                     len(found), len(understood), result.events)
     return len(found)
@@ -531,3 +531,19 @@ def set_version_info(session: Session, infos: list[dict[str, Any]]) -> int:
     if events:
         outbox.write(session, events)
     return len(events)
+
+
+def status(session: Session) -> dict[str, Any]:
+    """What the reorderer's RPC ``status`` says: where upstream's log is, what is held or
+    malformed, the outbox's head and what is unsent, live packages."""
+    row = session.execute(text(
+        "SELECT last_serial, max_ts, "
+        "(SELECT count(*) FROM held_rows), "
+        "(SELECT count(*) FROM malformed_rows), "
+        "(SELECT coalesce(max(seq), 0) FROM outbox), "
+        "(SELECT count(*) FROM outbox WHERE sent_at IS NULL), "
+        "(SELECT count(*) FROM live_packages) "
+        "FROM upstream_state WHERE id = 1")).one()
+    keys = ("last_serial", "max_ts", "held", "malformed", "outbox_seq", "outbox_unsent",
+            "packages")
+    return dict(zip(keys, row, strict=True))

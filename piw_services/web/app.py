@@ -24,7 +24,16 @@ from eventlet.hubs import trampoline
 from werkzeug.http import http_date
 from werkzeug.wsgi import wrap_file
 
-from piw_services.web.serve import CHUNK, Hit, Target, Tree, classify, etag_of, plain, raw_path
+from piw_services.web.serve import (
+    CHUNK,
+    Hit,
+    ServedTree,
+    Target,
+    classify,
+    etag_of,
+    plain,
+    raw_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,7 @@ def send_file(sock: Any, fd: int, size: int) -> None:
 class TreeApp:
     """WSGI application serving *tree*; *on_hit* hears of every download and search."""
 
-    def __init__(self, tree: Tree, on_hit: OnHit | None = None) -> None:
+    def __init__(self, tree: ServedTree, on_hit: OnHit | None = None) -> None:
         self.tree = tree
         self.on_hit = on_hit
         self.heads: dict[CacheKey, list[tuple[str, str]]] = {}

@@ -1,6 +1,6 @@
 """Serving the www tree over HTTP: path resolution, PEP 691 negotiation, conditional and range
 requests, and the stats events they give rise to. Pure request logic on werkzeug objects, with
-no nameko in it (service.py is the thin nameko shell around :class:`Tree`).
+no nameko in it (service.py is the thin nameko shell around :class:`ServedTree`).
 
 Rules (docs/architecture.md, "The www tree"):
 
@@ -337,7 +337,7 @@ def file_response(environ: dict[str, Any], fd: int, st: os.stat_result, content_
     return response
 
 
-class Tree:
+class ServedTree:
     """The www tree below *root*, resolved once; every request stats what it serves."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

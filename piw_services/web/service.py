@@ -39,7 +39,7 @@ from nameko.web.server import parse_address
 from piw_services.rpc import rpc
 from piw_services.settings import Settings
 from piw_services.web.app import HttpServer, TreeApp
-from piw_services.web.serve import SIMPLE_JSON, Hit, Tree, make_event, salt_key
+from piw_services.web.serve import SIMPLE_JSON, Hit, ServedTree, make_event, salt_key
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ MAX_BATCH = 5000
 class TreeServer(DependencyProvider):
     """Serves the www tree (``WWW``) over HTTP on ``WEB_SERVER_ADDRESS`` from ``start()`` to
     ``stop()``, reporting hits to the :class:`StatsRecorder` named *recorder*; injects the
-    :class:`~piw_services.web.serve.Tree`."""
+    :class:`~piw_services.web.serve.ServedTree`."""
 
     def __init__(self, recorder: str = "recorder") -> None:
         self.recorder_name = recorder
 
     def setup(self) -> None:
         settings = Settings.from_config(self.container.config)
-        self.tree = Tree(settings.www)
+        self.tree = ServedTree(settings.www)
         bind = parse_address(settings.web_address)
         self.address = (bind.address, bind.port)
         self.server: HttpServer | None = None
@@ -81,7 +81,7 @@ class TreeServer(DependencyProvider):
     def kill(self) -> None:
         self.stop()
 
-    def get_dependency(self, worker_ctx: Any) -> Tree:
+    def get_dependency(self, worker_ctx: Any) -> ServedTree:
         return self.tree
 
 

@@ -11,7 +11,7 @@ from piw_services.audit.checks import (
     Disagreement,
     Entry,
     FileRow,
-    Page,
+    ListedPage,
     Snapshot,
     compare,
     parse_html,
@@ -50,9 +50,11 @@ def clean() -> Snapshot:
     return Snapshot(
         rows=rows(), disk=disk, alive_packages={"foo"}, alive_versions={("foo", "1.0")},
         targets={("foo", "1.0", "j1"), ("foo", "1.0", "j2")},
-        simple_pages={"foo": {"index.html": Page(listed), "index.json": Page(listed)}},
+        simple_pages={"foo": {"index.html": ListedPage(listed),
+                              "index.json": ListedPage(listed)}},
         project_pages={"foo": ["project/foo/index.html"]},
-        root_pages={"index.html": Page({"foo": None}), "index.json": Page({"foo": None})},
+        root_pages={"index.html": ListedPage({"foo": None}),
+                    "index.json": ListedPage({"foo": None})},
         hashes={("foo", PURE): H1, ("foo", V7): H2, ("foo", PURE + ".metadata"): M1,
                 ("foo", V7 + ".metadata"): M1})
 
@@ -158,9 +160,9 @@ def test_a_pure_wheel_satisfying_other_abis_keeps_its_builders_job():
 
 def test_pages_must_list_exactly_the_served_files():
     snap = clean()
-    snap.simple_pages["foo"]["index.html"] = Page({PURE: H1, V7: "f" * 64,
+    snap.simple_pages["foo"]["index.html"] = ListedPage({PURE: H1, V7: "f" * 64,
                                                    "foo-0.1-py3-none-any.whl": H1})
-    snap.simple_pages["foo"]["index.json"] = Page({PURE: None, V7: H2, V6: H2})
+    snap.simple_pages["foo"]["index.json"] = ListedPage({PURE: None, V7: H2, V6: H2})
     found = compare(snap)
     assert [(d.kind, d.detail) for d in found] == [
         ("page_hash_mismatch", f"simple/foo/index.html gives {V7} sha256 {'f' * 64}, "
@@ -175,7 +177,7 @@ def test_pages_must_list_exactly_the_served_files():
 
 def test_a_hash_fragment_in_upper_case_matches():
     snap = clean()
-    snap.simple_pages["foo"]["index.html"] = Page({PURE: H1.upper(), V7: H2, V6: H2})
+    snap.simple_pages["foo"]["index.html"] = ListedPage({PURE: H1.upper(), V7: H2, V6: H2})
     assert compare(snap) == []
 
 
@@ -183,7 +185,7 @@ def test_stale_and_missing_pages():
     snap = clean()
     del snap.simple_pages["foo"]["index.json"]
     snap.disk["gone"] = {"index.html": Entry("file", 1)}
-    snap.simple_pages["gone"] = {"index.html": Page({})}
+    snap.simple_pages["gone"] = {"index.html": ListedPage({})}
     snap.alive_packages.add("gone")  # alive, but nothing servable: no simple page
     found = compare(snap)
     assert [(d.kind, d.package) for d in found] == [("missing_page", "foo"),
@@ -205,20 +207,21 @@ def test_a_package_with_files_but_no_directory_misses_its_pages():
 
 def test_root_pages():
     snap = clean()
-    snap.root_pages["index.html"] = Page({"foo": None, "ghost": None})
-    snap.root_pages["index.json"] = Page({})
+    snap.root_pages["index.html"] = ListedPage({"foo": None, "ghost": None})
+    snap.root_pages["index.json"] = ListedPage({})
     assert [(d.kind, d.package, d.detail) for d in compare(snap)] == [
         ("root_lacks", "foo", "simple/index.json does not list it"),
         ("root_lists_extra", "ghost", "simple/index.html lists it; it has no servable file")]
     snap.root_pages = {}
     assert {(d.kind, d.package) for d in compare(snap)} == {("missing_page", ROOT)}
-    assert compare(Snapshot(root_pages={"index.html": Page({})})) == []
+    assert compare(Snapshot(root_pages={"index.html": ListedPage({})})) == []
 
 
 def test_unreadable_pages_are_reported_not_raised():
     snap = clean()
-    snap.simple_pages["foo"]["index.json"] = Page(error="not JSON: ...")
-    snap.root_pages["index.html"] = Page(error="not a regular file (a symlink to '/dev/zero')")
+    snap.simple_pages["foo"]["index.json"] = ListedPage(error="not JSON: ...")
+    snap.root_pages["index.html"] = ListedPage(
+        error="not a regular file (a symlink to '/dev/zero')")
     assert [(d.kind, d.package) for d in compare(snap)] == [("unreadable_page", ROOT),
                                                              ("unreadable_page", "foo")]
 
@@ -268,9 +271,10 @@ def test_hostile_names_neither_crash_nor_break_lines(name):
     snap.rows = snap.rows + [FileRow(name, name, "1\n0", "j\x00", -1, "<x>", "\udcff",
                                      link_of="../" + name)]
     snap.disk[name] = {name: Entry("link", target=name), name + ".metadata": Entry("other")}
-    snap.simple_pages[name] = {"index.html": Page({name: None}), "index.json": Page(error=name)}
+    snap.simple_pages[name] = {"index.html": ListedPage({name: None}),
+                               "index.json": ListedPage(error=name)}
     snap.project_pages[name] = [f"project/{name}/index.html"]
-    snap.root_pages["index.html"] = Page({"foo": None, name: None})
+    snap.root_pages["index.html"] = ListedPage({"foo": None, name: None})
     found = compare(snap)
     assert found and all(d.package in (name, "foo") for d in found)
     for d in found:

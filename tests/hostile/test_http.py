@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from piw_services.web.app import TreeApp
-from piw_services.web.serve import Tree
+from piw_services.web.serve import ServedTree
 from tests.hostile.conftest import examples, hostile_text, tried
 from tests.web.conftest import WHEEL, wsgi_call
 
@@ -130,7 +130,7 @@ def servable(root: Path) -> set[bytes]:
 
 @pytest.fixture
 def app(www):
-    return TreeApp(Tree(www)), servable(www)
+    return TreeApp(ServedTree(www)), servable(www)
 
 
 @examples(1500)

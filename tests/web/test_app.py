@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request
 
 from piw_services.web import app as app_module
 from piw_services.web.app import TreeApp
-from piw_services.web.serve import SIMPLE_JSON, Hit, Tree
+from piw_services.web.serve import SIMPLE_JSON, Hit, ServedTree
 from tests.web.conftest import SERVED, WHEEL, wsgi_call
 
 
@@ -36,7 +36,7 @@ def call(app, environ):
     ("/empty.txt", {}),
 ])
 def test_fast_answers_are_werkzeugs(www, method, path, headers):
-    tree = Tree(www)
+    tree = ServedTree(www)
     fast = TreeApp(tree)
     for _ in range(2):  # built, then from the cache
         got = call(fast, environ_for(path, method, **headers))
@@ -46,7 +46,7 @@ def test_fast_answers_are_werkzeugs(www, method, path, headers):
 
 
 def test_cache_follows_replaced_files(www):
-    app = TreeApp(Tree(www))
+    app = TreeApp(ServedTree(www))
     page = www / "simple/foo-bar/index.html"
     first = call(app, environ_for("/simple/foo-bar/"))
     tmp = page.with_name(".new")
@@ -59,7 +59,7 @@ def test_cache_follows_replaced_files(www):
 
 def test_cache_is_bounded(www, monkeypatch):
     monkeypatch.setattr(app_module, "CACHE_BYTES", 40)
-    app = TreeApp(Tree(www))
+    app = TreeApp(ServedTree(www))
     for path in ("/", "/simple/", "/simple/foo-bar/", "/packages.json"):
         assert call(app, environ_for(path))[0] == "200 OK"
         assert app.cached_bytes <= 40
@@ -67,7 +67,7 @@ def test_cache_is_bounded(www, monkeypatch):
 
 def test_hits_are_reported_with_their_type(www):
     hits = []
-    app = TreeApp(Tree(www), lambda *args: hits.append(args))
+    app = TreeApp(ServedTree(www), lambda *args: hits.append(args))
     call(app, environ_for(f"/simple/foo-bar/{WHEEL}"))
     call(app, environ_for("/simple/foo-bar/", Accept=SIMPLE_JSON))
     call(app, environ_for("/simple/nope/"))
@@ -81,7 +81,7 @@ def test_hits_are_reported_with_their_type(www):
 
 
 def test_failure_is_a_500_not_a_dead_server(www, caplog):
-    tree = Tree(www)
+    tree = ServedTree(www)
     app = TreeApp(tree)
 
     def broken(environ):
@@ -116,7 +116,7 @@ def test_a_404_outside_simple_is_the_trees_page_with_a_search_box(tmp_path):
     """Browsers get the index's 404.html (a search box); /simple/ keeps the plain 404 pip
     reads; without the page every 404 is the plain one."""
     (tmp_path / "simple").mkdir()
-    app = TreeApp(Tree(tmp_path))
+    app = TreeApp(ServedTree(tmp_path))
     status, headers, body = call(app, environ_for("/project/nope/"))
     assert status.startswith("404") and body == b"404 Not Found\n"
     (tmp_path / "404.html").write_text('<form action="/"><input name="q"></form>')

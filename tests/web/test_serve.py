@@ -1,4 +1,4 @@
-"""serve.py without a server: negotiation, path splitting, client hashing, and Tree.serve on
+"""serve.py without a server: negotiation, path splitting, client hashing, and ServedTree.serve on
 werkzeug test requests."""
 
 import pytest
@@ -10,7 +10,7 @@ from piw_services.web.serve import (
     SIMPLE_JSON,
     TEXT_HTML,
     Hit,
-    Tree,
+    ServedTree,
     client_address,
     client_hash,
     make_event,
@@ -150,7 +150,7 @@ def request(path, method="GET", **headers):
 
 
 def test_tree_serve_without_a_server(www):
-    tree = Tree(www)
+    tree = ServedTree(www)
     served = tree.serve(request(f"/simple/foo-bar/{WHEEL}"))
     assert served.response.status_code == 200
     assert served.hit == Hit("downloads", "foo-bar", WHEEL)
@@ -170,6 +170,6 @@ def test_tree_serve_without_a_server(www):
 
 def test_tree_through_a_symlinked_root(www, tmp_path):
     (tmp_path / "link").symlink_to(www)
-    served = Tree(tmp_path / "link").serve(request("/index.html"))
+    served = ServedTree(tmp_path / "link").serve(request("/index.html"))
     assert served.response.status_code == 200
     served.response.close()
