@@ -5,13 +5,16 @@
   service and no tool;
 - a service reads another service's data only through that service's named read module or an
   event, never through its ``store``;
-- service packages import each other without cycles.
+- service packages import each other without cycles;
+- a service's SQL names only its own tables (piw_services/db/ownership.py), the catalog views
+  and the outbox: another service's tables are read through that service's ``queries``.
 
 The imports that break the last two rules today are listed by name below; each is work left
 (issue 15): remove its line when it goes, and add none.
 """
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,6 +27,34 @@ TOOLS = {"cli", "fake_pypi"}
 KNOWN_STORE_IMPORTS = {
     ("admin", "piw_services.build_dispatch.store"),
     ("admin", "piw_services.stats.store"),
+}
+#: (module, table) of SQL that reads another service's table directly today. audit is not here:
+#: checking every service's data against the others' is its job (see test below).
+KNOWN_FOREIGN_SQL = {
+    # operators' actions revoke jobs and delete logged downloads in other services' tables
+    ("piw_services/admin/actions.py", "build_targets"),
+    ("piw_services/admin/actions.py", "builders"),
+    ("piw_services/admin/actions.py", "files"),
+    # a revocation's files, and the catalog's facts a claim and a batch need, in one query
+    ("piw_services/build_dispatch/store.py", "files"),
+    ("piw_services/build_dispatch/store.py", "upstream_files"),
+    ("piw_services/build_dispatch/store.py", "versions"),
+    # a project page joins builds, files, targets and versions
+    ("piw_services/index/data.py", "build_abis"),
+    ("piw_services/index/data.py", "build_targets"),
+    ("piw_services/index/data.py", "build_versions"),
+    ("piw_services/index/data.py", "builds"),
+    ("piw_services/index/data.py", "files"),
+    ("piw_services/index/data.py", "image_packages"),
+    ("piw_services/index/data.py", "versions"),
+    # /status/ shows every service's queue and counts
+    ("piw_services/stats/store.py", "build_abis"),
+    ("piw_services/stats/store.py", "build_targets"),
+    ("piw_services/stats/store.py", "builders"),
+    ("piw_services/stats/store.py", "builds"),
+    ("piw_services/stats/store.py", "files"),
+    ("piw_services/stats/store.py", "held_rows"),
+    ("piw_services/stats/store.py", "malformed_rows"),
 }
 #: service-package import cycles today, each as a sorted pair
 KNOWN_CYCLES: set[tuple[str, str]] = set()
@@ -112,3 +143,38 @@ def test_every_module_imports():
         warnings.simplefilter("ignore")
         for module in modules:
             importlib.import_module(module.removesuffix(".__init__"))
+
+
+def foreign_sql() -> set[tuple[str, str]]:
+    """(module, table) for each SQL string constant in a service that names a table another
+    service owns (our SQL keywords are upper case; prose "from builders" is not SQL)."""
+    from piw_services.db.ownership import OWNERS, owner_of
+
+    tables = sorted({t for owned in OWNERS.values() for t in owned}, key=len, reverse=True)
+    sql = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO|TABLE)\s+(" + "|".join(tables) + r")\b")
+    found = set()
+    for path in sources("piw_services"):
+        owner = package_of(path)
+        if owner not in SERVICES or owner == "audit":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.update((str(path.relative_to(ROOT)), m.group(1))
+                             for m in sql.finditer(node.value) if owner_of(m.group(1)) != owner)
+    return found
+
+
+def test_services_sql_names_only_their_own_tables():
+    found = foreign_sql()
+    assert found <= KNOWN_FOREIGN_SQL, sorted(found - KNOWN_FOREIGN_SQL)
+    assert found == KNOWN_FOREIGN_SQL, f"gone, remove: {sorted(KNOWN_FOREIGN_SQL - found)}"
+
+
+def test_every_table_has_an_owner(db_engine):
+    """A new table must say whose it is (piw_services/db/ownership.py)."""
+    from sqlalchemy import inspect
+
+    from piw_services.db.ownership import OWNERS, SHARED
+
+    owned = {t for tables in OWNERS.values() for t in tables} | SHARED | {"alembic_version"}
+    assert set(inspect(db_engine).get_table_names()) == owned

@@ -1,6 +1,6 @@
 """What other services may read of build_dispatch's tables (build_targets, build_abis and the
 skips): the file_manager checks a commit's job and its target's armv6 setting here, the admin
-service shows the skips in force."""
+service shows the skips in force, the reorderer asks which versions have a build waiting."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+#: SQL: a build of the version of the row aliased {0} waits in the queue of record (the
+#: upstream service looks up such versions' Requires-Python first).
+BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = {0}.package "
+                 "AND t.version = {0}.version AND t.state = 'pending')")
 
 
 class Job(NamedTuple):

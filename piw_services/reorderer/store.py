@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from piw_services import events as ev
 from piw_services import outbox
+from piw_services.build_dispatch import queries as build_queries
 from piw_services.db.bulk import copy_rows, upsert_rows
 from piw_services.reorderer.catalog import (
     FileState,
@@ -457,8 +458,7 @@ def flush(session: Session, hold: float, now: float | None = None) -> IngestResu
 #: creation, yank, or the clearing of its quarantine), of the versions row aliased v.
 INFO_DUE = "greatest(v.quarantine_k, v.created_k, v.yank_k)"
 #: SQL: a build of the version (v) waits in build_dispatch's queue of record.
-BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = v.package "
-                 "AND t.version = v.version AND t.state = 'pending')")
+BUILD_WAITING = build_queries.BUILD_WAITING.format("v")
 #: Failed look-ups in a row after which a version is taken as looked up, with nothing known
 #: (back-offs of 1, 2, 4, 8 and 16 minutes between them), so its builds are not held back for ever.
 INFO_GIVE_UP = 6
