@@ -35,6 +35,9 @@ KNOWN_FOREIGN_SQL = {
     ("piw_services/admin/actions.py", "build_targets"),
     ("piw_services/admin/actions.py", "builders"),
     ("piw_services/admin/actions.py", "files"),
+    # piw-add's entries join the catalog (the reorderer's), written by the operators' service
+    ("piw_services/admin/store.py", "operator_packages"),
+    ("piw_services/admin/store.py", "operator_versions"),
     # a revocation's files, and the catalog's facts a claim and a batch need, in one query
     ("piw_services/build_dispatch/store.py", "files"),
     ("piw_services/build_dispatch/store.py", "upstream_files"),
@@ -46,6 +49,7 @@ KNOWN_FOREIGN_SQL = {
     ("piw_services/index/data.py", "builds"),
     ("piw_services/index/data.py", "files"),
     ("piw_services/index/data.py", "image_packages"),
+    ("piw_services/index/data.py", "operator_packages"),
     ("piw_services/index/data.py", "versions"),
     # /status/ shows every service's queue and counts
     ("piw_services/stats/store.py", "build_abis"),

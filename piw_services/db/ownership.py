@@ -6,7 +6,9 @@ from __future__ import annotations
 
 OWNERS: dict[str, frozenset[str]] = {
     "reorderer": frozenset({"upstream_state", "held_rows", "malformed_rows", "renames",
-                            "packages", "versions", "upstream_files"}),
+                            "packages", "versions", "upstream_files",
+                            # operators' entries (piw-add), beside upstream's registers
+                            "operator_packages", "operator_versions"}),
     "build_dispatch": frozenset({"build_abis", "build_versions", "build_package_skips",
                                  "build_targets", "builds", "builders", "image_packages",
                                  "image_loads"}),
