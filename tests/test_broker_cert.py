@@ -1,5 +1,6 @@
 """piw-broker-cert: the CA and the broker's certificate that builders verify (issue 18)."""
 
+import os
 import ssl
 import subprocess
 
@@ -45,3 +46,14 @@ def test_a_name_that_would_change_the_certificate_is_refused(name, tmp_path, cap
         subject_alt_names([name])
     assert main(["--dir", str(tmp_path / "t"), "--name", name]) == 1
     assert "piw-broker-cert: not a host name or address" in capsys.readouterr().err
+
+
+def test_the_process_umask_is_left_as_it_was(tmp_path):
+    """main() makes its keys under umask 077 and then restores the caller's: run in-process,
+    it must not make every later file of the process private."""
+    before = os.umask(0o022)
+    try:
+        assert main(["--dir", str(tmp_path / "tls"), "--name", "localhost"]) == 0
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)

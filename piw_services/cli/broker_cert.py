@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args, default=logging.WARNING)
     directory: Path = args.dir
+    umask = os.umask(0o077)  # the keys: nobody else's to read
     try:
         subject_alt_names(args.names)  # every name checked before anything is made
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        os.umask(0o077)  # the keys: nobody else's to read
         have_ca = (directory / "ca.crt").exists() and (directory / "ca.key").exists()
         made = []
         if args.new_ca or not have_ca:
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CertError, OSError) as exc:
         print(f"piw-broker-cert: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(umask)  # main() is called in-process too (tests): leave the process as it was
     print(f"{', '.join(made) or 'nothing'} made in {directory} "
           f"(for {', '.join(args.names)}). RabbitMQ (rabbitmq.conf), the key readable by "
           "its user:")
