@@ -98,7 +98,7 @@ def upload(log: logging.Logger, config: dict[str, Any], done: dict[str, Any],
         amqp_uri=config["AMQP_URI"], index_url="", label="piw-import", python="", abi=None,
         platform=None, build_timeout=0.0, work_dir=Path.cwd(), heartbeat_interval=3600.0,
         preinstalled=(), reply_timeout=REPLY_TIMEOUT, upload_retries=UPLOAD_RETRIES,
-        log_level="INFO")
+        log_level="INFO", ca_file=None)
     link = BrokerLink(settings, status=lambda: None, stopping=lambda: False)
     incomplete = ("; the import is incomplete: run piw-import again (the version's target "
                   "stays with the import until then)")
