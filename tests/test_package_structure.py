@@ -42,23 +42,6 @@ KNOWN_FOREIGN_SQL = {
     ("piw_services/build_dispatch/store.py", "files"),
     ("piw_services/build_dispatch/store.py", "upstream_files"),
     ("piw_services/build_dispatch/store.py", "versions"),
-    # a project page joins builds, files, targets and versions
-    ("piw_services/index/data.py", "build_abis"),
-    ("piw_services/index/data.py", "build_targets"),
-    ("piw_services/index/data.py", "build_versions"),
-    ("piw_services/index/data.py", "builds"),
-    ("piw_services/index/data.py", "files"),
-    ("piw_services/index/data.py", "image_packages"),
-    ("piw_services/index/data.py", "operator_packages"),
-    ("piw_services/index/data.py", "versions"),
-    # /status/ shows every service's queue and counts
-    ("piw_services/stats/store.py", "build_abis"),
-    ("piw_services/stats/store.py", "build_targets"),
-    ("piw_services/stats/store.py", "builders"),
-    ("piw_services/stats/store.py", "builds"),
-    ("piw_services/stats/store.py", "files"),
-    ("piw_services/stats/store.py", "held_rows"),
-    ("piw_services/stats/store.py", "malformed_rows"),
 }
 #: service-package import cycles today, each as a sorted pair
 KNOWN_CYCLES: set[tuple[str, str]] = set()

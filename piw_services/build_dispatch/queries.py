@@ -1,10 +1,11 @@
-"""What other services may read of build_dispatch's tables (build_targets, build_abis and the
-skips): the file_manager checks a commit's job and its target's armv6 setting here, the admin
-service shows the skips in force, the reorderer asks which versions have a build waiting."""
+"""What other services may read of build_dispatch's tables (the build targets, builds, skips,
+the builder registry and the images' package lists): the file_manager checks a commit's job
+here, the index shows build states and logs, stats shows queues, builders and recent builds,
+admin shows the skips, the reorderer asks which versions have a build waiting."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -13,6 +14,15 @@ from sqlalchemy.orm import Session
 #: upstream service looks up such versions' Requires-Python first).
 BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = {0}.package "
                  "AND t.version = {0}.version AND t.state = 'pending')")
+
+
+#: SQL: the file of the row aliased {0} was made by a job still current. An operator's removal
+#: or rebuild gives targets new job ids before file_manager deletes the old files.
+CURRENT_JOB = "EXISTS (SELECT 1 FROM build_targets t WHERE t.job_id = {0}.job_id)"
+#: SQL: the Debian package {1} is preinstalled on the image of build target {0}
+#: (image_packages, loaded by piw-image-packages).
+PREINSTALLED = ("EXISTS (SELECT 1 FROM build_abis a JOIN image_packages i "
+                "ON i.distro = a.distro WHERE a.abi = {0} AND i.package = {1})")
 
 
 class Job(NamedTuple):
@@ -48,3 +58,59 @@ def links_armv6(session: Session, target: str) -> bool:
     armv7l wheels may also be served as armv6l."""
     return bool(session.execute(text("SELECT armv6 FROM build_abis WHERE abi = :a"),
                                 {"a": target}).scalar())
+
+
+def enabled_abis(session: Session) -> list[str]:
+    """The build targets in force (BUILD_ABIS), by key."""
+    return [r[0] for r in session.execute(text(
+        "SELECT abi FROM build_abis WHERE enabled ORDER BY abi"))]
+
+
+def project_builds(session: Session, package: str) -> list[Any]:
+    """Every build target of *package*: version, abi, state, note, and its build's id,
+    duration and gzipped log (None before a result), armv6 (its target links armv6l)."""
+    return list(session.execute(text(
+        "SELECT t.version, t.abi, t.state, t.note, b.id, b.duration, b.log_gz, "
+        "coalesce(a.armv6, false) AS armv6 "
+        "FROM build_targets t LEFT JOIN builds b ON b.id = t.build_id AND b.abi = t.abi "
+        "LEFT JOIN build_abis a ON a.abi = t.abi "
+        "WHERE t.package = :p ORDER BY t.abi"), {"p": package}))
+
+
+def version_skips(session: Session, package: str) -> dict[str, str]:
+    """{version: reason} of *package*'s skipped versions."""
+    return dict(session.execute(text(
+        "SELECT version, skip_reason FROM build_versions WHERE package = :p "
+        "AND skip_reason IS NOT NULL"), {"p": package}).all())
+
+
+def waiting_jobs(session: Session) -> dict[str, int]:
+    """Jobs waiting per enabled target (pending or queued targets: the queue of record)."""
+    return dict(session.execute(text(
+        "SELECT a.abi, count(t.abi) FROM build_abis a LEFT JOIN build_targets t "
+        "ON t.abi = a.abi AND t.state IN ('pending', 'queued') WHERE a.enabled "
+        "GROUP BY a.abi ORDER BY a.abi")).all())
+
+
+def builders_seen(session: Session, hours: float) -> list[Any]:
+    """Builders alive or seen in the last *hours*, with the package and version they build."""
+    return list(session.execute(text(
+        "SELECT b.id, b.label, b.abi, b.info, b.state, b.last_seen, b.job_started_at, "
+        "t.package, t.version FROM builders b LEFT JOIN build_targets t ON t.job_id = b.job_id "
+        "WHERE b.state = 'alive' OR b.last_seen >= now() - make_interval(secs => :h) "
+        "ORDER BY b.label, b.id"), {"h": hours * 3600}))
+
+
+def builds_last_hour(session: Session) -> tuple[int, int]:
+    """(builds, failed builds) finished in the last hour."""
+    builds, failed = session.execute(text(
+        "SELECT count(*), count(*) FILTER (WHERE status <> 'success') FROM builds "
+        "WHERE finished_at >= now() - interval '1 hour'")).one()
+    return builds, failed
+
+
+def recent_builds(session: Session, limit: int = 20) -> tuple[tuple[Any, ...], ...]:
+    """(finished_at, package, version, abi, status) of the newest builds."""
+    return tuple(tuple(r) for r in session.execute(text(
+        "SELECT finished_at, package, version, abi, status FROM builds "
+        "ORDER BY finished_at DESC, id DESC LIMIT :n"), {"n": limit}))

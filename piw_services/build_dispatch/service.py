@@ -13,7 +13,7 @@ from nameko.timer import timer
 from builders import protocol
 from piw_services import events as ev
 from piw_services import ordered_events
-from piw_services.build_dispatch import store
+from piw_services.build_dispatch import queries, store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
 from piw_services.db.dependency import Database
@@ -108,7 +108,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
             if new:
                 log.info("now building for %s", ", ".join(new))
         with self.db() as s:
-            enabled = store.enabled_abis(s)
+            enabled = queries.enabled_abis(s)
         # not inside the session: a transaction held across a broker call that hangs (the
         # broker gone) would block every writer of build_abis
         self.jobs.declare(enabled)
@@ -127,7 +127,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         window = self.settings.queue_window
         wait_for_info = self.settings.enrich_days > 0
         with self.db() as s:
-            abis = store.enabled_abis(s)
+            abis = queries.enabled_abis(s)
         published = 0
         for abi in abis:
             while (room := min(window - self.jobs.depth(abi), PUBLISH_BATCH)) > 0:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from builders import protocol
 from piw_services.build_dispatch import logic
+from piw_services.build_dispatch.queries import enabled_abis
 from piw_services.db.bulk import copy_rows
 
 #: SQL for a fresh job id (a target's queued message is named by it).
@@ -140,11 +141,6 @@ def sync_abis(session: Session, abis: Iterable[tuple], now: float | None = None
             {"abi": abi}).all()
         _insert_targets(session, rows, now)
     return new
-
-
-def enabled_abis(session: Session) -> list[str]:
-    return [r[0] for r in session.execute(text(
-        "SELECT abi FROM build_abis WHERE enabled ORDER BY abi"))]
 
 
 # -- publishing -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What the index shows, read from the database: the catalog (through the reorderer's own
-read model, so "live" and "yanked" mean the same everywhere), our files, and build states."""
+"""What the index shows, read through the owners' read modules: the catalog (the reorderer's own
+read model, so "live" and "yanked" mean the same everywhere), the files served (file_manager's),
+build states (build_dispatch's) and download counts (stats')."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from packaging.version import InvalidVersion, Version
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from piw_services.build_dispatch import queries as build_queries
+from piw_services.file_manager import queries as file_queries
 from piw_services.index.model import (
     BuildStatus,
     IndexFile,
@@ -19,7 +22,7 @@ from piw_services.index.model import (
     SiteInfo,
     VersionInfo,
 )
-from piw_services.reorderer.queries import package_state
+from piw_services.reorderer import queries as catalog
 from piw_services.stats.queries import downloads_by_package, package_downloads
 
 #: build_targets states as the project page names them
@@ -29,20 +32,6 @@ SHOWN_STATE = {"pending": "pending", "queued": "pending", "building": "pending",
 
 #: The "last N days" of the download counts on project pages and packages.json.
 DOWNLOAD_DAYS = 30
-
-#: SQL: the file (aliased f) was made by a job still current. An operator's removal or rebuild
-#: gives targets new job ids before file_manager deletes the old files: pages drop them at once.
-CURRENT_JOB = "EXISTS (SELECT 1 FROM build_targets t WHERE t.job_id = f.job_id)"
-
-#: SQL: the file's (f) apt dependencies, in order, less those preinstalled on the image of its
-#: build ABI's distro (image_packages, loaded by piw-image-packages). Done here, not by the
-#: builder: files.apt_depends keeps what it found, so a new image list needs no rebuild.
-SHOWN_APT_DEPENDS = (
-    "COALESCE((SELECT json_agg(x.d ORDER BY x.n) FROM json_array_elements_text(f.apt_depends) "
-    "WITH ORDINALITY AS x(d, n) WHERE NOT EXISTS (SELECT 1 FROM build_abis a JOIN "
-    "image_packages i ON i.distro = a.distro WHERE a.abi = f.abi AND i.package = x.d)), "
-    "'[]')")
-
 
 def log_path(package: str, build_id: int) -> str:
     """Where a build's gzipped log lives in the www tree; its URL is this without ".gz"
@@ -67,17 +56,12 @@ def _prerelease(version: str) -> bool:
 def load_project(session: Session, name: str) -> tuple[Project | None, dict[int, bytes]]:
     """The project *name* (canonical) as its pages show it, or None when it is not live (gone
     or quarantined); and the gzipped logs of the builds it shows, by build id."""
-    state = package_state(session, name)
+    state = catalog.package_state(session, name)
     if not state["alive"] or state.get("quarantined"):
         return None, {}
     live = state["versions"]
     files: dict[str, list[IndexFile]] = defaultdict(list)
-    for r in session.execute(text(
-            "SELECT filename, version, sha256, size, created_at, requires_python, "
-            f"metadata_sha256, {SHOWN_APT_DEPENDS} AS apt_depends, unresolved, abi, "
-            "requires_dist "
-            "FROM files f WHERE package = :p "
-            f"AND {CURRENT_JOB} ORDER BY filename"), {"p": name}):
+    for r in file_queries.project_files(session, name):
         v = live.get(r.version)
         if v is None or v["quarantined"]:  # going (file_manager removes it), or withheld
             continue
@@ -89,12 +73,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
             abi=r.abi, requires_dist=tuple(r.requires_dist or ())))
     builds: dict[str, list[BuildStatus]] = defaultdict(list)
     logs: dict[int, bytes] = {}
-    for r in session.execute(text(
-            "SELECT t.version, t.abi, t.state, t.note, b.id, b.duration, b.log_gz, "
-            "coalesce(a.armv6, false) AS armv6 "
-            "FROM build_targets t LEFT JOIN builds b ON b.id = t.build_id AND b.abi = t.abi "
-            "LEFT JOIN build_abis a ON a.abi = t.abi "
-            "WHERE t.package = :p ORDER BY t.abi"), {"p": name}):
+    for r in build_queries.project_builds(session, name):
         log_url = None
         if r.id is not None and r.log_gz:
             logs[r.id] = r.log_gz
@@ -102,9 +81,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
         builds[r.version].append(BuildStatus(
             abi=r.abi, state=SHOWN_STATE.get(r.state, r.state), note=r.note,
             duration=r.duration, log_url=log_url, armv6=r.armv6))
-    skips = dict(session.execute(text(
-        "SELECT version, skip_reason FROM build_versions WHERE package = :p "
-        "AND skip_reason IS NOT NULL"), {"p": name}).all())
+    skips = build_queries.version_skips(session, name)
     versions = []
     for ver in sorted(live, key=_version_key, reverse=True):
         v = live[ver]
@@ -129,18 +106,11 @@ def indexed_projects(session: Session) -> list[PackageSummary]:
     downloads = downloads_by_package(session, DOWNLOAD_DAYS)
     return [PackageSummary(name, summary, *downloads.get(name, (0, 0)))
             for name, summary in session.execute(text(
-        "SELECT n.package, coalesce((SELECT o.description FROM operator_packages o "
-        "WHERE o.name = n.package), (SELECT v.summary FROM versions v "
-        "WHERE v.package = n.package AND v.summary IS NOT NULL ORDER BY v.release_k DESC "
-        "LIMIT 1)) "
-        "FROM (SELECT DISTINCT f.package FROM files f JOIN servable_versions s "
-        f"ON s.package = f.package AND s.version = f.version WHERE {CURRENT_JOB}) n "
-        "ORDER BY 1"))]
+                f"SELECT n.package, {catalog.SUMMARY.format('n.package')} "
+                f"FROM ({file_queries.SERVED_PACKAGES}) n ORDER BY 1"))]
 
 
 def site_info(session: Session, base_url: str) -> SiteInfo:
-    projects, files = session.execute(text(
-        "SELECT count(DISTINCT package), count(*) FROM files")).one()
-    abis = tuple(session.execute(text(
-        "SELECT abi FROM build_abis WHERE enabled ORDER BY abi")).scalars())
+    projects, files = file_queries.counts(session)
+    abis = tuple(build_queries.enabled_abis(session))
     return SiteInfo(base_url=base_url, projects=projects, files=files, abis=abis)

@@ -83,6 +83,27 @@ def _upstream_versions(pkg: PackageState) -> dict[str, dict[str, Any]]:
     return versions
 
 
+#: SQL: the summary of package {0}: an operator's description (piw-add) first, else that of its
+#: newest release that has one.
+SUMMARY = ("coalesce((SELECT o.description FROM operator_packages o WHERE o.name = {0}), "
+           "(SELECT v.summary FROM versions v WHERE v.package = {0} "
+           "AND v.summary IS NOT NULL ORDER BY v.release_k DESC LIMIT 1))")
+
+
+def held_rows(session: Session) -> int:
+    """Changelog rows held, not yet applied (the hold window)."""
+    return session.execute(text("SELECT count(*) FROM held_rows")).scalar_one()
+
+
+def malformed_rows(session: Session, latest: int = 5
+                   ) -> tuple[int, tuple[tuple[Any, ...], ...]]:
+    """How many upstream rows could not be understood, and (serial, reason) of the newest."""
+    count = session.execute(text("SELECT count(*) FROM malformed_rows")).scalar_one()
+    rows = tuple(tuple(r) for r in session.execute(text(
+        "SELECT serial, reason FROM malformed_rows ORDER BY id DESC LIMIT :n"), {"n": latest}))
+    return count, rows
+
+
 def upstream_serves(session: Session, package: str, filename: str) -> bool:
     """Whether upstream serves *filename* now: piw must never publish another file under that
     name, or pip would see two hashes for one name."""

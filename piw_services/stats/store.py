@@ -23,8 +23,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from piw_services.build_dispatch import queries as build_queries
 from piw_services.db.bulk import copy_rows
+from piw_services.file_manager.queries import HAS_FILES
 from piw_services.names import canonical, is_valid_name, same_version
+from piw_services.reorderer import queries as catalog
 from piw_services.stats import model
 from piw_services.useragent import FIELDS, MAX_FIELD
 
@@ -181,7 +184,7 @@ def ingest_searches(session: Session, events: Any) -> int:
         "a AS (" + _upsert(
             "searches_daily", "day, package",
             f"SELECT {DAY}, n.package, count(*), count(*) FILTER (WHERE n.status >= 400 OR "
-            "NOT EXISTS (SELECT 1 FROM files f WHERE f.package = n.package)) "
+            f"NOT {HAS_FILES.format('n.package')}) "
             "FROM n GROUP BY 1, 2", add="count, unserved") + ") "
         "SELECT count(*) FROM n")
     return cur.fetchone()[0]
@@ -275,21 +278,13 @@ def record_heartbeat(session: Session, msg: Mapping[str, Any]) -> None:
         {"b": msg["builder_id"], "job": label, **reading_fractions(msg["readings"])})
 
 
-def waiting_jobs(session: Session) -> dict[str, int]:
-    """Jobs waiting per enabled ABI (pending or queued targets: the queue of record)."""
-    return dict(session.execute(text(
-        "SELECT a.abi, count(t.abi) FROM build_abis a LEFT JOIN build_targets t "
-        "ON t.abi = a.abi AND t.state IN ('pending', 'queued') WHERE a.enabled "
-        "GROUP BY a.abi ORDER BY a.abi")).all())
-
-
 def behind_upstream(session: Session, upstream_caught_up: bool) -> int | None:
     """Changelog rows we hold but have not applied yet (the reorderer's hold window), when
     upstream's poller last reached upstream's newest serial; None when that is unknown (the
     poller is failing or cannot be asked), since then rows may be waiting upstream too."""
     if not upstream_caught_up:
         return None
-    return session.execute(text("SELECT count(*) FROM held_rows")).scalar_one()
+    return catalog.held_rows(session)
 
 
 def record_master(session: Session, readings: Mapping[str, Any], behind: int | None,
@@ -300,7 +295,7 @@ def record_master(session: Session, readings: Mapping[str, Any], behind: int | N
         "INSERT INTO master_readings (temperature, load1, memory_used, swap_used, disk_used, "
         "queues, behind_upstream, upstream_problem) VALUES (:temperature, :load1, "
         ":memory_used, :swap_used, :disk_used, CAST(:q AS json), :behind, :problem)"),
-        {"q": json.dumps(waiting_jobs(session)), "behind": behind,
+        {"q": json.dumps(build_queries.waiting_jobs(session)), "behind": behind,
          "problem": upstream_problem[:2000] if upstream_problem else None,
          **reading_fractions(readings)})
 
@@ -375,7 +370,7 @@ def report(session: Session, days: int = 30, top: int = 20) -> model.StatsReport
             "ORDER BY c DESC, package LIMIT :n"), window)),
         searches_without_wheels=_counts(session.execute(text(
             "SELECT package, sum(unserved) c FROM searches_daily s WHERE day >= :f "
-            "AND NOT EXISTS (SELECT 1 FROM files f WHERE f.package = s.package) "
+            f"AND NOT {HAS_FILES.format('s.package')} "
             "GROUP BY package HAVING sum(unserved) > 0 ORDER BY c DESC, package LIMIT :n"),
             window)),
         python_versions=_series(session, "python", first, last, min(top, 10)),
@@ -408,11 +403,7 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
     """What /status/ (and piw-monitor) shows: every builder alive or seen in the last *hours*
     with its graphs, the master's graphs and queues, and the builds of the last hour."""
     now = datetime.now(UTC)
-    builders = session.execute(text(
-        "SELECT b.id, b.label, b.abi, b.info, b.state, b.last_seen, b.job_started_at, "
-        "t.package, t.version FROM builders b LEFT JOIN build_targets t ON t.job_id = b.job_id "
-        "WHERE b.state = 'alive' OR b.last_seen >= now() - make_interval(secs => :h) "
-        "ORDER BY b.label, b.id"), {"h": hours * 3600}).all()
+    builders = build_queries.builders_seen(session, hours)
     readings = _readings(session, "builder_readings", "AND builder_id = ANY(:ids)",
                          {"ids": [b.id for b in builders]}, hours) if builders else {}
     shown = []
@@ -431,18 +422,12 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
     behind, problem = session.execute(text(
         "SELECT behind_upstream, upstream_problem FROM master_readings "
         "ORDER BY at DESC LIMIT 1")).first() or (None, None)
-    malformed = session.execute(text("SELECT count(*) FROM malformed_rows")).scalar_one()
-    latest = tuple(tuple(r) for r in session.execute(text(
-        "SELECT serial, reason FROM malformed_rows ORDER BY id DESC LIMIT 5")))
-    hour = session.execute(text(
-        "SELECT count(*), count(*) FILTER (WHERE status <> 'success') FROM builds "
-        "WHERE finished_at >= now() - interval '1 hour'")).one()
-    recent = tuple(tuple(r) for r in session.execute(text(
-        "SELECT finished_at, package, version, abi, status FROM builds "
-        "ORDER BY finished_at DESC, id DESC LIMIT 20")))
+    malformed, latest = catalog.malformed_rows(session)
+    hour = build_queries.builds_last_hour(session)
+    recent = build_queries.recent_builds(session)
     master = model.MasterStatus(
         readings=tuple(_readings(session, "master_readings", "", {}, hours).get(0, ())),
-        queues=_counts(waiting_jobs(session).items()),
+        queues=_counts(build_queries.waiting_jobs(session).items()),
         behind_upstream=behind, builds_last_hour=hour[0], failures_last_hour=hour[1],
         upstream_problem=problem, malformed_rows=malformed, malformed_latest=latest)
     return model.StatusReport(generated=now, silence_limit=silence_limit,

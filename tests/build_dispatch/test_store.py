@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from builders import protocol
-from piw_services.build_dispatch import logic, store
+from piw_services.build_dispatch import logic, queries, store
 
 NOW = 1_800_000_000
 #: build targets (ABI on a platform), as build_dispatch keys them
@@ -161,7 +161,7 @@ def test_a_new_abi_queues_every_buildable_version(session):
     store.apply_events(session, [added("foo", "1.0"), added("bar", "2.0")], now=NOW)
     new = store.sync_abis(session, [(CP311, "bookworm"), (CP39, "bullseye")], now=NOW)
     assert new == [CP39]
-    assert store.enabled_abis(session) == [CP311, CP39]
+    assert queries.enabled_abis(session) == [CP311, CP39]
     assert sorted(t[:3] for t in targets(session) if t[2] == CP39) == [
         ("bar", "2.0", CP39), ("foo", "1.0", CP39)]
 
