@@ -165,3 +165,24 @@ def test_every_table_has_an_owner(db_engine):
 
     owned = {t for tables in OWNERS.values() for t in tables} | SHARED | {"alembic_version"}
     assert set(inspect(db_engine).get_table_names()) == owned
+
+
+def test_the_benches_import_what_exists():
+    """bench/ holds scripts (no .py), which nothing imports: a name they take from piw must
+    still be there after a rename."""
+    import importlib.util
+    import warnings
+
+    missing = []
+    for path in sorted(p for p in (ROOT / "bench").iterdir()
+                       if p.is_file() and p.read_text(errors="replace").startswith("#!")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] in ("piw_services", "builders")):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    module = importlib.import_module(node.module)
+                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name)
+                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert not missing
