@@ -28,7 +28,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from .sdists import default_sdist_filename, make_sdist, make_wheel, sdist_suffix
-from .state import FileState, ProjectState, ReleaseState
+from .state import ProjectState, ReleaseState, UploadedFile
 
 if TYPE_CHECKING:
     from .log import EventLog
@@ -156,7 +156,7 @@ def _release_view(release: ReleaseState) -> ServedRelease:
 
 
 def _generated_file(
-    project: ProjectState, release: ReleaseState, row: FileState | None
+    project: ProjectState, release: ReleaseState, row: UploadedFile | None
 ) -> ServedFile | None:
     """What to serve for a file row (or a release's default sdist) with no real file."""
     filename = row.filename if row else default_sdist_filename(project.name, release.version)
@@ -238,7 +238,7 @@ def project_view(
         for version, release in project.releases.items():
             if release.quarantined:
                 continue
-            rows: list[FileState | None] = list(release.files.values())
+            rows: list[UploadedFile | None] = list(release.files.values())
             for row in rows if release.had_file_rows else [None]:
                 served = _generated_file(project, release, row)
                 if served is not None:

@@ -24,7 +24,7 @@ _REMOVE_FILE = re.compile(r"^remove file (\S.*)$")
 
 
 @dataclass
-class FileState:
+class UploadedFile:
     """A file that was uploaded and not removed."""
 
     filename: str
@@ -50,7 +50,7 @@ class ReleaseState:
     yanked_reason: str | None = None
     quarantined: bool = False  # "release quarantined": on no index until cleared
     had_file_rows: bool = False
-    files: dict[str, FileState] = field(default_factory=dict)
+    files: dict[str, UploadedFile] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # filenames removed by "remove file"
 
 
@@ -127,7 +127,7 @@ def apply_events(events: Iterable[Event]) -> PyPIState:
                 release.requires_python = event.requires_python
             pyver, filename = match.groups()
             release.removed.discard(filename)
-            release.files[filename] = FileState(
+            release.files[filename] = UploadedFile(
                 filename=filename,
                 python_version=pyver,
                 timestamp=event.timestamp,

@@ -45,7 +45,7 @@ ARMV6 = "linux_armv6l"
 _UPLOAD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")  # \Z: "$" passes a trailing newline
 
 
-class Refused(Exception):
+class UploadRefused(Exception):
     """A refusal: the text says what is wrong; ``retry`` whether uploading again may help."""
 
     def __init__(self, message: str, retry: bool = False) -> None:
@@ -121,19 +121,19 @@ def read_metadata(path: Path, filename: str) -> bytes:
                 and len(p.parts) == 2 and p.parts[0].endswith(".dist-info")
             ]
             if len(candidates) != 1:
-                raise Refused(f"{filename}: expected one *.dist-info/METADATA, found "
+                raise UploadRefused(f"{filename}: expected one *.dist-info/METADATA, found "
                                  f"{len(candidates)}")
             info = candidates[0]
             if info.file_size > MAX_METADATA_BYTES:
-                raise Refused(f"{filename}: METADATA is {info.file_size} bytes; refusing it")
+                raise UploadRefused(f"{filename}: METADATA is {info.file_size} bytes; refusing it")
             with zf.open(info) as fh:
                 data = fh.read(MAX_METADATA_BYTES + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise Refused(f"{filename} is not a readable wheel (zip): {exc}") from None
+        raise UploadRefused(f"{filename} is not a readable wheel (zip): {exc}") from None
     except NotImplementedError as exc:  # an unsupported compression method
-        raise Refused(f"{filename}: {exc}") from None
+        raise UploadRefused(f"{filename}: {exc}") from None
     if len(data) > MAX_METADATA_BYTES:
-        raise Refused(f"{filename}: METADATA is larger than its header says; refusing it")
+        raise UploadRefused(f"{filename}: METADATA is larger than its header says; refusing it")
     return data
 
 
@@ -179,9 +179,9 @@ class WheelDisk:
         """*parent*/*name*, refused unless *name* is one plain component and *parent*
         resolves to *base* itself (so no symlinked or dotted directory leads outside)."""
         if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name):
-            raise Refused(f"refusing path component {name!r}")
+            raise UploadRefused(f"refusing path component {name!r}")
         if parent.resolve() != base:
-            raise Refused(f"refusing a path outside {base}: {parent}")
+            raise UploadRefused(f"refusing a path outside {base}: {parent}")
         return parent / name
 
     def package_dir(self, package: str) -> Path:
@@ -189,7 +189,8 @@ class WheelDisk:
         canon = canonicalize_name(package)
         path = self._inside(self.simple, canon, self.simple)
         if path.resolve() != self.simple / canon:  # e.g. simple/<pkg> is a symlink elsewhere
-            raise Refused(f"refusing package directory {path}: it leads outside {self.simple}")
+            raise UploadRefused(f"refusing package directory {path}: "
+                                f"it leads outside {self.simple}")
         return path
 
     def wheel_path(self, package: str, filename: str) -> Path:
@@ -209,7 +210,7 @@ class WheelDisk:
 
     def _upload_file(self, upload_id: str, suffix: str) -> Path:
         if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
-            raise Refused(f"not an upload id: {upload_id!r:.80}")
+            raise UploadRefused(f"not an upload id: {upload_id!r:.80}")
         return self._inside(self.uploads, upload_id + suffix, self.uploads)
 
     def _temp(self) -> Path:
@@ -316,7 +317,7 @@ class WheelDisk:
         dest = self.wheel_path(package, filename)
         part = self.part_path(upload_id)
         if not part.exists():
-            raise Refused(f"upload {upload_id}: no data to install", retry=True)
+            raise UploadRefused(f"upload {upload_id}: no data to install", retry=True)
         metadata = read_metadata(part, filename)
         _fsync_file(part)
         installed = self._with_package_dir(
@@ -379,7 +380,7 @@ class WheelDisk:
         """Make *path* a symlink to *target* (a name in the same directory: relative, so the
         tree can move), replacing whatever was there in one rename."""
         if "/" in target:
-            raise Refused(f"refusing a link target outside its directory: {target!r}")
+            raise UploadRefused(f"refusing a link target outside its directory: {target!r}")
         tmp = self._temp()
         os.symlink(target, tmp)
         try:
@@ -435,4 +436,4 @@ def check_filename(filename: str) -> str:
     try:
         return protocol.check_wheel_filename(filename)
     except protocol.ProtocolError as exc:
-        raise Refused(str(exc)) from None
+        raise UploadRefused(str(exc)) from None

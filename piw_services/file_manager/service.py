@@ -36,7 +36,7 @@ from piw_services.db.dependency import Database
 from piw_services.faults import crash_point
 from piw_services.file_manager import store
 from piw_services.file_manager.dependencies import Disk
-from piw_services.file_manager.disk import Refused, armv6l_name
+from piw_services.file_manager.disk import UploadRefused, armv6l_name
 from piw_services.names import same_version
 from piw_services.reorderer import queries as catalog
 from piw_services.rpc import rpc
@@ -48,7 +48,7 @@ COMMIT_POLL = 0.1
 SWEEP_INTERVAL = 600
 
 
-class JobLost(Refused):
+class JobLost(UploadRefused):
     """The job is no longer the committing builder's (removed, or taken over): the builder
     should send nothing more for it (protocol.job_lost)."""
 
@@ -78,7 +78,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             if not self.disk.write_chunk(m["upload_id"], m["offset"], body, m["sha256"]):
                 log.warning("upload %s: corrupt chunk at offset %d", m["upload_id"],
                             m["offset"])
-        except Refused as exc:
+        except UploadRefused as exc:
             raise protocol.ProtocolError(str(exc)) from None
 
     def _commit(self, body: Any) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         upload_id = msg["upload_id"]
         try:
             reply = self._commit_checked(msg)
-        except Refused as exc:
+        except UploadRefused as exc:
             self.disk.discard(upload_id)
             log.warning("refused commit of %s (upload %s, job %s): %s",
                         msg["info"]["filename"], upload_id, msg["job_id"], exc)
@@ -119,7 +119,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             if served:  # removed since we looked: take the upload if it is complete
                 verdict = self.disk.verify(upload_id, info["size"], info["sha256"])
                 if not verdict.ok:
-                    raise Refused(verdict.problem or "incomplete upload", retry=True)
+                    raise UploadRefused(verdict.problem or "incomplete upload", retry=True)
             link = self._link_for(s, package, filename, abi)
             installed = self.disk.install(upload_id, package, filename, link)
             store.upsert(s, package, version, abi, msg["job_id"], info,
@@ -144,13 +144,13 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
         name, wheel_version, _, _ = parse_wheel_filename(filename)
         package = canonicalize_name(target.package)
         if name != package or not same_version(str(wheel_version), target.version):
-            raise Refused(f"{filename} is not a wheel of job {job_id}'s "
+            raise UploadRefused(f"{filename} is not a wheel of job {job_id}'s "
                              f"{target.package} {target.version}")
         wrong_platform = protocol.wheel_target_problem(filename, target.target)
         if wrong_platform:
-            raise Refused(f"refused: {wrong_platform}")
+            raise UploadRefused(f"refused: {wrong_platform}")
         if catalog.upstream_serves(s, package, filename):
-            raise Refused(f"upstream already serves {filename}: publishing another file "
+            raise UploadRefused(f"upstream already serves {filename}: publishing another file "
                              f"under that name would give pip two hashes for one name")
         return package, target.version, target.target
 
@@ -191,7 +191,7 @@ class FileManagerService(ordered_events.OrderedEventsConsumer):
             if verdict.ok:
                 return
             if verdict.final or time.monotonic() >= deadline:
-                raise Refused(verdict.problem or "incomplete upload", retry=True)
+                raise UploadRefused(verdict.problem or "incomplete upload", retry=True)
             eventlet.sleep(COMMIT_POLL)
 
     def _link_for(self, s: Session, package: str, filename: str, target: str) -> str | None:

@@ -19,8 +19,8 @@ from piw_services.index.model import (
     IndexFile,
     PackageSummary,
     Project,
+    ShownVersion,
     SiteInfo,
-    VersionInfo,
 )
 from piw_services.reorderer import queries as catalog
 from piw_services.stats.queries import downloads_by_package, package_downloads
@@ -85,7 +85,7 @@ def load_project(session: Session, name: str) -> tuple[Project | None, dict[int,
     versions = []
     for ver in sorted(live, key=_version_key, reverse=True):
         v = live[ver]
-        versions.append(VersionInfo(
+        versions.append(ShownVersion(
             version=ver, released=datetime.fromtimestamp(v["released"], UTC),
             prerelease=_prerelease(ver), yanked=v["yanked"], yanked_reason=v["yanked_reason"],
             skip=skips.get(ver) or v["unbuildable_reason"], quarantined=v["quarantined"],

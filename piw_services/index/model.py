@@ -52,7 +52,7 @@ class BuildStatus:
 
 
 @dataclass(frozen=True)
-class VersionInfo:
+class ShownVersion:
     version: str
     released: datetime | None
     prerelease: bool
@@ -71,7 +71,7 @@ class Project:
     name: str
     display_name: str
     summary: str | None = None
-    versions: tuple[VersionInfo, ...] = ()
+    versions: tuple[ShownVersion, ...] = ()
     downloads_30d: int = 0
     downloads_all: int = 0
     downloads_per_day: tuple[tuple[date, int], ...] = ()  # the last 30 days, oldest first

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from piw_services.site.jinja import environment, file_href
 
-from .model import IndexFile, PackageSummary, Project, SiteInfo, VersionInfo
+from .model import IndexFile, PackageSummary, Project, ShownVersion, SiteInfo
 
 API_VERSION = "1.1"  # PEP 629 / PEP 691; 1.1 because of PEP 700's versions, size, upload-time
 
@@ -199,7 +199,7 @@ def project_html(project: Project, site: SiteInfo) -> str:
     return _env.get_template("project.html").render(project=project, site=site)
 
 
-def _version_json(name: str, version: VersionInfo) -> dict:
+def _version_json(name: str, version: ShownVersion) -> dict:
     return {
         "version": version.version,
         "released": _iso(version.released),
@@ -254,7 +254,7 @@ def _wheel_tags(filename: str) -> tuple[str, str]:
     return (parts[-2], parts[-1]) if len(parts) >= 5 else ("", "")
 
 
-def _piwheels_release(name: str, version: VersionInfo) -> dict:
+def _piwheels_release(name: str, version: ShownVersion) -> dict:
     """One entry of piwheels' ``releases``: its keys, in its order, of its types."""
     files = {}
     for f in version.files:

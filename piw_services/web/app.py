@@ -27,8 +27,8 @@ from werkzeug.wsgi import wrap_file
 from piw_services.web.serve import (
     CHUNK,
     Hit,
+    OpenFile,
     ServedTree,
-    Target,
     classify,
     etag_of,
     plain,
@@ -91,16 +91,16 @@ class TreeApp:
             return response(environ, start_response)
         try:
             resolved = self.tree.resolve(environ)
-            if isinstance(resolved, Target) and any(key in environ for key in SLOW_HEADERS):
+            if isinstance(resolved, OpenFile) and any(key in environ for key in SLOW_HEADERS):
                 resolved = resolved.response(environ)
-            if isinstance(resolved, Target):
+            if isinstance(resolved, OpenFile):
                 self.count(method, environ, 200, resolved.content_type)
             else:
                 self.count(method, environ, resolved.status_code, resolved.content_type or "")
         except Exception:
             log.exception("cannot answer %s %r", method, environ.get("RAW_PATH_INFO"))
             resolved = plain(500, "500 Internal Server Error")
-        if isinstance(resolved, Target):
+        if isinstance(resolved, OpenFile):
             return self.send(method, environ, start_response, resolved)
         return resolved(environ, start_response)
 
@@ -113,7 +113,7 @@ class TreeApp:
             self.on_hit(hit, status, environ, content_type)
 
     def send(self, method: str, environ: dict[str, Any], start_response: StartResponse,
-             target: Target) -> Iterable[bytes]:
+             target: OpenFile) -> Iterable[bytes]:
         """A 200 for *target* (whose descriptor it closes), head and small bodies cached."""
         st = target.st
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, target.content_type,
@@ -152,7 +152,7 @@ class TreeApp:
             os.close(target.fd)
         return []
 
-    def remember_head(self, key: CacheKey, target: Target) -> list[tuple[str, str]]:
+    def remember_head(self, key: CacheKey, target: OpenFile) -> list[tuple[str, str]]:
         st = target.st
         head = [("Content-Type", target.content_type), ("Content-Length", str(st.st_size)),
                 ("Cache-Control", target.cache)]

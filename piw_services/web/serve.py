@@ -396,7 +396,7 @@ class ServedTree:
             return resolved
         return resolved.response(request.environ)
 
-    def resolve(self, environ: dict[str, Any]) -> Target | Response:
+    def resolve(self, environ: dict[str, Any]) -> OpenFile | Response:
         """What a GET or HEAD answers: the file to send, or a finished response (redirect,
         404, 406, 414). The file is not read yet, so a server can send it its own way. A 404
         outside /simple/ (where pip and uv ask, and get the plain one) is the tree's
@@ -423,7 +423,7 @@ class ServedTree:
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
-    def _resolve(self, environ: dict[str, Any]) -> Target | Response:
+    def _resolve(self, environ: dict[str, Any]) -> OpenFile | Response:
         raw = raw_path(environ)
         if len(raw) > MAX_PATH:
             return plain(414, "414 URI Too Long")
@@ -463,7 +463,7 @@ class ServedTree:
             for index in DIR_INDEXES:
                 found = self.open([*parts, index])
                 if found is not None and found[0] is not None:
-                    return Target(found[0], found[1], content_type_of(index), CACHE_PAGES)
+                    return OpenFile(found[0], found[1], content_type_of(index), CACHE_PAGES)
             return not_found()
 
         if slash or moved:
@@ -473,9 +473,9 @@ class ServedTree:
             return redirect(parts, False, environ)
         filename = parts[-1]
         cache = CACHE_PAGES if filename.endswith(PAGE_SUFFIXES) else CACHE_FILES
-        return Target(fd, st, content_type_of(filename), cache)
+        return OpenFile(fd, st, content_type_of(filename), cache)
 
-    def log(self, environ: dict[str, Any], parts: list[str]) -> Target | Response:
+    def log(self, environ: dict[str, Any], parts: list[str]) -> OpenFile | Response:
         """A build log, ``<id>.log`` answered from ``<id>.log.gz``: as it is, with
         Content-Encoding gzip, when the client accepts gzip, else decompressed."""
         found = self.open([*parts[:-1], parts[-1] + ".gz"])
@@ -483,7 +483,7 @@ class ServedTree:
             return not_found()
         fd, st = found
         if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")):
-            return Target(fd, st, LOG_TYPE, CACHE_FILES, encoding="gzip")
+            return OpenFile(fd, st, LOG_TYPE, CACHE_FILES, encoding="gzip")
         with os.fdopen(fd, "rb") as compressed:
             try:
                 text = gzip.decompress(compressed.read())
@@ -499,7 +499,7 @@ class ServedTree:
                                   complete_length=len(text))
         return response
 
-    def simple_index(self, environ: dict[str, Any], parts: list[str]) -> Target | Response:
+    def simple_index(self, environ: dict[str, Any], parts: list[str]) -> OpenFile | Response:
         """``/simple/`` or ``/simple/<name>/``, in the representation the client accepts."""
         fmt = format_query(environ.get("QUERY_STRING"))
         choice = negotiate(fmt if fmt is not None else environ.get("HTTP_ACCEPT"))
@@ -511,7 +511,7 @@ class ServedTree:
         found = self.open([*parts, index])
         if found is None or found[0] is None:
             return not_found(Headers({"Vary": "Accept"}))
-        return Target(found[0], found[1], content_type, CACHE_PAGES, vary=True)
+        return OpenFile(found[0], found[1], content_type, CACHE_PAGES, vary=True)
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -543,7 +543,7 @@ def format_query(query: str | None) -> str | None:
 
 
 @dataclass
-class Target:
+class OpenFile:
     """An open file (descriptor *fd*, which the target owns) to answer a GET or HEAD with."""
 
     fd: int

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from piw_services.file_manager.disk import Refused, WheelDisk, armv6l_name
+from piw_services.file_manager.disk import UploadRefused, WheelDisk, armv6l_name
 from tests.file_manager.conftest import big_wheel, chunks, metadata_of, tree, wheel, zip_bytes
 
 ARMV7 = "foo-1.0-cp311-cp311-linux_armv7l.whl"
@@ -90,22 +90,22 @@ def test_hostile_filenames_are_refused(disk, tmp_path, filename):
     data = wheel(tmp_path / "src", "foo-1.0-py3-none-any.whl").read_bytes()
     upload(disk, "u1", data)
     before = tree(tmp_path)
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.install("u1", "foo", filename)
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.wheel_path("foo", filename)
     assert tree(tmp_path) == before
 
 
 @pytest.mark.parametrize("package", ["../evil", "", "/etc", "a/../../b"])
 def test_hostile_package_names_are_refused(disk, package):
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.wheel_path(package, "foo-1.0-py3-none-any.whl")
 
 
 @pytest.mark.parametrize("upload_id", ["../x", "a/b", "", "x" * 101, "a\0b"])
 def test_hostile_upload_ids_are_refused(disk, upload_id):
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.write_chunk(upload_id, 0, b"x", sha(b"x"))
 
 
@@ -115,9 +115,9 @@ def test_a_package_directory_that_leads_outside_is_refused(disk, tmp_path):
     (disk.simple / "foo").symlink_to(outside)
     data = wheel(tmp_path / "src", "foo-1.0-py3-none-any.whl").read_bytes()
     upload(disk, "u1", data)
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.install("u1", "foo", "foo-1.0-py3-none-any.whl")
-    with pytest.raises(Refused):
+    with pytest.raises(UploadRefused):
         disk.delete("foo", ["foo-1.0-py3-none-any.whl"])
     assert list(outside.iterdir()) == []
 
@@ -178,7 +178,7 @@ def test_not_a_wheel_is_refused_and_nothing_published(disk, tmp_path):
                             ("u3", zip_bytes({"a.dist-info/METADATA": b"x",
                                               "b.dist-info/METADATA": b"y"}))):
         upload(disk, upload_id, data)
-        with pytest.raises(Refused) as err:
+        with pytest.raises(UploadRefused) as err:
             disk.install(upload_id, "foo", "foo-1.0-py3-none-any.whl")
         assert not err.value.retry
     assert tree(disk.simple) == []

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from piw_services.index import render
-from piw_services.index.model import IndexFile, PackageSummary, Project, VersionInfo
+from piw_services.index.model import IndexFile, PackageSummary, Project, ShownVersion
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 23, 15, 4, 5, 123456, tzinfo=UTC)
@@ -81,16 +81,16 @@ def project():
     return Project(
         name="foo-bar", display_name="Foo.Bar", summary=None, downloads_30d=12,
         downloads_all=3456, versions=(
-            VersionInfo("2.0", T0, False, files=(
+            ShownVersion("2.0", T0, False, files=(
                 wheel("foo_bar-2.0-cp311-cp311-linux_armv7l.whl", abi="cp311-linux_armv7l",
                       requires_python=">=3.9", apt_depends=("libssl3", "libffi8"),
                       requires_dist=("requests>=2", "Six", "pytest; extra == 'test'",
                                      "tomli; python_version < '3.11'", "not a requirement")),
                 wheel("foo_bar-2.0-cp311-cp311-linux_armv6l.whl", abi="cp311-linux_armv7l"),
                 wheel("foo_bar-2.0-py3-none-any.whl", abi="cp313-linux_aarch64"))),
-            VersionInfo("1.0rc1", T0 - timedelta(days=3), True, yanked=True,
+            ShownVersion("1.0rc1", T0 - timedelta(days=3), True, yanked=True,
                         yanked_reason="broken", skip="binary only"),
-            VersionInfo("0.1", None, False)))
+            ShownVersion("0.1", None, False)))
 
 
 def test_project_json_has_piwheels_keys_positions_and_types(project):

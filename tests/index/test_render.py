@@ -20,8 +20,8 @@ from piw_services.index.model import (
     IndexFile,
     PackageSummary,
     Project,
+    ShownVersion,
     SiteInfo,
-    VersionInfo,
 )
 from tests.index.pep691 import validate
 
@@ -56,11 +56,11 @@ def project():
         downloads_all=9876543,
         downloads_per_day=((datetime(2026, 11, 22).date(), 5), (datetime(2026, 11, 23).date(), 7)),
         versions=(
-            VersionInfo(
+            ShownVersion(
                 "2.0rc1", T0, prerelease=True,
                 builds=(BuildStatus("cp311", "pending"),),
             ),
-            VersionInfo(
+            ShownVersion(
                 "1.10", T0 - timedelta(days=3), prerelease=False,
                 builds=(
                     BuildStatus("cp311-linux_armv7l", "built", duration=75.5, armv6=True),
@@ -78,7 +78,7 @@ def project():
                           yanked=True, yanked_reason=HOSTILE_REASON, size=5 * 1024 * 1024),
                 ),
             ),
-            VersionInfo(
+            ShownVersion(
                 "1.9", T0 - timedelta(days=30), prerelease=False, yanked=True,
                 yanked_reason=None,
                 builds=(BuildStatus("cp311-linux_armv7l", "built", duration=4.2, armv6=True),
@@ -86,7 +86,7 @@ def project():
                                     note="needs Python <3.12")),
                 files=(wheel("foo_bar_baz", "1.9", "cp311", size=900),),
             ),
-            VersionInfo("1.2", None, prerelease=False, skip="binary-only upstream"),
+            ShownVersion("1.2", None, prerelease=False, skip="binary-only upstream"),
         ),
     )
 
@@ -355,9 +355,9 @@ def test_simple_pages_odd_filenames_and_versions():
     f = wheel("odd", "1.0+local.1", sha256=sha(5))
     g = IndexFile("odd-1.0 #x.whl", sha(6), 1, T0, None, None)
     project = Project("odd", "odd", versions=(
-        VersionInfo("1.0+local.1", T0, False, files=(f, g)),
-        VersionInfo("0.9", T0, False),
-        VersionInfo("not a version", None, False),
+        ShownVersion("1.0+local.1", T0, False, files=(f, g)),
+        ShownVersion("0.9", T0, False),
+        ShownVersion("not a version", None, False),
     ))
     page = render.simple_project_html(project)
     anchors = {a["text"]: a["attrs"]["href"] for a in anchors_of(page)}
@@ -441,10 +441,10 @@ def test_project_html(project):
 
 def test_a_project_without_wheels_says_why_and_links_no_simple_page():
     failed = Project("broken-pkg", "Broken.Pkg", versions=(
-        VersionInfo("0.2", T0, False, builds=(
+        ShownVersion("0.2", T0, False, builds=(
             BuildStatus("cp311-linux_armv7l", "failed", log_url="/logs/broken-pkg/7.log"),
             BuildStatus("cp311-linux_aarch64", "failed", log_url="/logs/broken-pkg/8.log"))),
-        VersionInfo("0.1", T0, False, files=())))
+        ShownVersion("0.1", T0, False, files=())))
     main = strict_parse(render.project_html(failed, SITE)).find(".//main")
     hrefs = [a.get("href") for a in main.iter("a")]
     assert not [h for h in hrefs if "/simple/" in h], hrefs  # there is no simple page
@@ -458,11 +458,11 @@ def test_a_project_without_wheels_says_why_and_links_no_simple_page():
                                                       "/logs/broken-pkg/8.log"]
     for versions, said in [
             ((), "it has no versions yet"),
-            ((VersionInfo("1.0", T0, False, skip="binary-only upstream"),),
+            ((ShownVersion("1.0", T0, False, skip="binary-only upstream"),),
              "1.0 is not built (binary-only upstream)"),
-            ((VersionInfo("1.0", T0, False, builds=(
+            ((ShownVersion("1.0", T0, False, builds=(
                 BuildStatus("cp311-linux_armv7l", "pending"),)),), "1.0 is still to be built"),
-            ((VersionInfo("1.0", T0, False, builds=(BuildStatus(
+            ((ShownVersion("1.0", T0, False, builds=(BuildStatus(
                 "cp311-linux_armv7l", "skipped", note="needs Python >=3.99"),)),),
              "1.0 is not built (needs Python >=3.99)")]:
         page = strict_parse(render.project_html(Project("p", "p", versions=versions), SITE))
@@ -471,7 +471,7 @@ def test_a_project_without_wheels_says_why_and_links_no_simple_page():
 
 
 def test_project_html_refuses_script_urls():
-    project = Project("p", "p", versions=(VersionInfo("1", None, False, builds=(
+    project = Project("p", "p", versions=(ShownVersion("1", None, False, builds=(
         BuildStatus("cp311", "failed", log_url="javascript:alert(1)"),)),))
     page = render.project_html(project, SITE)
     assert "javascript:" not in page
@@ -538,7 +538,7 @@ def test_home_html():
 
 def test_project_html_lists_pip_dependencies_with_links():
     f = wheel("p", "1", requires_dist=("Requests>=2", "pytest; extra == 'test'", "six"))
-    page = render.project_html(Project("p", "p", versions=(VersionInfo("1", T0, False,
+    page = render.project_html(Project("p", "p", versions=(ShownVersion("1", T0, False,
                                                                        files=(f,)),)), SITE)
     cell = [td for td in strict_parse(page).iter("td")
             if td.find(".//p[@class='pip']") is not None]
@@ -618,7 +618,7 @@ def test_lone_surrogates_cannot_break_the_writer():
     bad = "bad \ud800 text"
     f = IndexFile("s-1-py3-none-any.whl", sha(1), 1, T0, bad, None, yanked=True,
                   yanked_reason=bad, apt_depends=(bad,))
-    project = Project("s", bad, bad, (VersionInfo("1", T0, False, skip=bad, files=(f,)),))
+    project = Project("s", bad, bad, (ShownVersion("1", T0, False, skip=bad, files=(f,)),))
     for page in (render.simple_project_html(project), render.project_html(project, SITE),
                  render.simple_root_html(["s", bad]), render.home_html(SiteInfo(bad))):
         assert "bad ? text" in page
@@ -639,7 +639,7 @@ def test_human_size():
 def test_big_project_page_times():
     """~50 versions with 4 files each: print how long each page takes (no timing assert)."""
     versions = tuple(
-        VersionInfo(
+        ShownVersion(
             f"1.{i}", T0, prerelease=False,
             builds=tuple(BuildStatus(abi, "built", duration=60.0) for abi in ("cp39", "cp311",
                                                                             "cp313", "cp314")),
