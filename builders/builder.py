@@ -85,6 +85,9 @@ AMQP_HEARTBEAT = 30
 CONNECT_TIMEOUT = 10.0
 #: Seconds to wait before taking jobs again after this builder could not run one (full disk).
 LOCAL_TROUBLE_PAUSE = 60.0
+#: Seconds a builder whose build an operator killed takes no job, so that the job, queued
+#: again by the master, goes to another builder when one is free (else back to this one).
+KILL_REST = 60.0
 
 
 class ConnectionTrouble(Exception):
@@ -356,6 +359,10 @@ class BrokerLink:
         missing."""
         name = protocol.job_queue(target)
         reported = False
+        stopped = getattr(self, "_jobs_consumer", None)
+        if stopped is not None:  # stopped by stop_jobs: no job of it is unacked between jobs
+            with self._guard():
+                stopped.channel.close()
         while True:
             with self._guard():
                 channel = self.conn.channel()
@@ -379,10 +386,47 @@ class BrokerLink:
         self.consuming = True
         log.info("waiting for jobs on %s", name)
 
-    def next_job(self) -> Message:
+    def consume_orders(self, name: str, on_order: Callable[[Mapping[str, Any]], None]) -> None:
+        """Consume this builder's order queue (the master declared it at hello); each order
+        goes to *on_order* on the main thread, then is acked."""
+        def received(message: Message) -> None:
+            try:
+                order = protocol.check_order(message.decode())
+            except (ValueError, KombuError) as exc:
+                log.warning("ignoring a malformed order: %s", exc)
+            else:
+                on_order(order)
+            message.ack()
+
+        with self._guard():
+            channel = self.conn.channel()
+        try:
+            Consumer(channel, [Queue(name, no_declare=True)], no_ack=False, accept=["json"],
+                     on_message=received, auto_declare=False).consume()
+        except self.conn.channel_errors as exc:  # only that channel is closed
+            log.warning("cannot read this builder's order queue %s (%s): it takes no "
+                        "operator's orders; piw-builder-user NAME, run again, allows it",
+                        name, _describe(exc))
+        except self._errors as exc:
+            raise ConnectionTrouble(_describe(exc)) from exc
+
+    def next_job(self, hold: Callable[[], bool]) -> Message | None:
+        """The next job, or None as soon as *hold* says to take none (an operator's pause)."""
         while not self.jobs:
+            if hold():
+                return None
             self.pump(PUMP)
         return self.jobs.popleft()
+
+    def stop_jobs(self) -> None:
+        """Take no more jobs: cancel the job consumer and give back one delivered but not
+        started (the job being built stays ours, unacked, until it is done)."""
+        with self._guard():
+            if self.consuming:
+                self._jobs_consumer.cancel()
+            while self.jobs:
+                self.jobs.popleft().reject(requeue=True)
+        self.consuming = False
 
     def ack(self, message: Message) -> None:
         with self._guard():
@@ -427,9 +471,12 @@ class BrokerLink:
 
     # -- sending ----------------------------------------------------------------------------
     def _publish(self, body: Any, routing_key: str, **properties: Any) -> None:
+        # user_id: RabbitMQ checks it is our user, so the master knows whose orders queue
+        # is ours (protocol.order_queue)
         with self._guard():
             self._producer.publish(body, routing_key=routing_key, retry=False,
-                                   confirm_timeout=self.settings.reply_timeout, **properties)
+                                   confirm_timeout=self.settings.reply_timeout,
+                                   user_id=self.conn.userid, **properties)
 
     def publish(self, body: Any, routing_key: str, **properties: Any) -> None:
         """Publish to protocol.EXCHANGE and wait for the broker's confirm."""
@@ -523,6 +570,13 @@ class Builder:
         self.link: BrokerLink | None = None
         self.builder_id: int | None = None
         self.current: dict[str, Any] | None = None
+        #: an operator's orders (protocol.order): paused takes no new job; the job whose
+        #: build was killed or skipped is dropped, unreported; after a kill no job is taken
+        #: until _rest_until (monotonic); _orders: this builder's order queue
+        self.paused = False
+        self._dropped: str | None = None
+        self._rest_until = 0.0
+        self._orders: str | None = None
         self._stop = False
         self._cancel: threading.Event | None = None
         self._backoff = Backoff()
@@ -552,9 +606,15 @@ class Builder:
             while True:
                 try:
                     link = self._connected()
+                    if self._held():
+                        link.stop_jobs()
+                        link.pump(PUMP)
+                        continue
                     if not link.consuming:
                         link.consume_jobs(self.interpreter.target)
-                    self._handle(link, link.next_job())
+                    message = link.next_job(self._held)
+                    if message is not None:
+                        self._handle(link, message)
                 except ConnectionTrouble as exc:
                     self._lost(exc)
         except Stopping:
@@ -563,6 +623,41 @@ class Builder:
             if self.link is not None:
                 self.link.close()
         return 0
+
+    def _held(self) -> bool:
+        """Whether to take no job now: paused, or resting after a kill."""
+        return self.paused or time.monotonic() < self._rest_until
+
+    def _obey(self, order: Mapping[str, Any]) -> None:
+        """An operator's order (main thread, from the order queue): piwheels' SLEEP, WAKE,
+        KILL and SKIP (master/slave_driver.py). A kill or skip names the job: an order for a
+        job this builder no longer builds (it restarted since) changes nothing."""
+        kind, job_id = order["order"], order.get("job_id")
+        if kind == "pause":
+            if not self.paused:
+                log.info("paused by an operator: %s, then no new job until resumed",
+                         "finishing the current build" if self.current else "idle")
+            self.paused = True
+            if self.link is not None:
+                self.link.stop_jobs()
+        elif kind == "resume":
+            if self.paused:
+                log.info("resumed by an operator: taking jobs again")
+            self.paused = False
+        elif self.current is None or self.current["job_id"] != job_id:
+            log.info("an operator's %s of job %s: not building it (any more)", kind, job_id)
+        else:
+            log.info("an operator %s the build of %s %s (job %s)%s: stopping it",
+                     "killed" if kind == "kill" else "skipped", self.current["package"],
+                     self.current["version"], job_id,
+                     f": {order['reason']}" if order.get("reason") else "")
+            self._dropped = job_id
+            if kind == "kill":  # another builder should take it: stay out of its way
+                self._rest_until = time.monotonic() + KILL_REST
+                if self.link is not None:
+                    self.link.stop_jobs()
+            if self._cancel is not None:
+                self._cancel.set()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -580,6 +675,8 @@ class Builder:
             try:
                 link.open()
                 self.builder_id = self._hello(link)
+                if self._orders:
+                    link.consume_orders(self._orders, self._obey)
             except ConnectionTrouble as exc:
                 link.close()
                 if self._stop:
@@ -619,6 +716,9 @@ class Builder:
             if answer["ok"] and isinstance(builder_id, int) and not isinstance(builder_id, bool):
                 log.info("connected to %s as builder %d (%s, %s)", link.where, builder_id,
                          self.settings.label, self.interpreter.target)
+                orders = answer.get("orders")
+                self._orders = orders if isinstance(orders, str) and \
+                    orders.startswith("piw.orders.") else None
                 limit = answer.get("silence_limit")
                 if isinstance(limit, int | float) and 2 * self.settings.heartbeat_interval > limit:
                     log.warning("HEARTBEAT_INTERVAL %gs is over half the master's silence "
@@ -634,7 +734,8 @@ class Builder:
         if self.builder_id is None:
             return None
         return protocol.heartbeat(self.builder_id, self.settings.label,
-                                  sysinfo.snapshot(self.settings.work_dir), self.current)
+                                  sysinfo.snapshot(self.settings.work_dir), self.current,
+                                  self.paused)
 
     # -- one job ----------------------------------------------------------------------------
     def _handle(self, link: BrokerLink, message: Message) -> None:
@@ -679,11 +780,16 @@ class Builder:
                                              ignore_cleanup_errors=True) as out_dir:
                 outcome = self._in_thread(
                     lambda cancel: build_and_inspect(self.settings, job, Path(out_dir), cancel))
-                self._report(job, outcome)
+                if self._dropped == job["job_id"]:  # the master gave it away or skipped it
+                    log.info("dropped %s %s (job %s) on an operator's order: nothing reported",
+                             job["package"], job["version"], job["job_id"])
+                else:
+                    self._report(job, outcome)
         except OSError as exc:  # this builder's trouble (full disk, ...), not the package's
             trouble = exc
         finally:
             self.current = None
+            self._dropped = None
         if trouble is not None:
             log.error("cannot build %s %s on this builder: %s; giving the job back and "
                       "pausing %gs", job["package"], job["version"], trouble,

@@ -15,6 +15,12 @@ Topology (all durable; the master declares it, a builder's RabbitMQ user only us
   keys name the queues behind it: ``piw.requests`` (hello, claim, result: answered on the
   builder's reply queue), ``piw.uploads`` (file chunks, then a commit that is answered), and
   ``piw.builder-status`` (heartbeats, never answered).
+- ``piw.orders.<builder id>.<RabbitMQ user>``: one queue per builder for its operator's orders
+  (pause, resume, kill or skip its build), declared by the master when the builder says hello
+  and filled by the admin service; only that RabbitMQ user may read it. The master learns the
+  user from the hello's ``user_id`` property, which RabbitMQ checks against the connection's
+  user, so a builder cannot name another's queue. An order waits there while the builder is
+  offline, for at most ORDER_EXPIRY seconds.
 
 A job's life on a builder: receive it, ``claim`` it (the master says build or drop: a removed,
 skipped, already built or duplicate job is dropped cheaply), build, upload each wheel (chunks,
@@ -43,6 +49,15 @@ MAX_CHUNK = 1024 * 1024
 MAX_FILE_SIZE = 4 * 1024 ** 3
 #: Seconds without a heartbeat after which the master marks a builder gone.
 DEFAULT_SILENCE_LIMIT = 60
+
+#: Seconds an operator's order waits in a builder's queue for an offline builder: one that
+#: comes back within a day obeys it (a pause still stands), one gone longer starts afresh.
+ORDER_EXPIRY = 24 * 3600
+#: The orders a builder takes (piwheels' monitor: SLEEP, WAKE, KILL, SKIP).
+ORDERS = frozenset({"pause", "resume", "kill", "skip"})
+#: The header build_dispatch's queues add to a message: the RabbitMQ user that sent it,
+#: from the ``user_id`` property RabbitMQ checked (replacing any header of that name).
+SENDER = "x-piw-sender"
 
 BUILD_STATUSES = frozenset({"success", "failed", "timeout", "cancelled"})
 # \Z, not $: "$" also matches before a trailing newline ("cp311\n" was an ABI tag, "j1\n" a
@@ -103,14 +118,28 @@ def job_queue(target: str) -> str:
     return f"piw.builds.{target}"
 
 
-def builder_permissions(target: str | None = None) -> dict[str, str]:
+def builder_permissions(target: str | None = None, user: str | None = None
+                        ) -> dict[str, str]:
     """A builder's RabbitMQ permissions (regexes on resource names): publish to the builders'
-    exchange, consume the job queue of its build target (of every target when None), and
-    create and consume its own server-named reply queue. Nothing else: not nameko's RPC
-    exchange, not another target's queue, not another service's queue."""
+    exchange, consume the job queue of its build target (of every target when None), its
+    own order queues (``piw.orders.<id>.<user>``, when *user* is given) and its own
+    server-named reply queue. Nothing else: not nameko's RPC exchange, not another target's
+    queue, not another builder's orders, not another service's queue."""
     jobs = re.escape(job_queue(target)) if target else r"piw\.builds\..*"
+    orders = rf"|piw\.orders\.[0-9]+\.{re.escape(user)}" if user else ""
     return {"configure": r"^amq\.gen-.*$", "write": f"^{re.escape(EXCHANGE)}$",
-            "read": rf"^({jobs}|amq\.gen-.*)$"}
+            "read": rf"^({jobs}{orders}|amq\.gen-.*)$"}
+
+
+def order_queue(builder_id: int, user: str) -> str:
+    """The queue of one builder's orders: its id, then its RabbitMQ user (the id is digits,
+    so the user name after it is exactly the user, whatever dots it has)."""
+    if not isinstance(builder_id, int) or isinstance(builder_id, bool) or builder_id < 0:
+        raise ProtocolError(f"not a builder id: {builder_id!r:.40}")
+    if not isinstance(user, str) or not user or len(user) > 200 or \
+            any(ord(c) < 32 for c in user):
+        raise ProtocolError(f"not a RabbitMQ user name: {user!r:.80}")
+    return f"piw.orders.{builder_id}.{user}"
 
 
 def check_abi(abi: object) -> str:
@@ -353,11 +382,11 @@ def check_commit(msg: object) -> Mapping[str, Any]:
 
 # -- builder -> master: heartbeats -------------------------------------------------------------
 def heartbeat(builder_id: int, label: str, readings: Mapping[str, Any],
-              job: Mapping[str, Any] | None) -> dict[str, Any]:
+              job: Mapping[str, Any] | None, paused: bool = False) -> dict[str, Any]:
     """``readings`` is builders.sysinfo.snapshot(); ``job`` the current job (job_id, package,
-    version, started: epoch seconds) or None when idle."""
+    version, started: epoch seconds) or None when idle; ``paused``: by an operator's order."""
     return {"type": "heartbeat", "builder_id": builder_id, "label": label,
-            "readings": dict(readings), "job": dict(job) if job else None}
+            "readings": dict(readings), "job": dict(job) if job else None, "paused": paused}
 
 
 def check_heartbeat(msg: object) -> Mapping[str, Any]:
@@ -365,6 +394,26 @@ def check_heartbeat(msg: object) -> Mapping[str, Any]:
     _field(m, "builder_id", int)
     _field(m, "readings", Mapping)
     _field(m, "job", Mapping, optional=True)
+    _field(m, "paused", bool, optional=True)
+    return m
+
+
+# -- master -> builder: an operator's orders ---------------------------------------------------
+def order(kind: str, job_id: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    """An operator's order: ``pause`` (finish the current build, take no new job),
+    ``resume``, ``kill`` or ``skip`` (stop building *job_id* and drop it: the master has
+    already given the job to another builder, or recorded it skipped for *reason*)."""
+    return {"type": "order", "order": kind, "job_id": job_id, "reason": reason}
+
+
+def check_order(msg: object) -> Mapping[str, Any]:
+    m = _mapping(msg, "order")
+    if m.get("order") not in ORDERS:
+        raise ProtocolError(f"order: not one of {', '.join(sorted(ORDERS))}: "
+                            f"{m.get('order')!r:.40}")
+    if m["order"] in ("kill", "skip"):
+        _id(m, "job_id")
+    _field(m, "reason", str, optional=True)
     return m
 
 

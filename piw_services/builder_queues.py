@@ -2,7 +2,9 @@
 
 Builders are not nameko services and their RabbitMQ users may not touch nameko's RPC exchange,
 so the master answers them on plain queues behind the ``piw.builders`` exchange. A method
-decorated with ``@builder_queue(name)`` gets ``(body, headers)``; what it returns is sent to the
+decorated with ``@builder_queue(name)`` gets ``(body, headers)`` (``headers[protocol.SENDER]``:
+the sender's RabbitMQ user when it set the ``user_id`` property, which RabbitMQ checks, else
+None); what it returns is sent to the
 message's ``reply_to`` (with its ``correlation_id``) when there is one. A
 :class:`~builders.protocol.ProtocolError` becomes a refusal naming the problem; any other
 exception a refusal that says to retry. The message is acked either way: a malformed message
@@ -42,8 +44,11 @@ class BuilderQueue(Consumer):
 
     def handle_message(self, body: Any, message: Any) -> None:
         handle_result = partial(self.handle_result, message)
+        # who sent it, as RabbitMQ checked it (a builder's own header of that name is dropped)
+        headers = {**(message.headers or {}),
+                   protocol.SENDER: message.properties.get("user_id")}
         try:
-            self.container.spawn_worker(self, (body, dict(message.headers or {})), {},
+            self.container.spawn_worker(self, (body, headers), {},
                                         context_data={}, handle_result=handle_result)
         except ContainerBeingKilled:
             self.queue_consumer.requeue_message(message)

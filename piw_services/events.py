@@ -144,7 +144,7 @@ class AdminEvent(TypedDict):
 
     type: str
     action: Literal["remove", "remove_package", "skip", "unskip", "rebuild", "add",
-                    "rebuild_pages", "import"]
+                    "rebuild_pages", "import", "kill", "skip_build"]
     package: str | None
     version: str | None
     abi: str | None

@@ -75,10 +75,15 @@ class Outcome:
     already: list[str] = field(default_factory=list)
     job_id: str | None = None
     builder_id: int | None = None
+    #: builder_control: the orders to send, ``{"builder_id", "label", "queue", "order"}``
+    orders: list[dict[str, Any]] = field(default_factory=list)
     #: job ids whose files file_manager deletes (in the event, not shown)
     revoked_jobs: list[str] = field(default_factory=list, repr=False)
 
-    def event(self) -> dict[str, Any]:
+    def event(self) -> dict[str, Any] | None:
+        """The admin event for the outbox; None when nothing but builders is told."""
+        if self.action in ("pause", "resume"):
+            return None
         return {"type": ev.ADMIN, "action": self.action, "package": self.package,
                 "version": self.version, "abi": self.abi, "pages": self.pages,
                 "revoked_jobs": self.revoked_jobs}
@@ -615,3 +620,95 @@ def _import_builder(session: Session, target: str) -> int:
         "CAST(:i AS json), '[]', 'gone') RETURNING id"),
         {"l": IMPORT_LABEL, "a": target,
          "i": '{"note": "wheels imported by operators with piw-import"}'}).scalar_one()
+
+
+#: piwheels' monitor's orders (SLEEP, WAKE, KILL, SKIP in master/slave_driver.py), by our names.
+ORDER_NAMES = ("pause", "resume", "kill", "skip")
+
+
+def _builders(session: Session, builder: Any) -> list[Any]:
+    """The registry's rows of *builder* (an id, or a label naming one builder), or of every
+    builder that takes orders when None."""
+    query = ("SELECT id, label, abi, state, job_id, info->>'user' AS user FROM builders "
+             "WHERE label <> :imp")
+    params: dict[str, Any] = {"imp": IMPORT_LABEL}
+    if builder is None:
+        return list(session.execute(text(
+            query + " AND info->>'user' IS NOT NULL ORDER BY id"), params))
+    if isinstance(builder, int) and not isinstance(builder, bool):
+        rows = list(session.execute(text(query + " AND id = :b"), {**params, "b": builder}))
+    else:
+        rows = list(session.execute(text(query + " AND label = :b ORDER BY id"),
+                                    {**params, "b": _text(builder, "builder")}))
+    if not rows:
+        raise BadRequest(f"no builder {_shown(builder)} (an id or label the registry has)")
+    if len(rows) > 1:
+        raise BadRequest(f"the label {_shown(builder)} names builders "
+                         f"{', '.join(str(r.id) for r in rows)}: give the id")
+    if rows[0].user is None:
+        raise BadRequest(f"builder {rows[0].id} ({rows[0].label}) did not name its RabbitMQ "
+                         "user when it said hello (an older piw-builder): it takes no orders")
+    return rows
+
+
+def builder_control(session: Session, order: Any, builder: Any = None,
+                    reason: Any = None) -> Outcome:
+    """An operator's order to a builder (piwheels' monitor keys, master/slave_driver.py):
+    ``pause`` (it finishes its build and takes no new job) and ``resume``, of one builder or
+    of every one when *builder* is None; ``kill`` its build (the job is revoked and queued
+    again, so another builder builds it) or ``skip`` it (the target is recorded skipped with
+    *reason*). The service sends the orders to the builders' order queues once this commits;
+    the job's state changes here, so a builder that never gets the order can publish
+    nothing of the old job."""
+    if order not in ORDER_NAMES:
+        raise BadRequest(f"no such order: {_shown(order)} (one of {', '.join(ORDER_NAMES)})")
+    if order in ("kill", "skip") and builder is None:
+        raise BadRequest(f"{order} needs a builder: the one whose build it stops")
+    if order == "skip":
+        reason = _text(reason, "reason")
+    elif reason is not None:
+        raise BadRequest(f"{order} takes no reason")
+    rows = _builders(session, builder)
+    outcome = Outcome(order, "")
+    if order in ("kill", "skip"):
+        row = rows[0]
+        target = session.execute(text(
+            "SELECT package, version, abi, job_id FROM build_targets WHERE job_id = :j "
+            "AND state = 'building' AND builder_id = :b FOR UPDATE"),
+            {"j": row.job_id, "b": row.id}).first() if row.job_id else None
+        if target is None:
+            raise BadRequest(f"builder {row.id} ({row.label}) is not building anything")
+        outcome.package, outcome.version, outcome.abi = target.package, target.version, \
+            target.abi
+        what = f"{target.package} {target.version} for {target.abi} on builder {row.id}"
+        if order == "kill":
+            outcome.action = "kill"
+            _revoked(outcome, session, builds.revoke(
+                session, target.package, [target.version], target.abi, forget_builds=False,
+                requeue=True))
+            outcome.summary = f"killed the build of {what}: queued again for another builder"
+            outcome.plan = f"would kill the build of {what} and queue it again"
+        else:
+            outcome.action = "skip_build"
+            outcome.skip = reason
+            outcome.revoked_jobs = [target.job_id]
+            outcome.jobs_revoked = 1
+            session.execute(text(
+                f"UPDATE build_targets SET state = 'skipped', job_id = {builds.NEW_JOB_ID}, "
+                "builder_id = NULL, note = :n, updated_at = now() WHERE job_id = :j"),
+                {"n": f"skipped by an operator: {reason}", "j": target.job_id})
+            session.execute(text("UPDATE builders SET job_id = NULL, job_started_at = NULL "
+                                 "WHERE id = :b"), {"b": row.id})
+            outcome.summary = f"skipped the build of {what}: {reason}"
+            outcome.plan = f"would skip the build of {what}: {reason}"
+        job_id = target.job_id
+    else:
+        job_id = None
+        who = (f"builder {rows[0].id} ({rows[0].label})" if builder is not None
+               else f"every builder ({len(rows)})")
+        outcome.summary = f"{order}d {who}" if order == "pause" else f"resumed {who}"
+        outcome.plan = f"would {order} {who}"
+    outcome.orders = [{"builder_id": r.id, "label": r.label,
+                       "queue": protocol.order_queue(r.id, r.user),
+                       "order": protocol.order(order, job_id, reason)} for r in rows]
+    return outcome

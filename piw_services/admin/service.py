@@ -17,7 +17,12 @@ from functools import partial
 from typing import Any
 
 import eventlet
+from kombu import Queue
+from nameko.amqp.publish import get_producer
+from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.dependency_providers import Config
 
+from builders import protocol
 from piw_services import outbox
 from piw_services.admin import actions
 from piw_services.build_dispatch import queries as build_queries
@@ -38,6 +43,7 @@ class AdminService:
 
     db = Database()
     settings = SettingsProvider()
+    config = Config()
 
     @rpc(expected_exceptions=actions.AdminError)
     def remove(self, package: str, version: str, skip: bool | str = False,
@@ -93,6 +99,14 @@ class AdminService:
         pages, or every package's when None)."""
         return self._run(actions.rebuild_pages, dry_run, part, package)
 
+    @rpc(expected_exceptions=actions.AdminError)
+    def builder_control(self, order: str, builder: int | str | None = None,
+                        reason: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """piwheels' monitor keys: ``pause``/``resume`` a builder (every builder when
+        *builder* is None), ``kill`` its build (built again elsewhere) or ``skip`` it (with
+        *reason*); ``undelivered`` names the builders whose order could not be queued."""
+        return self._run(actions.builder_control, dry_run, order, builder, reason)
+
     @rpc
     def status(self) -> dict[str, Any]:
         """How far each consumer is behind the outbox, and the skips in force."""
@@ -102,22 +116,52 @@ class AdminService:
 
     def _run(self, action: Callable[..., actions.Outcome], dry_run: bool,
              *args: Any) -> dict[str, Any]:
+        seq = None
         with self.db() as s:
             outcome = action(s, *args)  # an AdminError leaves with nothing committed
+            event = outcome.event()
             if dry_run:
                 s.rollback()
             else:
-                seq = outbox.write(s, [outcome.event()])[-1]
+                if event is not None:
+                    seq = outbox.write(s, [event])[-1]
                 s.commit()
         result = outcome.as_dict(dry_run=bool(dry_run))
         result["dry_run"] = bool(dry_run)
-        if dry_run:
+        if not dry_run and outcome.orders:
+            result["undelivered"] = self._send_orders(outcome.orders)
+        if dry_run or seq is None:
             result.update(complete=True, waiting_for=[])
+            if not dry_run:
+                log.info("%s", outcome.summary)
             return result
         log.info("%s (outbox batch %d)", outcome.summary, seq)
         waiting = self._wait(seq, outcome.package or None)
         result.update(seq=seq, complete=not waiting, waiting_for=waiting)
         return result
+
+    def _send_orders(self, orders: list[dict[str, Any]]) -> dict[str, str]:
+        """Put each order on its builder's queue (declared, durable, the order persistent and
+        expiring after protocol.ORDER_EXPIRY: an offline builder gets it when it comes back
+        within that); the builders it could not be given to, with why."""
+        failed: dict[str, str] = {}
+        try:
+            with get_producer(self.config[AMQP_URI_CONFIG_KEY]) as producer:
+                for o in orders:
+                    try:
+                        producer.publish(o["order"], exchange="", routing_key=o["queue"],
+                                         serializer="json", delivery_mode=2,
+                                         expiration=protocol.ORDER_EXPIRY,
+                                         declare=[Queue(o["queue"], durable=True)], retry=True,
+                                         retry_policy={"max_retries": 3})
+                    except Exception as exc:  # a broker error: say which builder missed it
+                        failed[str(o["builder_id"])] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            failed.update({str(o["builder_id"]): f"{type(exc).__name__}: {exc}"
+                           for o in orders})
+        for builder_id, problem in failed.items():
+            log.error("order not delivered to builder %s: %s", builder_id, problem)
+        return failed
 
     def _wait(self, seq: int, package: str | None) -> list[str]:
         """The consumers still to apply batch *seq* (and the index to rewrite *package*'s

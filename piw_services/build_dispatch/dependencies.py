@@ -102,6 +102,14 @@ class JobQueues(DependencyProvider):
                 job_queue(target)(channel).declare()
                 self.declared.add(target)
 
+    def declare_orders(self, name: str) -> None:
+        """Declare a builder's order queue (protocol.order_queue): durable, so an order waits
+        for a builder that is offline (each order expires: protocol.ORDER_EXPIRY)."""
+        with self.lock:
+            if name not in self.declared:
+                Queue(name, durable=True)(self._channel()).declare()
+                self.declared.add(name)
+
     def depth(self, target: str) -> int:
         """Jobs ready (not yet delivered) on the target's queue."""
         with self.lock:

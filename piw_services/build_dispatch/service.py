@@ -50,12 +50,17 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         kind = body.get("type") if isinstance(body, dict) else None
         if kind == "hello":
             msg = protocol.check_hello(body)
+            user = headers.get(protocol.SENDER)
             with self.db() as s, s.begin():
-                builder_id = store.hello(s, msg)
+                builder_id = store.hello(s, msg, user)
             target = protocol.hello_target(msg)
             self.jobs.declare([target])
+            orders = protocol.order_queue(builder_id, user) if user else None
+            if orders:
+                self.jobs.declare_orders(orders)
             log.info("builder %s (%s) said hello: id %d", msg["label"], target, builder_id)
-            return protocol.ok(builder_id=builder_id, silence_limit=self._silence_limit())
+            return protocol.ok(builder_id=builder_id, silence_limit=self._silence_limit(),
+                               orders=orders)
         if kind == "claim":
             msg = protocol.check_claim(body)
             with self.db() as s, s.begin():

@@ -182,11 +182,15 @@ def take_pending(session: Session, abi: str, limit: int, wait_for_info: bool = F
 
 
 # -- builders ---------------------------------------------------------------------------------
-def hello(session: Session, msg: Mapping[str, Any]) -> int:
+def hello(session: Session, msg: Mapping[str, Any], user: str | None = None) -> int:
     """Register a builder under its build target (``builders.abi`` holds the target key; a
-    builder that restarts under the same label and target keeps its id); returns the id."""
+    builder that restarts under the same label and target keeps its id); returns the id.
+    *user*: its RabbitMQ user as RabbitMQ checked it (``info.user``, whose order queue the
+    admin service fills), None when it did not say."""
     info = {k: v for k, v in msg.items()
-            if k not in ("type", "label", "preinstalled")}
+            if k not in ("type", "label", "preinstalled", "user")}
+    if user:
+        info["user"] = user
     params = {"label": msg["label"], "abi": protocol.hello_target(msg), "info": _json(info),
               "pre": _json(sorted(set(msg["preinstalled"])))}
     row = session.execute(text(
@@ -203,11 +207,14 @@ def hello(session: Session, msg: Mapping[str, Any]) -> int:
 
 
 def heartbeat(session: Session, msg: Mapping[str, Any]) -> bool:
-    """Record a heartbeat; False when the builder is unknown (it will say hello again)."""
+    """Record a heartbeat (and whether an operator's order paused the builder, in
+    ``info.paused``); False when the builder is unknown (it will say hello again)."""
     row = session.execute(text(
         "UPDATE builders SET last_seen = now(), state = 'alive', "
-        "readings = CAST(:r AS json) WHERE id = :id RETURNING id"),
-        {"id": msg["builder_id"], "r": _json(msg["readings"])}).first()
+        "readings = CAST(:r AS json), info = CAST(CAST(info AS jsonb) || "
+        "jsonb_build_object('paused', :p) AS json) WHERE id = :id RETURNING id"),
+        {"id": msg["builder_id"], "r": _json(msg["readings"]),
+         "p": bool(msg.get("paused"))}).first()
     return row is not None
 
 

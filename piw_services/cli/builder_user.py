@@ -1,7 +1,8 @@
 """``piw-builder-user``: create (or remove) the RabbitMQ user one builder connects as.
 
 The user may publish to the builders' exchange, consume its build target's job queue
-(``piw.builds.cp311-linux_armv7l``) and its own reply queue, and nothing else
+(``piw.builds.cp311-linux_armv7l``), its own order queues (``piw.orders.<id>.<name>``) and
+its own reply queue, and nothing else
 (builders.protocol.builder_permissions). It talks to RabbitMQ's
 management API on the broker of the master's AMQP_URI, as the master's user, and prints the
 AMQP_URI to put in the builder's config: on BUILDER_BROKER (amqps://, with CA_FILE) when set.
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         password = args.password or secrets.token_urlsafe(18)
         add_user(api, auth, vhost, args.name, password,
-                 protocol.builder_permissions(args.target))
+                 protocol.builder_permissions(args.target, args.name))
     except requests.RequestException as exc:
         print(f"piw-builder-user: RabbitMQ management API at {api}: {exc}", file=sys.stderr)
         return 1

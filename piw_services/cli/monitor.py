@@ -1,4 +1,7 @@
-"""``piw-monitor``: the /status/ page live in a terminal, for operators over SSH.
+"""``piw-monitor``: the /status/ page live in a terminal, for operators over SSH, with
+piwheels' monitor's builder control (its monitor/ and master/slave_driver.py: SLEEP, WAKE,
+KILL, SKIP) on keys shown at the bottom of the screen, sent as the admin service's
+``builder_control``.
 
 It asks the stats service (``stats.status()`` over nameko RPC, a standalone
 ``ClusterRpcProxy`` with a timeout, so no eventlet) every ``--interval`` seconds and redraws
@@ -31,6 +34,21 @@ from piw_services.stats.pages import human_age, is_silent
 
 #: Seconds to wait for the stats service's answer.
 RPC_TIMEOUT = 10
+
+#: The keys of the live screen: key -> (order, whether it is for the selected builder).
+KEYS = {"p": ("pause", True), "r": ("resume", True), "k": ("kill", True),
+        "s": ("skip", True), "P": ("pause", False), "R": ("resume", False)}
+HELP = ("up/down select  p pause  r resume  k kill its build  s skip its build  "
+        "P pause all  R resume all  q quit")
+
+
+def order_for_key(key: str, selected: int | None) -> tuple[str, int | None] | None:
+    """(order, builder id or None for every builder) that *key* asks for with the builder
+    *selected* (an id, or None when there is none), or None when it asks for nothing."""
+    order = KEYS.get(key)
+    if order is None or order[1] and selected is None:
+        return None
+    return order[0], selected if order[1] else None
 
 
 # -- the report from RPC (dataclasses.asdict, dates as ISO strings) ---------------------------
@@ -111,7 +129,7 @@ def format_status(report: StatusReport, width: int) -> list[str]:
         for b in report.builders:
             r = b.readings[-1] if b.readings else None
             state = (f"SILENT {human_age(b.silent_for)}" if is_silent(b, report.silence_limit)
-                     else _plain(b.state))
+                     else "paused" if b.paused else _plain(b.state))
             temp = _num(r.cpu_temperature if r else None, "{:.0f}°C")
             load = _num(r.load1 if r else None, "{:.2f}")
             lines.append(
@@ -152,36 +170,86 @@ def _fetch(rpc: Any) -> StatusReport:
         raise Failure(f"the stats service failed: {exc.exc_type}: {exc.value}") from None
 
 
+def _order(rpc: Any, order: str, builder: int | None, reason: str | None) -> str:
+    """Send an operator's order through the admin service; what to show of its answer."""
+    remote_error, rpc_timeout, unknown_service = _errors()
+    try:
+        done = rpc.admin.builder_control(order, builder, reason)
+    except rpc_timeout:
+        return f"no answer from the admin service within {RPC_TIMEOUT} s"
+    except unknown_service:
+        return "the admin service is not running"
+    except remote_error as exc:
+        return f"refused: {exc.value}"
+    missed = done.get("undelivered") or {}
+    return done["summary"] + (f" (not delivered to builders {', '.join(missed)})"
+                              if missed else "")
+
+
 def _live(rpc: Any, interval: float) -> None:
     import curses
+
+    def ask(screen: Any, prompt: str) -> str:
+        height, width = screen.getmaxyx()
+        screen.move(height - 1, 0)
+        screen.clrtoeol()
+        screen.addnstr(height - 1, 0, prompt, width - 1, curses.A_BOLD)
+        curses.echo()
+        screen.timeout(-1)
+        try:
+            return screen.getstr(height - 1, min(len(prompt), width - 2), 200).decode(
+                errors="replace").strip()
+        finally:
+            curses.noecho()
+            screen.timeout(200)
 
     def loop(screen: Any) -> None:
         curses.curs_set(0)
         screen.timeout(200)
         next_at = 0.0
         lines: list[str] = []
+        builders: list[BuilderStatus] = []
+        selected, said = 0, ""
         while True:
             if time.monotonic() >= next_at:
                 height, width = screen.getmaxyx()
                 try:
-                    lines = format_status(_fetch(rpc), width - 1)
+                    report = _fetch(rpc)
+                    builders = list(report.builders)
+                    lines = format_status(report, width - 1)
                 except Failure as exc:
                     lines = [f"piw-monitor: {exc}", "(retrying; q quits)"] + lines[2:]
+                selected = min(selected, max(len(builders) - 1, 0))
+                first = next((y + 2 for y, line in enumerate(lines)
+                              if line.startswith("BUILDERS (")), None)
                 screen.erase()
-                for y, line in enumerate(lines[: height - 1]):
+                for y, line in enumerate(lines[: height - 2]):
                     attr = curses.A_BOLD if y == 0 or line.isupper() else curses.A_NORMAL
                     if "SILENT" in line:
                         attr = curses.A_REVERSE
+                    if builders and first is not None and y == first + selected:
+                        attr |= curses.A_STANDOUT
                     screen.addnstr(y, 0, line, width - 1, attr)
-                screen.addnstr(height - 1, 0, f"every {interval:g} s; q quits", width - 1,
-                               curses.A_DIM)
+                screen.addnstr(height - 2, 0, said or f"every {interval:g} s", width - 1)
+                screen.addnstr(height - 1, 0, HELP, width - 1, curses.A_DIM)
                 screen.refresh()
                 next_at = time.monotonic() + interval
             key = screen.getch()
             if key in (ord("q"), ord("Q"), 27):
                 return
-            if key == curses.KEY_RESIZE:
+            if key in (curses.KEY_UP, curses.KEY_DOWN):
+                step = -1 if key == curses.KEY_UP else 1
+                selected = max(0, min(len(builders) - 1, selected + step))
                 next_at = 0.0
+            elif key == curses.KEY_RESIZE:
+                next_at = 0.0
+            elif 0 <= key < 256:
+                asked = order_for_key(chr(key), builders[selected].id if builders else None)
+                if asked is not None:
+                    reason = ask(screen, "skip: the reason? ") if asked[0] == "skip" else None
+                    said = ("skip cancelled: no reason given" if reason == "" else
+                            _order(rpc, *asked, reason))
+                    next_at = 0.0
 
     curses.wrapper(loop)
 
@@ -189,7 +257,8 @@ def _live(rpc: Any, interval: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``piw-monitor``."""
     parser = command_parser("piw-monitor", "Show piw's builders, queues and recent builds "
-                            "live.", config=CONFIG_HELP + "; AMQP_URI is read from it")
+                            "live, and pause, resume, kill or skip a builder's build ("
+                            + HELP + ").", config=CONFIG_HELP + "; AMQP_URI is read from it")
     parser.add_argument("-i", "--interval", type=float, default=2.0, metavar="SECONDS",
                         help="seconds between refreshes (default 2)")
     parser.add_argument("--once", action="store_true",

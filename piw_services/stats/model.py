@@ -65,6 +65,7 @@ class BuilderStatus:
     job: str | None  # "package version" being built, or None
     job_elapsed: float | None  # seconds
     readings: tuple[Reading, ...]  # the last hours, oldest first
+    paused: bool = False  # by an operator's order, as its last heartbeat said
 
 
 @dataclass(frozen=True)

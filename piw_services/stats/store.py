@@ -418,7 +418,7 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
             job=f"{b.package} {b.version}" if b.package else None,
             job_elapsed=(now - b.job_started_at).total_seconds()
             if b.package and b.job_started_at else None,
-            readings=tuple(readings.get(b.id, ()))))
+            readings=tuple(readings.get(b.id, ())), paused=info.get("paused") is True))
     behind, problem = session.execute(text(
         "SELECT behind_upstream, upstream_problem FROM master_readings "
         "ORDER BY at DESC LIMIT 1")).first() or (None, None)

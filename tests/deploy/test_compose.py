@@ -42,8 +42,8 @@ USERS = [
      {"configure": ".*", "write": ".*", "read": ".*"}, None),
     ("piw-operator", "PIW_OPERATOR_PASSWORD", "",
      rabbit_users.operator_permissions(), rabbit_users.operator_topic_permissions()),
-    ("builder1", "PIW_BUILDER_PASSWORD", "", protocol.builder_permissions(BUILDER1_TARGET),
-     None),
+    ("builder1", "PIW_BUILDER_PASSWORD", "",
+     protocol.builder_permissions(BUILDER1_TARGET, "builder1"), None),
 ]
 SECRETS = {"PIW_MASTER_PASSWORD", "PIW_OPERATOR_PASSWORD", "PIW_BUILDER_PASSWORD",
            "PIW_DB_PASSWORD", "PIW_STATS_SALT"}

@@ -43,6 +43,8 @@ ACTIONS = {
     "add": lambda s, p, v: actions.add(s, p, v),
     # the version's place takes the part of the site: a hostile part, or a hostile package
     "rebuild_pages": lambda s, p, v: actions.rebuild_pages(s, v, p),
+    # an order (the version's place) to a builder (the package's): the catalog has none
+    "builder_control": lambda s, p, v: actions.builder_control(s, v, p, "hostile test"),
 }
 LIVE = {"1.0", "2.0"}
 

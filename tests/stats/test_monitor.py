@@ -99,3 +99,24 @@ def test_once_prints_a_frame_from_the_stats_service(container_factory, rabbit_co
     assert monitor.main(["--once", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "BUILDERS (3, 1 silent)" in out and "pi01" in out and "SILENT" in out
+
+
+def test_a_paused_builder_is_shown_paused():
+    report = sample.status_report(builders=2)
+    b = replace(report.builders[0], paused=True)
+    lines = monitor.format_status(replace(report, builders=(b, report.builders[1])), 100)
+    assert "paused" in next(line for line in lines if line.startswith(b.label))
+    assert "paused" not in next(line for line in lines
+                                if line.startswith(report.builders[1].label))
+
+
+@pytest.mark.parametrize("key, selected, asked", [
+    ("p", 3, ("pause", 3)), ("r", 3, ("resume", 3)), ("k", 3, ("kill", 3)),
+    ("s", 3, ("skip", 3)), ("P", 3, ("pause", None)), ("R", None, ("resume", None)),
+    ("p", None, None), ("k", None, None), ("x", 3, None), ("q", 3, None)])
+def test_keys_name_the_orders_they_send(key, selected, asked):
+    """piwheels' monitor keys: each key is on the help line, and sends its order for the
+    selected builder (or every builder: P, R)."""
+    assert monitor.order_for_key(key, selected) == asked
+    if asked:
+        assert f" {key} " in f" {monitor.HELP} "
