@@ -629,17 +629,11 @@ ORDER_NAMES = ("pause", "resume", "kill", "skip")
 def _builders(session: Session, builder: Any) -> list[Any]:
     """The registry's rows of *builder* (an id, or a label naming one builder), or of every
     builder that takes orders when None."""
-    query = ("SELECT id, label, abi, state, job_id, info->>'user' AS user FROM builders "
-             "WHERE label <> :imp")
-    params: dict[str, Any] = {"imp": IMPORT_LABEL}
+    if builder is not None and not (isinstance(builder, int) and not isinstance(builder, bool)):
+        builder = _text(builder, "builder")
+    rows = builds.order_builders(session, builder, IMPORT_LABEL)
     if builder is None:
-        return list(session.execute(text(
-            query + " AND info->>'user' IS NOT NULL ORDER BY id"), params))
-    if isinstance(builder, int) and not isinstance(builder, bool):
-        rows = list(session.execute(text(query + " AND id = :b"), {**params, "b": builder}))
-    else:
-        rows = list(session.execute(text(query + " AND label = :b ORDER BY id"),
-                                    {**params, "b": _text(builder, "builder")}))
+        return [r for r in rows if r.user is not None]
     if not rows:
         raise BadRequest(f"no builder {_shown(builder)} (an id or label the registry has)")
     if len(rows) > 1:
@@ -672,10 +666,7 @@ def builder_control(session: Session, order: Any, builder: Any = None,
     outcome = Outcome(order, "")
     if order in ("kill", "skip"):
         row = rows[0]
-        target = session.execute(text(
-            "SELECT package, version, abi, job_id FROM build_targets WHERE job_id = :j "
-            "AND state = 'building' AND builder_id = :b FOR UPDATE"),
-            {"j": row.job_id, "b": row.id}).first() if row.job_id else None
+        target = builds.current_build(session, row.id)
         if target is None:
             raise BadRequest(f"builder {row.id} ({row.label}) is not building anything")
         outcome.package, outcome.version, outcome.abi = target.package, target.version, \
@@ -693,12 +684,7 @@ def builder_control(session: Session, order: Any, builder: Any = None,
             outcome.skip = reason
             outcome.revoked_jobs = [target.job_id]
             outcome.jobs_revoked = 1
-            session.execute(text(
-                f"UPDATE build_targets SET state = 'skipped', job_id = {builds.NEW_JOB_ID}, "
-                "builder_id = NULL, note = :n, updated_at = now() WHERE job_id = :j"),
-                {"n": f"skipped by an operator: {reason}", "j": target.job_id})
-            session.execute(text("UPDATE builders SET job_id = NULL, job_started_at = NULL "
-                                 "WHERE id = :b"), {"b": row.id})
+            builds.skip_build(session, target.job_id, f"skipped by an operator: {reason}")
             outcome.summary = f"skipped the build of {what}: {reason}"
             outcome.plan = f"would skip the build of {what}: {reason}"
         job_id = target.job_id

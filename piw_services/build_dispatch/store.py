@@ -470,6 +470,39 @@ def forget_versions(session: Session, package: str, versions: list[str]) -> None
                         {"p": package, "v": versions})
 
 
+def order_builders(session: Session, builder: int | str | None, but: str) -> list[Any]:
+    """The registry's rows (id, label, abi, state, job_id, user: its RabbitMQ user, None
+    when it did not say) an operator's order goes to: the builder of that id, those of that
+    label, or every one; never those labelled *but* (piw-import's)."""
+    query = ("SELECT id, label, abi, state, job_id, info->>'user' AS user FROM builders "
+             "WHERE label <> :but")
+    if builder is None:
+        return list(session.execute(text(query + " ORDER BY id"), {"but": but}))
+    column = "id" if isinstance(builder, int) else "label"
+    return list(session.execute(text(f"{query} AND {column} = :b ORDER BY id"),
+                                {"but": but, "b": builder}))
+
+
+def current_build(session: Session, builder_id: int) -> Any:
+    """(package, version, abi, job_id) of the job the builder is building, locked; or
+    None."""
+    return session.execute(text(
+        "SELECT t.package, t.version, t.abi, t.job_id FROM builders b JOIN build_targets t "
+        "ON t.job_id = b.job_id AND t.builder_id = b.id AND t.state = 'building' "
+        "WHERE b.id = :b FOR UPDATE OF t"), {"b": builder_id}).first()
+
+
+def skip_build(session: Session, job_id: str, note: str) -> None:
+    """An operator skipped a job being built: its target is skipped (with *note*) under a
+    new job id, so its builder can publish nothing more of it, and the builder is free."""
+    session.execute(text("UPDATE builders SET job_id = NULL, job_started_at = NULL "
+                         "WHERE job_id = :j"), {"j": job_id})
+    session.execute(text(
+        f"UPDATE build_targets SET state = 'skipped', job_id = {NEW_JOB_ID}, "
+        "builder_id = NULL, note = :n, updated_at = now() WHERE job_id = :j"),
+        {"n": note, "j": job_id})
+
+
 def known_versions(session: Session, package: str) -> dict[str, dict[str, Any]]:
     """build_dispatch's view of a package's versions: buildable, skip reason, targets."""
     versions = {r.version: {"buildable": r.buildable, "skip": r.skip_reason, "targets": {}}
