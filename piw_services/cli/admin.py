@@ -1,5 +1,5 @@
-"""Operators' commands: ``piw-remove``, ``piw-skip``, ``piw-rebuild``, ``piw-rebuild-wheels``
-and ``piw-add``.
+"""Operators' commands: ``piw-remove``, ``piw-skip``, ``piw-rebuild``, ``piw-rebuild-wheels``,
+``piw-add`` and ``piw-builder-control``.
 
 Each is a thin client of the ``admin`` service's RPC (which does the work in one transaction
 and tells file_manager and the index through the outbox): it asks for a dry run first, shows
@@ -272,12 +272,12 @@ def _run(log: logging.Logger, args: argparse.Namespace, method: str,
 def _main(prog: str, description: str, arguments: Callable[[argparse.ArgumentParser], None],
           request: Callable[[argparse.Namespace, argparse.ArgumentParser],
                             tuple[str, dict[str, Any]]],
-          argv: list[str] | None) -> int:
+          argv: list[str] | None, then: Then | None = None) -> int:
     parser = _parser(prog, description)
     arguments(parser)
     args = parser.parse_args(argv)
     method, kwargs = request(args, parser)
-    return run(prog, args, method, kwargs)
+    return run(prog, args, method, kwargs, then)
 
 
 def remove_main(argv: list[str] | None = None) -> int:
@@ -405,3 +405,37 @@ def add_main(argv: list[str] | None = None) -> int:
                  "entry: a name to import wheels under, a release PyPI deleted), or update a "
                  "known one; then queue the builds it lacks (an ABI enabled since, or a build "
                  "never made).", arguments, request, argv)
+
+
+def builder_control_main(argv: list[str] | None = None) -> int:
+    """``piw-builder-control``: piw-monitor's builder keys as a command, for scripts."""
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("order", choices=("pause", "resume", "kill", "skip"),
+                            help="pause: finish the build, take no new job; resume; kill its "
+                                 "build (built again by another builder); skip its build "
+                                 "(recorded skipped with -r REASON)")
+        parser.add_argument("builder", nargs="?",
+                            help="the builder's id or label (pause and resume: every builder "
+                                 "when omitted)")
+        parser.add_argument("-r", "--reason", type=_reason, help="why (skip only)")
+
+    def request(args: argparse.Namespace,
+                parser: argparse.ArgumentParser) -> tuple[str, dict[str, Any]]:
+        if args.order in ("kill", "skip") and args.builder is None:
+            parser.error(f"{args.order} needs a builder")
+        if (args.order == "skip") != (args.reason is not None):
+            parser.error("-r/--reason goes with skip, and skip needs it")
+        builder = int(args.builder) if args.builder and args.builder.isdigit() \
+            else args.builder
+        return "builder_control", {"order": args.order, "builder": builder,
+                                   "reason": args.reason}
+
+    def then(log: logging.Logger, config: dict[str, Any], done: dict[str, Any]) -> int:
+        missed = done.get("undelivered") or {}
+        for builder, problem in missed.items():
+            log.error("the order did not reach builder %s: %s", builder, problem)
+        return EXIT_FAILED if missed else EXIT_DONE
+
+    return _main("piw-builder-control", "Pause or resume a builder (or every builder), or "
+                 "kill or skip its build, as piw-monitor's keys do.", arguments, request, argv,
+                 then)

@@ -28,7 +28,7 @@ from tests.conftest import BIN, ROOT, free_port, wait_for
 from tests.e2e.conftest import release
 
 COMMANDS = ("piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add",
-            "piw-import")
+            "piw-import", "piw-builder-control")
 
 
 def cli(env, *args, timeout=120):
@@ -87,6 +87,10 @@ def test_version_and_help(command):
     (["piw-add", "--yank", "foo"], "go with a version"),
     (["piw-add", "-a", "ba r", "foo"], "not a package name: 'ba r'"),
     (["piw-add", "-s", "why", "--unskip", "foo"], "contradict each other"),
+    (["piw-builder-control", "kill"], "kill needs a builder"),
+    (["piw-builder-control", "skip", "pi1"], "skip needs it"),
+    (["piw-builder-control", "pause", "pi1", "-r", "why"], "goes with skip"),
+    (["piw-builder-control", "reboot"], "invalid choice: 'reboot'"),
     (["piw-import"], "the following arguments are required: WHEEL"),
     (["piw-import", "/nonexistent/foo-1.0-py3-none-any.whl"], "cannot read"),
     (["piw-import", "--target", "cp311", "x.whl"], "not a build target like cp311-linux_armv7l"),

@@ -3,6 +3,7 @@
 reaches real piw-builder processes through their own RabbitMQ users' order queues."""
 
 import shutil
+import subprocess
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from sqlalchemy import text
 
 from builders import protocol
 from piw_services.cli import builder_user as builder_user_cli
-from tests.conftest import wait_for
+from tests.conftest import BIN, wait_for
 from tests.e2e.conftest import builds, release
 from tests.e2e.test_builds import HOST_TARGET
 from tests.fake_pypi.fake_pypi_helpers import write_sdist
@@ -175,8 +176,11 @@ def test_an_offline_builder_gets_its_order_when_it_comes_back(system, db, rpc, u
     wait_for(lambda: builder_id(db, "pi1"), 60, what="pi1's hello")
     processes.procs["pi1"].terminate()
     processes.procs["pi1"].wait(30)
-    done = rpc.admin.builder_control("pause", builder_id(db, "pi1"))
-    assert done["undelivered"] == {}
+    run = subprocess.run([str(BIN / "piw-builder-control"), "-y", "pause",
+                          str(builder_id(db, "pi1"))], env=system.env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert f"paused builder {builder_id(db, 'pi1')} (pi1)" in run.stderr
     system.append(release("later", "1.0", 10, "pure"))
     wait_for(lambda: state(system, "later") == ["queued"], 60, what="later's job queued")
     system.builder("pi1", PIW_BUILDER_AMQP_URI=uri)  # back, as the same user
