@@ -719,6 +719,10 @@ class Builder:
                 orders = answer.get("orders")
                 self._orders = orders if isinstance(orders, str) and \
                     orders.startswith("piw.orders.") else None
+                if answer.get("paused") is True and not self.paused:
+                    log.info("paused by an operator (the master remembers it): no new job "
+                             "until resumed")
+                self.paused = answer.get("paused") is True
                 limit = answer.get("silence_limit")
                 if isinstance(limit, int | float) and 2 * self.settings.heartbeat_interval > limit:
                     log.warning("HEARTBEAT_INTERVAL %gs is over half the master's silence "

@@ -20,7 +20,8 @@ Topology (all durable; the master declares it, a builder's RabbitMQ user only us
   and filled by the admin service; only that RabbitMQ user may read it. The master learns the
   user from the hello's ``user_id`` property, which RabbitMQ checks against the connection's
   user, so a builder cannot name another's queue. An order waits there while the builder is
-  offline, for at most ORDER_EXPIRY seconds.
+  offline, for at most ORDER_EXPIRY seconds; the hello's answer says whether an operator's
+  pause stands (``paused``).
 
 A job's life on a builder: receive it, ``claim`` it (the master says build or drop: a removed,
 skipped, already built or duplicate job is dropped cheaply), build, upload each wheel (chunks,
@@ -51,7 +52,8 @@ MAX_FILE_SIZE = 4 * 1024 ** 3
 DEFAULT_SILENCE_LIMIT = 60
 
 #: Seconds an operator's order waits in a builder's queue for an offline builder: one that
-#: comes back within a day obeys it (a pause still stands), one gone longer starts afresh.
+#: comes back within a day obeys it; a kill or skip older than that is moot (the master
+#: changed the job at once), and a pause stands anyway (the master says so at hello).
 ORDER_EXPIRY = 24 * 3600
 #: The orders a builder takes (piwheels' monitor: SLEEP, WAKE, KILL, SKIP).
 ORDERS = frozenset({"pause", "resume", "kill", "skip"})

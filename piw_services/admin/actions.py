@@ -648,8 +648,9 @@ def _builders(session: Session, builder: Any) -> list[Any]:
 def builder_control(session: Session, order: Any, builder: Any = None,
                     reason: Any = None) -> Outcome:
     """An operator's order to a builder (piwheels' monitor keys, master/slave_driver.py):
-    ``pause`` (it finishes its build and takes no new job) and ``resume``, of one builder or
-    of every one when *builder* is None; ``kill`` its build (the job is revoked and queued
+    ``pause`` (it finishes its build and takes no new job; the registry keeps it, so it
+    outlives the builder's restarts) and ``resume``, of one builder or of every one when
+    *builder* is None; ``kill`` its build (the job is revoked and queued
     again, so another builder builds it) or ``skip`` it (the target is recorded skipped with
     *reason*). The service sends the orders to the builders' order queues once this commits;
     the job's state changes here, so a builder that never gets the order can publish
@@ -690,6 +691,7 @@ def builder_control(session: Session, order: Any, builder: Any = None,
         job_id = target.job_id
     else:
         job_id = None
+        builds.hold(session, [r.id for r in rows], order == "pause")
         who = (f"builder {rows[0].id} ({rows[0].label})" if builder is not None
                else f"every builder ({len(rows)})")
         outcome.summary = f"{order}d {who}" if order == "pause" else f"resumed {who}"

@@ -53,6 +53,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
             user = headers.get(protocol.SENDER)
             with self.db() as s, s.begin():
                 builder_id = store.hello(s, msg, user)
+                paused = store.held(s, builder_id)
             target = protocol.hello_target(msg)
             self.jobs.declare([target])
             orders = protocol.order_queue(builder_id, user) if user else None
@@ -60,7 +61,7 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
                 self.jobs.declare_orders(orders)
             log.info("builder %s (%s) said hello: id %d", msg["label"], target, builder_id)
             return protocol.ok(builder_id=builder_id, silence_limit=self._silence_limit(),
-                               orders=orders)
+                               orders=orders, paused=paused)
         if kind == "claim":
             msg = protocol.check_claim(body)
             with self.db() as s, s.begin():

@@ -186,7 +186,8 @@ def hello(session: Session, msg: Mapping[str, Any], user: str | None = None) -> 
     """Register a builder under its build target (``builders.abi`` holds the target key; a
     builder that restarts under the same label and target keeps its id); returns the id.
     *user*: its RabbitMQ user as RabbitMQ checked it (``info.user``, whose order queue the
-    admin service fills), None when it did not say."""
+    admin service fills), None when it did not say. An operator's pause (``info.held``)
+    outlives the hello: see :func:`held`."""
     info = {k: v for k, v in msg.items()
             if k not in ("type", "label", "preinstalled", "user")}
     if user:
@@ -194,7 +195,9 @@ def hello(session: Session, msg: Mapping[str, Any], user: str | None = None) -> 
     params = {"label": msg["label"], "abi": protocol.hello_target(msg), "info": _json(info),
               "pre": _json(sorted(set(msg["preinstalled"])))}
     row = session.execute(text(
-        "UPDATE builders SET info = CAST(:info AS json), preinstalled = CAST(:pre AS json), "
+        "UPDATE builders SET info = CAST(CAST(:info AS jsonb) || jsonb_build_object('held', "
+        "coalesce(CAST(info AS jsonb)->'held', 'false')) AS json), "
+        "preinstalled = CAST(:pre AS json), "
         "state = 'alive', last_seen = now(), job_id = NULL, job_started_at = NULL "
         "WHERE id = (SELECT id FROM builders WHERE label = :label AND abi = :abi "
         "ORDER BY id DESC LIMIT 1) RETURNING id"), params).first()
@@ -204,6 +207,21 @@ def hello(session: Session, msg: Mapping[str, Any], user: str | None = None) -> 
             "VALUES (:label, :abi, CAST(:info AS json), CAST(:pre AS json)) RETURNING id"),
             params).first()
     return row[0]
+
+
+def held(session: Session, builder_id: int) -> bool:
+    """Whether an operator paused the builder and has not resumed it: told at each hello,
+    so the pause outlives the builder's restarts (orders on its queue expire)."""
+    return session.execute(text(
+        "SELECT CAST(info AS jsonb)->>'held' = 'true' FROM builders WHERE id = :b"),
+        {"b": builder_id}).scalar() is True
+
+
+def hold(session: Session, builder_ids: list[int], paused: bool) -> None:
+    """Record an operator's pause (or resume) of these builders (see :func:`held`)."""
+    session.execute(text(
+        "UPDATE builders SET info = CAST(CAST(info AS jsonb) || jsonb_build_object('held', "
+        "CAST(:h AS boolean)) AS json) WHERE id = ANY(:b)"), {"b": builder_ids, "h": paused})
 
 
 def heartbeat(session: Session, msg: Mapping[str, Any]) -> bool:

@@ -24,18 +24,22 @@ def claimed(s, b, version="1.0"):
     return job
 
 
-def test_pause_and_resume_send_orders_and_change_nothing_else(s):
+def test_pause_and_resume_send_orders_and_the_registry_keeps_the_pause(s):
     b1, b2 = builder(s, "pi1", "u1"), builder(s, "pi2", "u.2")
     hello(s, "old")  # an older builder, no user: takes no orders
-    before = snapshot(s)
+    before = {t: rows for t, rows in snapshot(s).items() if t != "builders"}
     out = actions.builder_control(s, "pause", "pi1")
     assert out.summary == f"paused builder {b1} (pi1)" and out.event() is None
     assert out.orders == [{"builder_id": b1, "label": "pi1", "queue": f"piw.orders.{b1}.u1",
                            "order": protocol.order("pause")}]
+    assert store.held(s, b1) and not store.held(s, b2)
+    builder(s, "pi1", "u1")  # a restart: its hello is told it is paused
+    assert store.held(s, b1)
     out = actions.builder_control(s, "resume")
     assert out.summary == "resumed every builder (2)"
     assert [o["queue"] for o in out.orders] == [f"piw.orders.{b1}.u1", f"piw.orders.{b2}.u.2"]
-    assert snapshot(s) == before
+    assert not store.held(s, b1) and not store.held(s, b2)
+    assert {t: rows for t, rows in snapshot(s).items() if t != "builders"} == before
 
 
 def test_kill_queues_the_job_again_under_a_new_id(s):

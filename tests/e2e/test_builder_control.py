@@ -188,5 +188,14 @@ def test_an_offline_builder_gets_its_order_when_it_comes_back(system, db, rpc, u
     for _ in range(5):
         assert state(system, "later") == ["queued"]
         time.sleep(1)
+    # restarted again, its order long consumed: the master tells it at hello it is paused
+    processes.procs["pi1"].terminate()
+    processes.procs["pi1"].wait(30)
+    system.builder("pi1", PIW_BUILDER_AMQP_URI=uri)
+    wait_for(lambda: "the master remembers it" in processes.log("pi1"), 60,
+             what="pi1 back, told it is paused")
+    for _ in range(5):
+        assert state(system, "later") == ["queued"]
+        time.sleep(1)
     rpc.admin.builder_control("resume", "pi1")
     wait_for(lambda: state(system, "later") == ["built"], 120, what="later built")
