@@ -118,6 +118,17 @@ def test_status_marks_silent_builders():
     assert "4 of 4 builders silent" in all_text(doc)
 
 
+def test_status_marks_paused_builders():
+    """A builder an operator paused (its heartbeat says so) is shown paused, a silent one
+    silent still."""
+    report = sample.status_report(builders=4)
+    builders = tuple(replace(b, paused=True) for b in report.builders)
+    doc = strict_parse(pages.render_status(replace(report, builders=builders)))
+    paused = {row.get("id") for row in doc.iter("tr")
+              if row.find(".//span[@class='badge pre']") is not None}
+    assert paused == {"builder-1", "builder-2", "builder-3"}  # builder-4 is silent
+
+
 def test_status_says_what_upstream_refuses_and_how_many_rows_were_malformed():
     report = sample.status_report(builders=1)
     quiet = all_text(strict_parse(pages.render_status(report)))
