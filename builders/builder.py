@@ -472,7 +472,8 @@ class BrokerLink:
     # -- sending ----------------------------------------------------------------------------
     def _publish(self, body: Any, routing_key: str, **properties: Any) -> None:
         # user_id: RabbitMQ checks it is our user, so the master knows whose orders queue
-        # is ours (protocol.order_queue)
+        # is ours (protocol.order_queue) and who sent a message it refuses (a user that sends
+        # too much garbage is blocked)
         with self._guard():
             self._producer.publish(body, routing_key=routing_key, retry=False,
                                    confirm_timeout=self.settings.reply_timeout,

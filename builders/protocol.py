@@ -31,8 +31,12 @@ recorded), and only then ack the job. A builder that dies at any point has its j
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import math
 import re
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +54,22 @@ MAX_CHUNK = 1024 * 1024
 MAX_FILE_SIZE = 4 * 1024 ** 3
 #: Seconds without a heartbeat after which the master marks a builder gone.
 DEFAULT_SILENCE_LIMIT = 60
+# Sizes a builder's messages may have: whatever a builder sends is stored or shown, and a
+# hostile one should not fill the master's database, disk or memory.
+#: A builder's label (characters), as piw-builder's LABEL setting allows.
+MAX_LABEL = 100
+#: hello's free-text facts (board, python, host; the distro's three, 4x as JSON) and each
+#: preinstalled package name.
+MAX_INFO_TEXT = 200
+#: A whole hello as JSON (its list of preinstalled packages is most of it: a desktop image
+#: has ~1,800).
+MAX_HELLO_JSON = 1024 * 1024
+#: A heartbeat's readings, and its current job, each as JSON (builders.sysinfo: ~300 bytes).
+MAX_READINGS_JSON = 16 * 1024
+#: A build log: the gzip+base64 text in a result, and what it decompresses to (piw-builder
+#: keeps pip's first and last MiB; undecodable bytes become U+FFFD, three bytes each).
+MAX_LOG_B64 = 12 * 1024 * 1024
+MAX_LOG = 8 * 1024 * 1024
 
 #: Seconds an operator's order waits in a builder's queue for an offline builder: one that
 #: comes back within a day obeys it; a kill or skip older than that is moot (the master
@@ -272,14 +292,40 @@ def hello_target(msg: Mapping[str, Any]) -> str:
     return target_key(msg["abi"], msg["platform"])
 
 
+def _label(m: Mapping[str, Any]) -> str:
+    label = _field(m, "label", str)
+    if not 0 < len(label) <= MAX_LABEL or not label.isprintable():
+        raise ProtocolError(f"{m['type']}: label must be 1-{MAX_LABEL} printable characters, "
+                            f"not {label!r:.120}")
+    return label
+
+
+def _json_size(m: Mapping[str, Any], key: str | None, limit: int) -> None:
+    """Refuse *key* (the whole message when None) if it takes more than *limit* bytes as
+    JSON."""
+    value = m if key is None else m.get(key)
+    size = len(json.dumps(value, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        what = "message" if key is None else f"field {key!r}"
+        raise ProtocolError(f"{m.get('type', 'message')}: {what} is {size} bytes as JSON, "
+                            f"more than {limit}")
+
+
 def check_hello(msg: object) -> Mapping[str, Any]:
     m = _mapping(msg, "hello")
-    _field(m, "label", str)
+    _label(m)
     check_abi(m.get("abi"))
     check_platform(m.get("platform"))
+    for key in ("board", "python", "host"):
+        value = _field(m, key, str, optional=True)
+        if value is not None and len(value) > MAX_INFO_TEXT:
+            raise ProtocolError(f"hello: {key} longer than {MAX_INFO_TEXT} characters")
+    _json_size(m, "distro", MAX_INFO_TEXT * 4)  # os-release's ID, VERSION_ID, CODENAME
     pre = _field(m, "preinstalled", list)
-    if not all(isinstance(p, str) for p in pre):
-        raise ProtocolError("hello: preinstalled must be a list of package names")
+    if not all(isinstance(p, str) and len(p) <= MAX_INFO_TEXT for p in pre):
+        raise ProtocolError("hello: preinstalled must be a list of package names "
+                            f"(at most {MAX_INFO_TEXT} characters each)")
+    _json_size(m, None, MAX_HELLO_JSON)
     return m
 
 
@@ -319,12 +365,34 @@ def check_result(msg: object) -> Mapping[str, Any]:
     if not 0 <= duration < math.inf:  # NaN fails this too
         raise ProtocolError(f"result: duration must be a finite number of seconds >= 0, not "
                             f"{duration!r}")
-    _field(m, "log_gz_b64", str)
+    check_log(_field(m, "log_gz_b64", str))
     for f in _field(m, "files", list):
         check_file_info(f)
     for fn in _field(m, "not_uploaded", list):
         check_wheel_filename(fn)
     return m
+
+
+def check_log(log_gz_b64: str) -> str:
+    """A result's build log: base64 of gzip, at most MAX_LOG_B64 characters that decompress
+    to at most MAX_LOG bytes (the web service decompresses logs for clients without gzip: a
+    small gzip bomb would be gigabytes there). Empty is no log."""
+    if len(log_gz_b64) > MAX_LOG_B64:
+        raise ProtocolError(f"result: log_gz_b64 is {len(log_gz_b64)} characters, more than "
+                            f"{MAX_LOG_B64}")
+    if not log_gz_b64:
+        return log_gz_b64
+    try:
+        packed = base64.b64decode(log_gz_b64, validate=True)
+        inflate = zlib.decompressobj(wbits=31)  # gzip only
+        out = inflate.decompress(packed, MAX_LOG + 1)
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise ProtocolError(f"result: log_gz_b64 is not base64 of gzip ({exc})") from None
+    if len(out) > MAX_LOG or inflate.unconsumed_tail:
+        raise ProtocolError(f"result: the build log decompresses to more than {MAX_LOG} bytes")
+    if not inflate.eof:
+        raise ProtocolError("result: log_gz_b64 is a truncated gzip stream")
+    return log_gz_b64
 
 
 def check_file_info(info: object) -> Mapping[str, Any]:
@@ -394,8 +462,12 @@ def heartbeat(builder_id: int, label: str, readings: Mapping[str, Any],
 def check_heartbeat(msg: object) -> Mapping[str, Any]:
     m = _mapping(msg, "heartbeat")
     _field(m, "builder_id", int)
+    if m.get("label") is not None:
+        _label(m)
     _field(m, "readings", Mapping)
+    _json_size(m, "readings", MAX_READINGS_JSON)
     _field(m, "job", Mapping, optional=True)
+    _json_size(m, "job", MAX_READINGS_JSON)
     _field(m, "paused", bool, optional=True)
     return m
 

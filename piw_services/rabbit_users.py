@@ -16,6 +16,9 @@ import requests
 
 from builders import protocol
 
+#: RabbitMQ's management API port (piw-builder-user's --api-port default; where the master
+#: blocks a builder that sends too much garbage).
+MANAGEMENT_PORT = 15672
 #: nameko's default RPC exchange (a topic exchange; config key ``rpc_exchange``).
 RPC_EXCHANGE = "nameko-rpc"
 #: The reply queue of nameko's standalone proxies (``ClusterRpcProxy``, ``nameko shell``):
@@ -88,3 +91,49 @@ def remove_user(api: str, auth: tuple[str, str], name: str) -> bool:
         return False
     response.raise_for_status()
     return True
+
+
+def permissions(api: str, auth: tuple[str, str], vhost: str, name: str
+                ) -> dict[str, str] | None:
+    """*name*'s permissions on *vhost* (None: it has none)."""
+    response = requests.get(f"{api}/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
+                            auth=auth, timeout=10)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return {key: response.json()[key] for key in ("configure", "write", "read")}
+
+
+def revoke(api: str, auth: tuple[str, str], vhost: str, name: str) -> None:
+    """Take *name*'s permissions on *vhost* away (none left is no error)."""
+    response = requests.delete(
+        f"{api}/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}", auth=auth,
+        timeout=10)
+    if response.status_code != 404:
+        response.raise_for_status()
+
+
+def grant(api: str, auth: tuple[str, str], vhost: str, name: str,
+          permissions: dict[str, str]) -> None:
+    """Give *name* exactly *permissions* on *vhost* (back)."""
+    requests.put(f"{api}/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
+                 json=permissions, auth=auth, timeout=10).raise_for_status()
+
+
+def close_connections(api: str, auth: tuple[str, str], vhost: str, name: str,
+                      reason: str) -> int:
+    """Close every connection *name* has to *vhost* (RabbitMQ tells the client *reason*);
+    returns how many."""
+    response = requests.get(f"{api}/connections", auth=auth, timeout=10,
+                            params={"columns": "name,user,vhost"})
+    response.raise_for_status()
+    closed = 0
+    for connection in response.json():
+        if connection.get("user") != name or connection.get("vhost") != vhost:
+            continue
+        gone = requests.delete(f"{api}/connections/{quote(connection['name'], safe='')}",
+                               auth=auth, timeout=10, headers={"X-Reason": reason[:200]})
+        if gone.status_code != 404:
+            gone.raise_for_status()
+            closed += 1
+    return closed

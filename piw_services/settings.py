@@ -12,6 +12,7 @@ on the loaded config.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -102,6 +103,15 @@ def optional_amqp_url(value: Any) -> str:
     return url
 
 
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def networks(value: Any) -> Networks:
+    """``127.0.0.1,::1,10.0.0.0/8``: addresses and networks, comma-separated; empty: none."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in optional_text(value).split(",") if part.strip())
+
+
 def directory(value: Any) -> Path:
     """A path (need not exist yet)."""
     return Path(text(value))
@@ -118,6 +128,7 @@ _EXPECTED: dict[Callable[[Any], Any], str] = {
     optional_http_url: "an http:// or https:// URL, or empty",
     optional_amqp_url: "an amqps:// (or amqp://) URL, or empty",
     directory: "a directory path",
+    networks: "IP addresses or networks, comma-separated (127.0.0.1,::1,10.0.0.0/8)",
 }
 
 
@@ -146,6 +157,7 @@ class Settings:
     build_abis: str = setting("BUILD_ABIS", text)
     builder_silence_limit: float = setting("BUILDER_SILENCE_LIMIT", positive_seconds)
     builder_broker: str = setting("BUILDER_BROKER", optional_amqp_url)
+    builder_refusal_limit: int = setting("BUILDER_REFUSAL_LIMIT", count)
     queue_window: int = setting("QUEUE_WINDOW", count)
     file_commit_wait: float = setting("FILE_COMMIT_WAIT", seconds)
     upload_max_age: float = setting("UPLOAD_MAX_AGE", positive_seconds)
@@ -153,6 +165,10 @@ class Settings:
     index_temp_max_age: float = setting("INDEX_TEMP_MAX_AGE", seconds)
     base_url: str = setting("BASE_URL", optional_http_url)
     web_address: str = setting("WEB_SERVER_ADDRESS", text, env="PIW_WEB_ADDRESS")
+    web_trusted_proxies: Networks = setting("WEB_TRUSTED_PROXIES", networks)
+    web_keepalive: float = setting("WEB_KEEPALIVE", positive_seconds)
+    web_timeout: float = setting("WEB_TIMEOUT", positive_seconds)
+    web_max_headers: int = setting("WEB_MAX_HEADERS", count)
     stats_salt: str = setting("STATS_SALT", optional_text)
     stats_sample_interval: float = setting("STATS_SAMPLE_INTERVAL", positive_seconds)
     stats_page_interval: float = setting("STATS_PAGE_INTERVAL", positive_seconds)

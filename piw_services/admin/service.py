@@ -21,6 +21,7 @@ from kombu import Queue
 from nameko.amqp.publish import get_producer
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
 
 from builders import protocol
 from piw_services import outbox
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 #: The services that act on an operator's change, and so are waited for.
 CONSUMERS = ("build_dispatch", "file_manager", "index")
 POLL = 0.2
+#: Seconds an RPC to build_dispatch may take beyond ADMIN_WAIT.
+RPC_MARGIN = 30
 
 
 class AdminService:
@@ -44,6 +47,7 @@ class AdminService:
     db = Database()
     settings = SettingsProvider()
     config = Config()
+    build_dispatch = RpcProxy("build_dispatch")
 
     @rpc(expected_exceptions=actions.AdminError)
     def remove(self, package: str, version: str, skip: bool | str = False,
@@ -106,6 +110,29 @@ class AdminService:
         *builder* is None), ``kill`` its build (built again elsewhere) or ``skip`` it (with
         *reason*); ``undelivered`` names the builders whose order could not be queued."""
         return self._run(actions.builder_control, dry_run, order, builder, reason)
+
+    @rpc(expected_exceptions=actions.AdminError)
+    def unblock_builder(self, user: str, dry_run: bool = False) -> dict[str, Any]:
+        """Let a builder user that was blocked for sending too many refused messages back
+        in (``piw-unblock``): build_dispatch, which keeps the blocks, gives it its RabbitMQ
+        permissions again."""
+        if not isinstance(user, str) or not user:
+            raise actions.BadRequest(f"not a RabbitMQ user name: {user!r:.80}")
+        with eventlet.Timeout(self.settings.admin_wait + RPC_MARGIN, TimeoutError):
+            blocked = self.build_dispatch.blocked_builders()
+        if user not in blocked:
+            raise actions.BadRequest(f"{user} is not blocked (blocked: "
+                                     f"{', '.join(blocked) or 'none'})")
+        result = {"dry_run": bool(dry_run), "complete": True, "waiting_for": []}
+        if dry_run:
+            return {**result, "summary": f"would unblock {user}: its RabbitMQ permissions "
+                                         "are given back"}
+        with eventlet.Timeout(self.settings.admin_wait + RPC_MARGIN, TimeoutError):
+            answer = self.build_dispatch.unblock_builder(user)
+        if not answer.get("unblocked"):
+            raise actions.BadRequest(answer.get("error") or f"{user} was not unblocked")
+        log.info("unblocked builder user %s", user)
+        return {**result, "summary": f"unblocked {user}: it may connect again"}
 
     @rpc
     def status(self) -> dict[str, Any]:

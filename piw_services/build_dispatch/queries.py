@@ -1,10 +1,12 @@
 """What other services may read of build_dispatch's tables (the build targets, builds, skips,
 the builder registry and the images' package lists): the file_manager checks a commit's job
 here, the index shows build states and logs, stats shows queues, builders and recent builds,
-admin shows the skips, the reorderer asks which versions have a build waiting."""
+admin shows the skips, the reorderer asks which versions have a build waiting, /status/
+lists the blocked builders."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import text
@@ -114,3 +116,19 @@ def recent_builds(session: Session, limit: int = 20) -> tuple[tuple[Any, ...], .
     return tuple(tuple(r) for r in session.execute(text(
         "SELECT finished_at, package, version, abi, status FROM builds "
         "ORDER BY finished_at DESC, id DESC LIMIT :n"), {"n": limit}))
+
+
+class Blocked(NamedTuple):
+    """A RabbitMQ user blocked for too many refused messages, as /status/ shows it."""
+
+    user: str
+    since: datetime
+    refusals: int
+    reason: str
+
+
+def blocked_builders(session: Session) -> list[Blocked]:
+    """Every blocked builder user, longest blocked first."""
+    return [Blocked(*row) for row in session.execute(text(
+        "SELECT user_name, blocked_at, refusals, reason FROM blocked_builders "
+        "ORDER BY blocked_at, user_name"))]

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from builders import protocol
 from piw_services import events as ev
-from piw_services import ordered_events
+from piw_services import ordered_events, rabbit_users
 from piw_services.build_dispatch import queries, store
 from piw_services.build_dispatch.dependencies import JobQueues
 from piw_services.builder_queues import builder_queue
 from piw_services.db.dependency import Database
+from piw_services.rabbit_users import MANAGEMENT_PORT, management_api
 from piw_services.rpc import rpc
 from piw_services.settings import SettingsProvider
 
@@ -147,6 +149,54 @@ class BuildDispatchService(ordered_events.OrderedEventsConsumer):
         if published:
             log.info("queued %d jobs", published)
         return published
+
+    # -- builders sending too much garbage (piw_services/builder_queues.py) --------------------
+    @rpc
+    def block_builder(self, user: str, reason: str, refusals: int) -> dict[str, Any]:
+        """Cut RabbitMQ user *user* off: record it with the permissions it has, take them
+        away (it cannot connect again) and close its connections. Idempotent. The master's
+        own user is never blocked (that would stop the master)."""
+        if not user or user == self._master_user():
+            log.error("not blocking %r: it is the master's own user", user)
+            return {"blocked": False, "error": "the master's own user"}
+        api, auth, vhost = management_api(self.settings.amqp_uri, MANAGEMENT_PORT)
+        with self.db() as s:
+            known, had = store.blocked_permissions(s, user)
+        if not known:
+            had = rabbit_users.permissions(api, auth, vhost, user)
+        with self.db() as s, s.begin():  # recorded before revoked: nothing is ever forgotten
+            store.block(s, user, reason, refusals, had)
+        rabbit_users.revoke(api, auth, vhost, user)
+        closed = rabbit_users.close_connections(api, auth, vhost, user, f"piw: blocked: {reason}")
+        log.warning("blocked builder user %s after %d refused messages in a minute (%s): "
+                    "permissions revoked, %d connections closed; piw-unblock %s lets it back",
+                    user, refusals, reason, closed, user)
+        return {"blocked": True, "connections_closed": closed}
+
+    @rpc
+    def unblock_builder(self, user: str) -> dict[str, Any]:
+        """Give a blocked user its permissions back and forget the block (an operator's
+        ``piw-unblock``)."""
+        with self.db() as s:
+            known, had = store.blocked_permissions(s, user)
+        if not known:
+            return {"unblocked": False, "error": f"{user} is not blocked"}
+        if had:
+            api, auth, vhost = management_api(self.settings.amqp_uri, MANAGEMENT_PORT)
+            rabbit_users.grant(api, auth, vhost, user, had)
+        with self.db() as s, s.begin():
+            store.unblock(s, user)
+        log.info("unblocked builder user %s", user)
+        return {"unblocked": True, "permissions": had}
+
+    @rpc
+    def blocked_builders(self) -> list[str]:
+        """The RabbitMQ users blocked now."""
+        with self.db() as s:
+            return [b.user for b in queries.blocked_builders(s)]
+
+    def _master_user(self) -> str:
+        return unquote(urlsplit(self.settings.amqp_uri).username or "guest")
 
     # -- questions ----------------------------------------------------------------------------
     @rpc

@@ -591,3 +591,29 @@ def _json(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
     except ValueError:
         return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+
+
+# -- blocked builders (piw_services/builder_queues.py blocks, operators unblock) -------------
+def block(session: Session, user: str, reason: str, refusals: int,
+          permissions: Mapping[str, str] | None) -> None:
+    """Record *user* as blocked with the RabbitMQ *permissions* it had. Blocked again (by
+    another service, or a redelivered call), the first record's permissions stay: by then
+    the user has none left to remember."""
+    session.execute(text(
+        "INSERT INTO blocked_builders (user_name, reason, refusals, permissions) "
+        "VALUES (:u, :r, :n, CAST(:p AS json)) ON CONFLICT (user_name) DO UPDATE SET "
+        "refusals = blocked_builders.refusals + EXCLUDED.refusals, reason = EXCLUDED.reason, "
+        "permissions = COALESCE(blocked_builders.permissions, EXCLUDED.permissions)"),
+        {"u": user, "r": reason, "n": refusals,
+         "p": None if permissions is None else _json(dict(permissions))})
+
+
+def blocked_permissions(session: Session, user: str) -> tuple[bool, dict[str, str] | None]:
+    """(whether *user* is blocked, the permissions it had)."""
+    row = session.execute(text("SELECT permissions FROM blocked_builders WHERE user_name = :u"),
+                          {"u": user}).first()
+    return (False, None) if row is None else (True, row[0])
+
+
+def unblock(session: Session, user: str) -> None:
+    session.execute(text("DELETE FROM blocked_builders WHERE user_name = :u"), {"u": user})

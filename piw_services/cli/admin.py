@@ -439,3 +439,17 @@ def builder_control_main(argv: list[str] | None = None) -> int:
     return _main("piw-builder-control", "Pause or resume a builder (or every builder), or "
                  "kill or skip its build, as piw-monitor's keys do.", arguments, request, argv,
                  then)
+
+
+def unblock_main(argv: list[str] | None = None) -> int:
+    """``piw-unblock``: let a builder blocked for too many refused messages connect again."""
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("user", help="the builder's RabbitMQ user (as /status/ lists it)")
+
+    def request(args: argparse.Namespace,
+                parser: argparse.ArgumentParser) -> tuple[str, dict[str, Any]]:
+        return "unblock_builder", {"user": args.user}
+
+    return _main("piw-unblock", "Give a builder's RabbitMQ user, blocked for sending too many "
+                 "messages the master refused, its permissions back (docs/security.md).",
+                 arguments, request, argv)

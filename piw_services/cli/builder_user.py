@@ -20,7 +20,13 @@ import requests
 from builders import protocol
 from builders.commandline import command_parser, configure_logging
 from piw_services.config import CONFIG_HELP, load_config
-from piw_services.rabbit_users import add_user, management_api, remove_user, user_uri
+from piw_services.rabbit_users import (
+    MANAGEMENT_PORT,
+    add_user,
+    management_api,
+    remove_user,
+    user_uri,
+)
 from piw_services.settings import Settings
 
 
@@ -30,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", help="allow only this build target's job queue, "
                         "<abi>-<platform> (e.g. cp311-linux_armv7l); default: any target")
     parser.add_argument("--password", help="default: a new random one, printed")
-    parser.add_argument("--api-port", type=int, default=15672,
-                        help="RabbitMQ management port (default 15672)")
+    parser.add_argument("--api-port", type=int, default=MANAGEMENT_PORT,
+                        help=f"RabbitMQ management port (default {MANAGEMENT_PORT})")
     parser.add_argument("--remove", action="store_true", help="remove the user instead")
     args = parser.parse_args(argv)
     configure_logging(args, default=logging.WARNING)  # what it finds is printed

@@ -20,6 +20,7 @@ import requests
 from builders.commandline import command_parser, configure_logging
 from piw_services.config import CONFIG_HELP, load_config
 from piw_services.rabbit_users import (
+    MANAGEMENT_PORT,
     RPC_EXCHANGE,
     add_user,
     management_api,
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("piw-operator-user", __doc__.splitlines()[0], config=CONFIG_HELP)
     parser.add_argument("name", help="the operator's RabbitMQ user name")
     parser.add_argument("--password", help="default: a new random one, printed")
-    parser.add_argument("--api-port", type=int, default=15672,
-                        help="RabbitMQ management port (default 15672)")
+    parser.add_argument("--api-port", type=int, default=MANAGEMENT_PORT,
+                        help=f"RabbitMQ management port (default {MANAGEMENT_PORT})")
     parser.add_argument("--remove", action="store_true", help="remove the user instead")
     args = parser.parse_args(argv)
     configure_logging(args, default=logging.WARNING)  # what it finds is printed

@@ -274,6 +274,19 @@ class Build(Base):
         DateTime(timezone=True), server_default=func.now())
 
 
+class BlockedBuilder(Base):
+    """A RabbitMQ user cut off for too many refused messages, with the permissions it had
+    (build_dispatch's; migration 0016)."""
+
+    __tablename__ = "blocked_builders"
+    user_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    blocked_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now())
+    reason: Mapped[str] = mapped_column(Text)
+    refusals: Mapped[int] = mapped_column(Integer)
+    permissions: Mapped[dict | None] = mapped_column(JSON)
+
+
 class RegisteredBuilder(Base):
     """The builder registry, kept from hellos and heartbeats."""
 

@@ -11,7 +11,7 @@ OWNERS: dict[str, frozenset[str]] = {
                             "operator_packages", "operator_versions"}),
     "build_dispatch": frozenset({"build_abis", "build_versions", "build_package_skips",
                                  "build_targets", "builds", "builders", "image_packages",
-                                 "image_loads"}),
+                                 "image_loads", "blocked_builders"}),
     "file_manager": frozenset({"files"}),
     "index": frozenset({"index_dirty"}),
     "stats": frozenset({"downloads", "searches", "downloads_daily", "downloads_monthly",

@@ -81,6 +81,16 @@ class MasterStatus:
 
 
 @dataclass(frozen=True)
+class BlockedBuilder:
+    """A RabbitMQ user blocked for too many refused messages, until ``piw-unblock``."""
+
+    user: str
+    since: datetime
+    refusals: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Everything /status/ (and piw-monitor) shows."""
 
@@ -90,3 +100,4 @@ class StatusReport:
     master: MasterStatus
     recent_builds: tuple[tuple[datetime, str, str, str, str], ...] = field(default=())
     # (finished, package, version, abi, status), newest first
+    blocked: tuple[BlockedBuilder, ...] = ()

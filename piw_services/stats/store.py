@@ -430,9 +430,10 @@ def status(session: Session, hours: float = 6, silence_limit: float = 60.0
         queues=_counts(build_queries.waiting_jobs(session).items()),
         behind_upstream=behind, builds_last_hour=hour[0], failures_last_hour=hour[1],
         upstream_problem=problem, malformed_rows=malformed, malformed_latest=latest)
+    blocked = tuple(model.BlockedBuilder(*row) for row in build_queries.blocked_builders(session))
     return model.StatusReport(generated=now, silence_limit=silence_limit,
                               builders=tuple(shown), master=master,
-                              recent_builds=recent)  # type: ignore[arg-type]
+                              recent_builds=recent, blocked=blocked)  # type: ignore[arg-type]
 
 
 def as_json(report: Any) -> Any:

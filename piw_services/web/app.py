@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import eventlet
@@ -179,14 +180,72 @@ class TreeApp:
         self.cached_bytes = 0
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may cost (the WEB_* settings): seconds a keep-alive connection
+    may sit idle, seconds a read or write may stall (a client trickling its headers, or not
+    reading its response), bytes of request headers."""
+
+    keepalive: float = 15.0
+    timeout: float = 60.0
+    max_headers: int = 16 * 1024
+
+
+class _BoundedHeaders:
+    """The request's header lines, refused (eventlet's 400 "Headers Too Large") past
+    *limit* bytes in all."""
+
+    def __init__(self, rfile: Any, limit: int) -> None:
+        self.rfile, self.limit, self.size = rfile, limit, 0
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self.rfile.readline(size)
+        self.size += len(line)
+        if self.size > self.limit:
+            raise wsgi.HeadersTooLarge()
+        return line
+
+
 class Protocol(wsgi.HttpProtocol):
     """eventlet's HTTP/1.1 protocol, handing the connection to the application for
-    sendfile."""
+    sendfile, with the bounds of :class:`Limits` (``self.server.limits``).
+
+    eventlet's timeouts are per read: a client that sends its request a byte at a time, each
+    just inside them, would hold the connection for ever. So a request's line and headers
+    must also arrive within keepalive + timeout seconds of the connection going idle (a
+    green Timeout, cancelled once they are in), and its headers are at most max_headers
+    bytes."""
+
+    _deadline: eventlet.Timeout | None = None
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self._request_in()
+
+    def _read_request_line(self) -> Any:
+        limits: Limits = self.server.limits
+        self._deadline = eventlet.Timeout(limits.keepalive + limits.timeout,
+                                          TimeoutError("request too slow"))
+        return super()._read_request_line()
+
+    def parse_request(self) -> bool:
+        # handle_one_request has wrapped rfile for eventlet's own bounds (8 KiB a line, 64 KiB
+        # in all) and puts the plain one back afterwards; ours is tighter
+        self.rfile = _BoundedHeaders(self.rfile, self.server.limits.max_headers)
+        return bool(super().parse_request())
 
     def get_environ(self) -> dict[str, Any]:
+        self._request_in()
         environ = super().get_environ()
         environ[SOCKET_KEY] = self.connection
         return environ
+
+    def _request_in(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
 
 #: accept() errors that pass (the client gave up, or the process is briefly out of files).
@@ -199,10 +258,12 @@ class HttpServer:
     thread (the nameko container's, so stopping the service ends its connections)."""
 
     def __init__(self, app: TreeApp, address: tuple[str, int],
-                 spawn: Callable[[Callable[[], None]], Any] = eventlet.spawn) -> None:
+                 spawn: Callable[[Callable[[], None]], Any] = eventlet.spawn,
+                 limits: Limits = Limits()) -> None:
         self.app = app
         self.address = address
         self.spawn = spawn
+        self.limits = limits
         self.sock: Any = None
         self.thread: Any = None
 
@@ -210,9 +271,13 @@ class HttpServer:
         self.sock = eventlet.listen(self.address, backlog=BACKLOG)
         self.sock.settimeout(None)
         # log_output=False: no access log line formatted per request (stats has the events)
+        # keepalive: seconds to wait for the next request; socket_timeout: for everything
+        # else on the connection (without it a client could hold a connection for ever)
         self.server = wsgi.Server(self.sock, self.sock.getsockname(), self.app,
                                   protocol=Protocol, log_output=False, debug=False,
-                                  keepalive=True, socket_timeout=None)
+                                  keepalive=self.limits.keepalive,
+                                  socket_timeout=self.limits.timeout)
+        self.server.limits = self.limits
         self.thread = self.spawn(self.accept)
 
     @property

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import ipaddress
 import os
 import re
 import stat
@@ -39,6 +40,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import wrap_file
 
 from piw_services.names import canonical, is_valid_name
+from piw_services.settings import Networks, networks
 from piw_services.useragent import cached_fields
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -99,8 +101,9 @@ MAX_ACCEPT = 4096
 MAX_RANGES = 64
 #: Files stream in pieces of this size.
 CHUNK = 256 * 1024
-#: Peers whose X-Forwarded-For is believed (a proxy on this machine).
-TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+#: Peers whose X-Forwarded-For is believed by default (a proxy on this machine); the
+#: WEB_TRUSTED_PROXIES setting says otherwise.
+TRUSTED_PROXIES = networks("127.0.0.1,::1")
 
 _BAD_SEGMENT = re.compile(r"[\x00-\x1f\x7f/\\%]")
 _TOKEN = r"[!#$%&'*+.^_`|~0-9a-z-]+"
@@ -577,11 +580,24 @@ def salt_key(salt: str | bytes) -> bytes:
     return data if len(data) <= 64 else hashlib.blake2b(data).digest()
 
 
-def client_address(environ: dict[str, Any]) -> str:
-    """Who asked: the peer, or when the peer is a proxy on this machine, the hop that proxy
-    added to X-Forwarded-For (the last one: anything before it is the client's own claim)."""
+def trusted_peer(peer: str, trusted: Networks) -> bool:
+    """Whether *peer* is in *trusted* (an IPv4 peer written as IPv6, ``::ffff:127.0.0.1``, as
+    itself)."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in trusted)
+
+
+def client_address(environ: dict[str, Any], trusted: Networks = TRUSTED_PROXIES) -> str:
+    """Who asked: the peer, or when the peer is a trusted proxy (WEB_TRUSTED_PROXIES; a
+    proxy on this machine by default), the hop that proxy added to X-Forwarded-For (the last
+    one: anything before it is the client's own claim)."""
     peer = environ.get("REMOTE_ADDR") or ""
-    if peer in TRUSTED_PROXIES:
+    if trusted_peer(peer, trusted):
         forwarded = environ.get("HTTP_X_FORWARDED_FOR") or ""
         hops = [hop.strip() for hop in forwarded[-1024:].split(",")]
         if hops and hops[-1]:
@@ -596,12 +612,12 @@ def client_hash(address: str, key: bytes) -> str:
 
 
 def make_event(hit: Hit, status: int, environ: dict[str, Any], key: bytes,
-               now: float) -> dict[str, Any]:
+               now: float, trusted: Networks = TRUSTED_PROXIES) -> dict[str, Any]:
     """The stats event for *hit* (see service.py for the payload)."""
     event: dict[str, Any] = {"timestamp": now, "package": hit.package}
     if hit.filename is not None:
         event["filename"] = hit.filename
     event["status"] = status
-    event["client"] = client_hash(client_address(environ), key)
+    event["client"] = client_hash(client_address(environ, trusted), key)
     event.update(cached_fields(environ.get("HTTP_USER_AGENT")))
     return event

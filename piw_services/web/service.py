@@ -38,7 +38,7 @@ from nameko.web.server import parse_address
 
 from piw_services.rpc import rpc
 from piw_services.settings import Settings
-from piw_services.web.app import HttpServer, TreeApp
+from piw_services.web.app import HttpServer, Limits, TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, ServedTree, make_event, salt_key
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,16 @@ class TreeServer(DependencyProvider):
         self.tree = ServedTree(settings.www)
         bind = parse_address(settings.web_address)
         self.address = (bind.address, bind.port)
+        self.limits = Limits(keepalive=settings.web_keepalive, timeout=settings.web_timeout,
+                             max_headers=settings.web_max_headers)
         self.server: HttpServer | None = None
 
     def start(self) -> None:
         recorder = next(dep for dep in self.container.dependencies
                         if dep.attr_name == self.recorder_name)
         app = TreeApp(self.tree, recorder.served)
-        self.server = HttpServer(app, self.address, self.container.spawn_managed_thread)
+        self.server = HttpServer(app, self.address, self.container.spawn_managed_thread,
+                                 self.limits)
         self.server.start()
 
     def stop(self) -> None:
@@ -89,7 +92,9 @@ class StatsRecorder(DependencyProvider):
     """Collects stats events in memory until the timer sends them."""
 
     def setup(self) -> None:
-        salt = Settings.from_config(self.container.config).stats_salt
+        settings = Settings.from_config(self.container.config)
+        self.trusted = settings.web_trusted_proxies
+        salt = settings.stats_salt
         if not salt:
             log.warning("STATS_SALT is not set: client hashes are salted with a random value "
                         "and do not match across processes or restarts")
@@ -110,7 +115,8 @@ class StatsRecorder(DependencyProvider):
             self.json_pages += 1
 
     def record(self, hit: Hit, status: int, environ: dict[str, Any]) -> None:
-        self.pending[hit.kind].append(make_event(hit, status, environ, self.key, time.time()))
+        self.pending[hit.kind].append(make_event(hit, status, environ, self.key, time.time(),
+                                                 self.trusted))
         self.counts[hit.kind] += 1
 
     def take(self, kind: str) -> list[dict[str, Any]]:

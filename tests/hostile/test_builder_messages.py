@@ -10,6 +10,8 @@ field of every message takes every kind of wrong value.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import math
 import uuid
@@ -21,7 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from builders import protocol
+from builders import protocol, sysinfo
+from builders.builder import pack_log
 from piw_services.file_manager.service import FileManagerService
 from tests.build_dispatch.test_service import ARMV7, dispatch, emit, hello, version_added  # noqa: F401
 from tests.conftest import wait_for
@@ -397,3 +400,54 @@ def test_a_heartbeat_with_a_broken_sensor_still_counts(dispatch, db):  # noqa: F
 
     got = wait_for(stored, 10, what="the heartbeat's readings stored")
     assert got == {"cpu_temperature": None, "load": [None, 0.5, None], "ok": 1.5}
+
+
+def test_sizes_a_builder_may_send_are_bounded():
+    """Labels, hello's facts, heartbeat readings and build logs have limits (issue 18): a
+    message over one is refused naming it; one at the limit passes."""
+    def refused(check, msg, match):
+        tried(AREA)
+        with pytest.raises(protocol.ProtocolError, match=match):
+            check(msg)
+
+    base = {"platform": PLATFORM, "preinstalled": ["libc6"], "python": "3.11.2"}
+    protocol.check_hello(protocol.hello("p" * protocol.MAX_LABEL, ABI, base))
+    # what piw-builder sends (builder.py's _hello) passes
+    real = {**base, "distro": sysinfo.distro(), "board": sysinfo.board() or "Raspberry Pi 4",
+            "host": "pi42"}
+    protocol.check_hello(protocol.hello("pi1", ABI, real))
+    refused(protocol.check_hello, protocol.hello("pi1", ABI, {**real, "distro": {
+        "ID": "d" * 1000}}), "field 'distro' is .* more than 800")
+    refused(protocol.check_hello, protocol.hello("p" * (protocol.MAX_LABEL + 1), ABI, base),
+            "label must be 1-100 printable")
+    refused(protocol.check_hello, protocol.hello("pi\n1", ABI, base), "printable")
+    refused(protocol.check_hello, protocol.hello("pi1", ABI, {**base, "board": "b" * 201}),
+            "board longer than 200")
+    refused(protocol.check_hello, protocol.hello("pi1", ABI, {**base, "preinstalled":
+                                                               ["p" * 201]}), "at most 200")
+    many = [f"package-number-{i}" for i in range(60_000)]  # ~1.3 MB as JSON
+    refused(protocol.check_hello, protocol.hello("pi1", ABI, {**base, "preinstalled": many}),
+            "more than 1048576")
+
+    protocol.check_heartbeat(protocol.heartbeat(1, "pi1", {"x": "r" * 16_000}, None))
+    refused(protocol.check_heartbeat, protocol.heartbeat(1, "pi1", {"x": "r" * 17_000}, None),
+            "field 'readings' is .* more than 16384")
+    refused(protocol.check_heartbeat,
+            protocol.heartbeat(1, "pi1", {}, {"job_id": "j", "package": "p" * 17_000}),
+            "field 'job' is")
+    refused(protocol.check_heartbeat, protocol.heartbeat(1, "l" * 101, {}, None), "label")
+
+    def result(log):
+        return protocol.result(1, "j1", "failed", 1.0, log, [], [])
+
+    text_log = "x" * (2 * 1024 * 1024)
+    protocol.check_result(result(pack_log(text_log)))
+    protocol.check_result(result(""))
+    bomb = base64.b64encode(gzip.compress(b"\0" * (protocol.MAX_LOG + 1))).decode()
+    assert len(bomb) < 100_000  # small on the wire, 8 MiB in the web service's memory
+    refused(protocol.check_result, result(bomb), "decompresses to more than 8388608")
+    refused(protocol.check_result, result("A" * (protocol.MAX_LOG_B64 + 1)), "more than")
+    refused(protocol.check_result, result("not base64!"), "not base64 of gzip")
+    refused(protocol.check_result, result(base64.b64encode(b"plain").decode()),
+            "not base64 of gzip")
+    refused(protocol.check_result, result(pack_log("hello")[:-8]), "truncated|not base64")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 import socket
+import time
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -240,3 +241,59 @@ def test_the_server_still_serves_after_the_garbage(server, www):
         assert FORBIDDEN[0] not in answer
     answer = exchange(*server, b"GET /simple/ HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"root simple html</html>")
+
+
+# -- what one connection may cost (issue 18): WEB_KEEPALIVE, WEB_TIMEOUT, WEB_MAX_HEADERS ------
+@pytest.fixture
+def tight(web_config):
+    web_config.update(WEB_KEEPALIVE="1", WEB_TIMEOUT="2", WEB_MAX_HEADERS="2048")
+    return web_config
+
+
+def closed_after(sock, at_most):
+    """Seconds until the server closes *sock* (reads give b""), failing after *at_most*."""
+    start = time.monotonic()
+    sock.settimeout(at_most)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open for {at_most}s") from None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - start
+
+
+def test_idle_and_slow_connections_are_closed_and_headers_bounded(tight, server):
+    tried(AREA, 4)
+    host, port = server
+    # a keep-alive connection idle after its request: closed after WEB_KEEPALIVE
+    with socket.create_connection(server, timeout=5) as s:
+        s.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert closed_after(s, 10) < 5
+    # a connection that never says anything: the same
+    with socket.create_connection(server, timeout=5) as s:
+        assert closed_after(s, 10) < 5
+    # a client trickling its headers, each byte inside the timeouts: cut off after
+    # keepalive + timeout seconds in all
+    with socket.create_connection(server, timeout=5) as s:
+        s.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        try:
+            while time.monotonic() - start < 15:
+                s.sendall(b"X")
+                time.sleep(0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - start < 6
+    # headers over WEB_MAX_HEADERS: refused, the connection closed
+    answer = exchange(host, port, b"GET /simple/ HTTP/1.1\r\nHost: x\r\n"
+                      + b"X-Pad: " + b"y" * 100 + b"\r\n" * 1 + b"X-More: " + b"z" * 2000
+                      + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 Headers Too Large"), answer[:100]
+    # within the bound all is well
+    answer = exchange(host, port, b"GET /simple/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      + b"X-Pad: " + b"y" * 1500 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]

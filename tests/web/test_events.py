@@ -4,6 +4,7 @@ import hashlib
 import json
 import time
 
+import pytest
 import requests
 from nameko.testing.services import restrict_entrypoints
 
@@ -62,6 +63,22 @@ def test_downloads(session):
         assert event["python_version"] == "3.11.2"
     payload = json.dumps(RECEIVED)
     assert CLIENT not in payload and "127.0.0.1" not in payload
+
+
+@pytest.fixture
+def untrusting(web_config):
+    web_config["WEB_TRUSTED_PROXIES"] = "10.0.0.0/8"
+
+
+def test_x_forwarded_for_is_believed_only_from_the_trusted_proxies(untrusting, session):
+    """WEB_TRUSTED_PROXIES: here only 10.0.0.0/8, so this test's requests from 127.0.0.1 are
+    counted for 127.0.0.1 whatever X-Forwarded-For claims."""
+    headers = {"User-Agent": PIP, "X-Forwarded-For": CLIENT}
+    assert session.get(f"/simple/foo-bar/{WHEEL}", headers=headers).status_code == 200
+    [event] = settle("downloads", 1)
+    assert event["client"] == hashlib.blake2b(b"127.0.0.1", digest_size=16,
+                                              key=SALT.encode()).hexdigest()
+    assert event["client"] != EXPECTED_CLIENT
 
 
 def test_searches(session):

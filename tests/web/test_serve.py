@@ -5,6 +5,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from piw_services.settings import networks
 from piw_services.web.serve import (
     SIMPLE_HTML,
     SIMPLE_JSON,
@@ -118,6 +119,17 @@ def test_client_address_and_hash():
     assert client_address({"REMOTE_ADDR": "127.0.0.1",
                            "HTTP_X_FORWARDED_FOR": "6.6.6.6, 1.1.1.1"}) == "1.1.1.1"
     assert client_address({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": ""}) == "127.0.0.1"
+    # WEB_TRUSTED_PROXIES: addresses and networks; an IPv4 peer seen as IPv6 is itself
+    proxies = networks("10.0.0.0/8, 192.0.2.1")
+    nginx = {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "1.1.1.1"}
+    assert client_address(nginx, proxies) == "1.1.1.1"
+    assert client_address(dict(nginx, REMOTE_ADDR="::ffff:192.0.2.1"), proxies) == "1.1.1.1"
+    assert client_address(dict(nginx, REMOTE_ADDR="127.0.0.1"), proxies) == "127.0.0.1"
+    assert client_address(dict(nginx, REMOTE_ADDR="127.0.0.1"), networks("")) == "127.0.0.1"
+    assert client_address(dict(nginx, REMOTE_ADDR="not an address"), proxies) == "not an address"
+    assert client_address(dict(nginx, REMOTE_ADDR="::ffff:127.0.0.1")) == "1.1.1.1"
+    with pytest.raises(ValueError):
+        networks("10.0.0.0/8,example.org")
     key = salt_key("salt")
     digest = client_hash("1.1.1.1", key)
     assert len(digest) == 32 and int(digest, 16) >= 0
