@@ -12,7 +12,7 @@ from builders.commandline import command_parser, configure_logging, find_config,
 
 #: The commands that change something after showing it, so they ask (and take -y).
 ASKING = {"piw-remove", "piw-skip", "piw-rebuild", "piw-rebuild-wheels", "piw-add",
-          "piw-import", "piw-unblock"}
+          "piw-import", "piw-unblock", "piw-builder-control"}
 #: The commands that read no config file (so take no -c).
 NO_CONFIG = {"piw-fake-pypi", "piw-builder-image", "piw-broker-cert"}
 
