@@ -18,18 +18,19 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from builders import protocol
 from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
 from piw_services.admin import store as admin_store
-from piw_services.build_dispatch import store as builds
+from piw_services.build_dispatch import operations as builds
+from piw_services.build_dispatch import queries as build_state
+from piw_services.file_manager.queries import files_of_jobs, served_sha256
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
 from piw_services.reorderer.parse import MAX_VERSION_LENGTH
 from piw_services.reorderer.queries import package_state, upstream_serves
-from piw_services.stats import store as stats
+from piw_services.stats import operations as stats
 
 MAX_TEXT = 500
 DEFAULT_SKIP_REASON = "skipped by an operator"
@@ -169,17 +170,11 @@ def _skip_reason(skip: Any) -> str | None:
     return _text(skip, "skip reason")
 
 
-def _files_of(session: Session, package: str, jobs: list[str]) -> list[str]:
-    return list(session.execute(text(
-        "SELECT filename FROM files WHERE package = :p AND job_id = ANY(:j) ORDER BY filename"),
-        {"p": package, "j": jobs}).scalars())
-
-
 def _revoked(outcome: Outcome, session: Session, revocation: builds.Revocation) -> Outcome:
     outcome.revoked_jobs = revocation.revoked_jobs
     outcome.jobs_revoked = len(revocation.revoked_jobs)
     outcome.builds_forgotten = revocation.builds_forgotten
-    outcome.files = _files_of(session, outcome.package, revocation.revoked_jobs)
+    outcome.files = files_of_jobs(session, outcome.package, revocation.revoked_jobs)
     outcome.queued = [list(q) for q in revocation.queued]
     outcome.dropped = [list(d) for d in revocation.dropped]
     return outcome
@@ -234,7 +229,7 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
         outcome.revoked_jobs += gone.revoked_jobs
         outcome.jobs_revoked += len(gone.revoked_jobs)
         outcome.builds_forgotten += gone.builds_forgotten
-        outcome.files = _files_of(session, name, outcome.revoked_jobs)
+        outcome.files = files_of_jobs(session, name, outcome.revoked_jobs)
         builds.forget_versions(session, name, mine)
     entries = (admin_store.delete_package(session, name) if version is None
                else admin_store.delete_versions(session, name, versions))
@@ -274,10 +269,10 @@ def skip(session: Session, package: Any, version: Any = None, reason: Any = None
 def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
     """Undo a skip; the versions that lack builds are queued."""
     _, name, version, versions = _request(session, package, version)
-    was = builds.skip_reason(session, name, version)
+    was = build_state.skip_reason(session, name, version)
     if was is None:
         raise BadRequest(f"{_what(name, version)} is not skipped")
-    if version is not None and builds.skip_reason(session, name) is not None:
+    if version is not None and build_state.skip_reason(session, name) is not None:
         raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
     builds.set_skip(session, name, version, None)
     outcome = Outcome("unskip", name, version,
@@ -297,7 +292,7 @@ def rebuild(session: Session, package: Any, version: Any = None, abi: Any = None
             protocol.check_target_or_abi(abi)
         except protocol.ProtocolError as exc:
             raise BadRequest(str(exc)) from None
-    reason = builds.skip_reason(session, name, version)
+    reason = build_state.skip_reason(session, name, version)
     if reason is not None:
         raise BadRequest(f"{_what(name, version)} is skipped ({reason}): unskip it first")
     outcome = _revoked(Outcome("rebuild", name, version, abi), session, builds.revoke(
@@ -475,19 +470,19 @@ def _update(session: Session, state: dict[str, Any], name: str, version: str | N
             admin_store.set_yanked(session, name, version, yank)
             noted.append("yanked" if yank else "unyanked")
     if unskip:
-        was = builds.skip_reason(session, name, version)
+        was = build_state.skip_reason(session, name, version)
         if was is None:
             raise BadRequest(f"{what} is not skipped")
-        if version is not None and builds.skip_reason(session, name) is not None:
+        if version is not None and build_state.skip_reason(session, name) is not None:
             raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
         builds.set_skip(session, name, version, None)
         noted.append("unskipped")
     if version is not None and not noted:  # only queueing asked: say why there is nothing
-        mine_v = builds.known_versions(session, name).get(version)
+        mine_v = build_state.known_versions(session, name).get(version)
         if mine_v is None or not mine_v["buildable"]:
             raise BadRequest(f"{what} has no source file upstream: nothing to build"
                              f" ({state['versions'][version]['unbuildable_reason'] or ''})")
-        reason = builds.skip_reason(session, name, version)
+        reason = build_state.skip_reason(session, name, version)
         if reason is not None:
             raise BadRequest(f"{what} is skipped ({reason}): unskip it first")
     versions = [version] if version else sorted(state["versions"])
@@ -529,10 +524,6 @@ def rebuild_pages(session: Session, part: Any, package: Any = None) -> Outcome:
                    plan=f"would rewrite {pages}")
 
 
-#: The builder registry's row that holds imported builds' jobs (one per build target).
-IMPORT_LABEL = "piw-import"
-
-
 def import_wheels(session: Session, package: Any, version: Any, target: Any, files: Any,
                   who: Any = None) -> Outcome:
     """Take wheels built elsewhere as the build of one live version for one build target
@@ -550,10 +541,10 @@ def import_wheels(session: Session, package: Any, version: Any, target: Any, fil
         target = protocol.check_target(target)
     except protocol.ProtocolError as exc:
         raise BadRequest(str(exc)) from None
-    if target not in builds.enabled_abis(session):
+    if target not in build_state.enabled_abis(session):
         raise BadRequest(f"{target} is not a build target of this index (BUILD_ABIS: "
-                         f"{', '.join(builds.enabled_abis(session)) or 'none'})")
-    reason = builds.skip_reason(session, name, version)
+                         f"{', '.join(build_state.enabled_abis(session)) or 'none'})")
+    reason = build_state.skip_reason(session, name, version)
     if reason is not None:
         raise BadRequest(f"{name} {version} is skipped ({reason}): unskip it first")
     if not isinstance(files, list) or not files or len(files) > 100:
@@ -578,11 +569,10 @@ def import_wheels(session: Session, package: Any, version: Any, target: Any, fil
         if upstream_serves(session, name, filename):
             raise BadRequest(f"upstream already serves {filename}: another file under that "
                              "name would give pip two hashes for one name")
-        served = session.execute(text("SELECT sha256, package FROM files WHERE filename = :f"),
-                                 {"f": filename}).first()
-        if served is not None and served.sha256 != info["sha256"]:
+        served = served_sha256(session, filename)
+        if served is not None and served != info["sha256"]:
             raise BadRequest(f"{filename} is already served with another sha256 "
-                             f"({served.sha256}): piw-remove or piw-rebuild-wheels it first")
+                             f"({served}): piw-remove or piw-rebuild-wheels it first")
         (outcome.already if served is not None else outcome.imported).append(filename)
     if not outcome.imported:
         outcome.summary = (f"nothing to import: {name} {version} already has "
@@ -591,14 +581,9 @@ def import_wheels(session: Session, package: Any, version: Any, target: Any, fil
     _revoked(outcome, session, builds.revoke(session, name, [version], target,
                                              forget_builds=False, requeue=False))
     outcome.dropped = []  # taken over by the import, not dropped
-    outcome.builder_id = _import_builder(session, target)
-    outcome.job_id = session.execute(text(
-        "INSERT INTO build_targets (package, version, abi, state, job_id, priority, "
-        f"builder_id, note) VALUES (:p, :v, :a, 'building', {builds.NEW_JOB_ID}, 0, :b, :n) "
-        "RETURNING job_id"),
-        {"p": name, "v": version, "a": target, "b": outcome.builder_id,
-         "n": f"imported by {_text(who, 'who') if who is not None else 'an operator'}"}
-    ).scalar_one()
+    outcome.builder_id, outcome.job_id = builds.import_job(
+        session, name, version, target,
+        f"imported by {_text(who, 'who') if who is not None else 'an operator'}")
     # targets a pure wheel of the revoked build had settled are built again
     outcome.queued = [list(q) for q in builds.add_targets(session, name, [version])]
     what = f"{len(outcome.imported)} files of {name} {version} for {target}"
@@ -607,19 +592,9 @@ def import_wheels(session: Session, package: Any, version: Any, target: Any, fil
     return outcome
 
 
-def _import_builder(session: Session, target: str) -> int:
-    """The builder registry's ``piw-import`` row of *target* (made the first time): it holds
-    imported builds' jobs. It sends no heartbeats, so it shows as gone."""
-    found = session.execute(text(
-        "SELECT id FROM builders WHERE label = :l AND abi = :a ORDER BY id LIMIT 1"),
-        {"l": IMPORT_LABEL, "a": target}).scalar()
-    if found is not None:
-        return found
-    return session.execute(text(
-        "INSERT INTO builders (label, abi, info, preinstalled, state) VALUES (:l, :a, "
-        "CAST(:i AS json), '[]', 'gone') RETURNING id"),
-        {"l": IMPORT_LABEL, "a": target,
-         "i": '{"note": "wheels imported by operators with piw-import"}'}).scalar_one()
+#: The builder registry's rows that hold imported builds' jobs (build_import_job, migration
+#: 0017) take no orders.
+IMPORT_LABEL = "piw-import"
 
 
 #: piwheels' monitor's orders (SLEEP, WAKE, KILL, SKIP in master/slave_driver.py), by our names.
@@ -631,7 +606,7 @@ def _builders(session: Session, builder: Any) -> list[Any]:
     builder that takes orders when None."""
     if builder is not None and not (isinstance(builder, int) and not isinstance(builder, bool)):
         builder = _text(builder, "builder")
-    rows = builds.order_builders(session, builder, IMPORT_LABEL)
+    rows = build_state.order_builders(session, builder, IMPORT_LABEL)
     if builder is None:
         return [r for r in rows if r.user is not None]
     if not rows:

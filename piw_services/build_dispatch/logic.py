@@ -85,10 +85,10 @@ def priority(released: int, now: float) -> int:
 
 
 def priority_sql(released: str, now: float) -> str:
-    """:func:`priority` as a SQL expression over the column *released*."""
-    cases = " ".join(f"WHEN {int(now)} - {released} < {age} THEN {value}"
-                     for age, value in PRIORITY_BANDS)
-    return f"CASE {cases} ELSE {HISTORY_PRIORITY} END"
+    """:func:`priority` as a SQL expression over the column *released*: the SQL function of
+    migration 0017, which the operators' changes (build_dispatch/operations.py) use too;
+    tests/build_dispatch/test_store.py checks that the two agree."""
+    return f"build_priority({released}, {int(now)})"
 
 
 def python_excluded(requires_python: str | None, target: str) -> str | None:

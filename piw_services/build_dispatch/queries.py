@@ -132,3 +132,38 @@ def blocked_builders(session: Session) -> list[Blocked]:
     return [Blocked(*row) for row in session.execute(text(
         "SELECT user_name, blocked_at, refusals, reason FROM blocked_builders "
         "ORDER BY blocked_at, user_name"))]
+
+
+def skip_reason(session: Session, package: str, version: str | None = None) -> str | None:
+    """The operator's skip in force for the package (or one version of it), if any."""
+    return session.execute(text(
+        "SELECT coalesce((SELECT reason FROM build_package_skips WHERE package = :p), "
+        "(SELECT skip_reason FROM build_versions WHERE package = :p AND version = :v))"),
+        {"p": package, "v": version}).scalar()
+
+
+def known_versions(session: Session, package: str) -> dict[str, dict[str, Any]]:
+    """build_dispatch's view of a package's versions: buildable, skip reason, targets."""
+    versions = {r.version: {"buildable": r.buildable, "skip": r.skip_reason, "targets": {}}
+                for r in session.execute(text(
+                    "SELECT version, buildable, skip_reason FROM build_versions "
+                    "WHERE package = :p"), {"p": package})}
+    for r in session.execute(text(
+            "SELECT version, abi, state FROM build_targets WHERE package = :p"),
+            {"p": package}):
+        if r.version in versions:
+            versions[r.version]["targets"][r.abi] = r.state
+    return versions
+
+
+def order_builders(session: Session, builder: int | str | None, but: str) -> list[Any]:
+    """The registry's rows (id, label, abi, state, job_id, user: its RabbitMQ user, None
+    when it did not say) an operator's order goes to: the builder of that id, those of that
+    label, or every one; never those labelled *but* (piw-import's)."""
+    query = ("SELECT id, label, abi, state, job_id, info->>'user' AS user FROM builders "
+             "WHERE label <> :but")
+    if builder is None:
+        return list(session.execute(text(query + " ORDER BY id"), {"but": but}))
+    column = "id" if isinstance(builder, int) else "label"
+    return list(session.execute(text(f"{query} AND {column} = :b ORDER BY id"),
+                                {"but": but, "b": builder}))

@@ -11,7 +11,6 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -24,9 +23,6 @@ from piw_services.db.bulk import copy_rows
 
 #: SQL for a fresh job id (a target's queued message is named by it).
 NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
-#: SQL for "the target column {} is :a, a target key or a bare ABI (each of its targets)"
-#: (format it with the column; true for every target when :a is NULL).
-TARGET_IS = "(CAST(:a AS text) IS NULL OR {0} = :a OR split_part({0}, '-', 1) = :a)"
 #: SQL for "an operator skipped the package of the row aliased {}" (format it with the alias).
 PACKAGE_SKIP = "SELECT 1 FROM build_package_skips s WHERE s.package = {}.package"
 #: SQL for "upstream quarantined the version of the row aliased {}, or its package" (the
@@ -217,13 +213,6 @@ def held(session: Session, builder_id: int) -> bool:
         {"b": builder_id}).scalar() is True
 
 
-def hold(session: Session, builder_ids: list[int], paused: bool) -> None:
-    """Record an operator's pause (or resume) of these builders (see :func:`held`)."""
-    session.execute(text(
-        "UPDATE builders SET info = CAST(CAST(info AS jsonb) || jsonb_build_object('held', "
-        "CAST(:h AS boolean)) AS json) WHERE id = ANY(:b)"), {"b": builder_ids, "h": paused})
-
-
 def heartbeat(session: Session, msg: Mapping[str, Any]) -> bool:
     """Record a heartbeat (and whether an operator's order paused the builder, in
     ``info.paused``); False when the builder is unknown (it will say hello again)."""
@@ -363,176 +352,6 @@ def record_result(session: Session, msg: Mapping[str, Any]) -> dict[str, Any]:
         "WHERE id = :b"), {"b": msg["builder_id"]})
     return {"build_id": build_id, "status": status, "satisfied": satisfied,
             "package": package, "version": version}
-
-
-# -- operators (called by the admin service inside its transaction) -------------------------
-@dataclass
-class Revocation:
-    """What an operator's change did to build_dispatch's state.
-
-    ``revoked_jobs``: job ids that may publish nothing more (file_manager deletes their files,
-    and refuses their commits from now on); ``queued``: (version, ABI) pairs made pending.
-    """
-
-    revoked_jobs: list[str] = field(default_factory=list)
-    builds_forgotten: int = 0
-    queued: list[tuple[str, str]] = field(default_factory=list)
-    dropped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def skip_reason(session: Session, package: str, version: str | None = None) -> str | None:
-    """The operator's skip in force for the package (or one version of it), if any."""
-    return session.execute(text(
-        "SELECT coalesce((SELECT reason FROM build_package_skips WHERE package = :p), "
-        "(SELECT skip_reason FROM build_versions WHERE package = :p AND version = :v))"),
-        {"p": package, "v": version}).scalar()
-
-
-def revoke(session: Session, package: str, versions: list[str], abi: str | None = None, *,
-           forget_builds: bool, requeue: bool, keep_built: bool = False,
-           now: float | None = None) -> Revocation:
-    """Take back the targets of *versions* (of one target, of each target of a bare ABI *abi*,
-    or all): their jobs get new ids (made
-    pending again when *requeue*, else dropped), and every file made by their old jobs is to
-    go. With *forget_builds* the versions' build records go too. With *keep_built* built
-    targets (and their files) stay: a skip stops future builds only."""
-    now = time.time() if now is None else now
-    params = {"p": package, "v": versions, "a": abi}
-    # a pure wheel built for one target may settle the others: they go with the build
-    chosen = (f"t.package = :p AND t.version = ANY(:v) AND ({TARGET_IS.format('t.abi')} OR "
-              "t.build_id IN (SELECT build_id FROM build_targets x WHERE "
-              f"x.package = :p AND x.version = t.version AND {TARGET_IS.format('x.abi')}))")
-    if keep_built:
-        chosen += " AND t.state <> 'built'"
-    targets = session.execute(text(
-        f"SELECT t.version, t.abi, t.job_id FROM build_targets t WHERE {chosen} "
-        "ORDER BY t.version, t.abi FOR UPDATE"), params).all()
-    jobs = {r.job_id for r in targets}
-    if not keep_built:  # files of older jobs of these versions too (nothing may outlive this)
-        jobs |= set(session.execute(text(
-            "SELECT f.job_id FROM files f WHERE f.package = :p AND f.version = ANY(:v) "
-            f"AND {TARGET_IS.format('f.abi')}"), params).scalars())
-    result = Revocation(revoked_jobs=sorted(jobs))
-    if requeue:
-        session.execute(text(
-            f"UPDATE build_targets t SET state = 'pending', job_id = {NEW_JOB_ID}, "
-            "builder_id = NULL, build_id = NULL, note = NULL, updated_at = now(), "
-            f"priority = {logic.priority_sql('bv.released', now)} FROM build_versions bv "
-            f"WHERE bv.package = t.package AND bv.version = t.version AND {chosen}"), params)
-    else:
-        session.execute(text(f"DELETE FROM build_targets t WHERE {chosen}"), params)
-        result.dropped = [(r.version, r.abi) for r in targets]
-    if forget_builds:
-        result.builds_forgotten = session.execute(text(
-            "DELETE FROM builds WHERE package = :p AND version = ANY(:v) "
-            f"AND {TARGET_IS.format('abi')}"), params).rowcount
-    session.execute(text(
-        "UPDATE builders SET job_id = NULL, job_started_at = NULL WHERE job_id = ANY(:j)"),
-        {"j": result.revoked_jobs})
-    if requeue:
-        result.queued = [(r.version, r.abi) for r in targets]
-        result.queued += add_targets(session, package, versions, now=now)
-    return result
-
-
-def add_targets(session: Session, package: str, versions: list[str],
-                now: float | None = None) -> list[tuple[str, str]]:
-    """Queue every enabled ABI that has no target yet for the buildable, unskipped
-    *versions*; returns the (version, ABI) pairs queued."""
-    now = time.time() if now is None else now
-    session.execute(text("LOCK TABLE build_abis IN SHARE MODE"))  # see apply_events
-    rows = session.execute(text(
-        "SELECT bv.package, bv.version, bv.released, a.abi FROM build_versions bv "
-        "CROSS JOIN build_abis a WHERE a.enabled AND bv.package = :p AND bv.version = ANY(:v) "
-        "AND bv.buildable AND bv.skip_reason IS NULL "
-        f"AND NOT EXISTS ({PACKAGE_SKIP.format('bv')}) AND NOT EXISTS (SELECT 1 FROM "
-        "build_targets t WHERE t.package = bv.package AND t.version = bv.version "
-        "AND t.abi = a.abi) ORDER BY bv.version, a.abi"), {"p": package, "v": versions}).all()
-    _insert_targets(session, rows, now)
-    return [(r[1], r[3]) for r in rows]
-
-
-def set_skip(session: Session, package: str, version: str | None, reason: str | None) -> None:
-    """Record (or, with reason None, clear) an operator's skip of a version or package.
-    Clearing a package's skip clears its versions' skips too."""
-    if version is None:
-        if reason is None:
-            session.execute(text("DELETE FROM build_package_skips WHERE package = :p"),
-                            {"p": package})
-            session.execute(text("UPDATE build_versions SET skip_reason = NULL "
-                                 "WHERE package = :p"), {"p": package})
-        else:
-            session.execute(text(
-                "INSERT INTO build_package_skips (package, reason) VALUES (:p, :r) "
-                "ON CONFLICT (package) DO UPDATE SET reason = excluded.reason"),
-                {"p": package, "r": reason})
-        return
-    session.execute(text("UPDATE build_versions SET skip_reason = :r "
-                         "WHERE package = :p AND version = :v"),
-                    {"p": package, "v": version, "r": reason})
-
-
-def record_version(session: Session, package: str, version: str, released: int) -> None:
-    """A version build_dispatch learns of from an operator (piw-add), not from an event:
-    it has no source file upstream, so nothing is built, but skips and imports need it."""
-    session.execute(text(
-        "INSERT INTO build_versions (package, version, buildable, released) "
-        "VALUES (:p, :v, false, :r) ON CONFLICT (package, version) DO NOTHING"),
-        {"p": package, "v": version, "r": released})
-
-
-def forget_versions(session: Session, package: str, versions: list[str]) -> None:
-    """Drop what build_dispatch knows of these versions (an operator's entry removed)."""
-    for table in ("build_targets", "builds", "build_versions"):
-        session.execute(text(f"DELETE FROM {table} WHERE package = :p AND version = ANY(:v)"),
-                        {"p": package, "v": versions})
-
-
-def order_builders(session: Session, builder: int | str | None, but: str) -> list[Any]:
-    """The registry's rows (id, label, abi, state, job_id, user: its RabbitMQ user, None
-    when it did not say) an operator's order goes to: the builder of that id, those of that
-    label, or every one; never those labelled *but* (piw-import's)."""
-    query = ("SELECT id, label, abi, state, job_id, info->>'user' AS user FROM builders "
-             "WHERE label <> :but")
-    if builder is None:
-        return list(session.execute(text(query + " ORDER BY id"), {"but": but}))
-    column = "id" if isinstance(builder, int) else "label"
-    return list(session.execute(text(f"{query} AND {column} = :b ORDER BY id"),
-                                {"but": but, "b": builder}))
-
-
-def current_build(session: Session, builder_id: int) -> Any:
-    """(package, version, abi, job_id) of the job the builder is building, locked; or
-    None."""
-    return session.execute(text(
-        "SELECT t.package, t.version, t.abi, t.job_id FROM builders b JOIN build_targets t "
-        "ON t.job_id = b.job_id AND t.builder_id = b.id AND t.state = 'building' "
-        "WHERE b.id = :b FOR UPDATE OF t"), {"b": builder_id}).first()
-
-
-def skip_build(session: Session, job_id: str, note: str) -> None:
-    """An operator skipped a job being built: its target is skipped (with *note*) under a
-    new job id, so its builder can publish nothing more of it, and the builder is free."""
-    session.execute(text("UPDATE builders SET job_id = NULL, job_started_at = NULL "
-                         "WHERE job_id = :j"), {"j": job_id})
-    session.execute(text(
-        f"UPDATE build_targets SET state = 'skipped', job_id = {NEW_JOB_ID}, "
-        "builder_id = NULL, note = :n, updated_at = now() WHERE job_id = :j"),
-        {"n": note, "j": job_id})
-
-
-def known_versions(session: Session, package: str) -> dict[str, dict[str, Any]]:
-    """build_dispatch's view of a package's versions: buildable, skip reason, targets."""
-    versions = {r.version: {"buildable": r.buildable, "skip": r.skip_reason, "targets": {}}
-                for r in session.execute(text(
-                    "SELECT version, buildable, skip_reason FROM build_versions "
-                    "WHERE package = :p"), {"p": package})}
-    for r in session.execute(text(
-            "SELECT version, abi, state FROM build_targets WHERE package = :p"),
-            {"p": package}):
-        if r.version in versions:
-            versions[r.version]["targets"][r.abi] = r.state
-    return versions
 
 
 # -- questions ---------------------------------------------------------------------------------

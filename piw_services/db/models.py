@@ -365,7 +365,7 @@ class IndexDirty(Base):
 
 # -- stats -------------------------------------------------------------------------------------
 # No foreign keys and nothing removed with a package: history outlives what it counted. Only an
-# operator's removal of a version deletes that version's downloads (stats.store.delete_downloads).
+# operator's removal of a version deletes that version's downloads (migration 0018).
 def _agent_columns() -> dict[str, Mapped[str | None]]:
     """useragent.FIELDS as nullable text columns (the raw rows keep what the agent said)."""
     return {name: mapped_column(Text) for name in FIELDS}

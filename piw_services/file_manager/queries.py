@@ -1,5 +1,6 @@
 """What other services may read of the file_manager's ``files`` rows: the index lists and shows
-the wheels served, stats tells searches that found no wheel."""
+the wheels served, stats tells searches that found no wheel, admin finds the files an
+operator's change deletes and whether a wheel is already served."""
 
 from __future__ import annotations
 
@@ -40,3 +41,16 @@ def counts(session: Session) -> tuple[int, int]:
     packages, files = session.execute(text(
         "SELECT count(DISTINCT package), count(*) FROM files")).one()
     return packages, files
+
+
+def files_of_jobs(session: Session, package: str, jobs: list[str]) -> list[str]:
+    """The filenames the package's *jobs* made, sorted."""
+    return list(session.execute(text(
+        "SELECT filename FROM files WHERE package = :p AND job_id = ANY(:j) ORDER BY filename"),
+        {"p": package, "j": jobs}).scalars())
+
+
+def served_sha256(session: Session, filename: str) -> str | None:
+    """The sha256 of the file we serve under *filename*, None when we serve none."""
+    return session.execute(text("SELECT sha256 FROM files WHERE filename = :f"),
+                           {"f": filename}).scalar()

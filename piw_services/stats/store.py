@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from piw_services.build_dispatch import queries as build_queries
 from piw_services.db.bulk import copy_rows
 from piw_services.file_manager.queries import HAS_FILES
-from piw_services.names import canonical, is_valid_name, same_version
+from piw_services.names import canonical, is_valid_name
 from piw_services.reorderer import queries as catalog
 from piw_services.stats import model
 from piw_services.useragent import FIELDS, MAX_FIELD
@@ -195,39 +195,6 @@ def downloaded_since(session: Session, since: float) -> list[str]:
     return list(session.execute(text(
         "SELECT DISTINCT package FROM downloads_daily WHERE day >= "
         "(to_timestamp(:t) AT TIME ZONE 'UTC')::date ORDER BY package"), {"t": since}).scalars())
-
-
-def delete_downloads(session: Session, package: str, version: str) -> int:
-    """Forget the logged downloads of one version (an operator's removal, issue 5), and take
-    them out of every aggregate; returns how many went. Versions match as PEP 440 does, so
-    the ``1.0`` of the catalog takes the ``1.0.0`` of a wheel's filename with it."""
-    spellings = [v for v in session.execute(text(
-        "SELECT DISTINCT version FROM downloads WHERE package = :p AND version IS NOT NULL"),
-        {"p": package}).scalars() if same_version(v, version)]
-    if not spellings:
-        return 0
-    gone = session.execute(text(
-        "WITH n AS (DELETE FROM downloads WHERE package = :p AND version = ANY(:v) "
-        "RETURNING *), "
-        "a AS (UPDATE downloads_daily t SET count = t.count - g.c FROM (SELECT "
-        f"{DAY}, count(*) AS c FROM n GROUP BY 1) g WHERE t.day = g.day "
-        "AND t.package = :p), "
-        "b AS (UPDATE downloads_monthly t SET count = t.count - g.c FROM (SELECT "
-        f"{MONTH}, count(*) AS c FROM n GROUP BY 1) g WHERE t.month = g.month "
-        "AND t.package = :p), "
-        "c AS (UPDATE download_dims_daily t SET count = t.count - g.c FROM (SELECT "
-        f"{DAY}, d.dimension, d.value, count(*) AS c FROM n CROSS JOIN LATERAL "
-        f"{DIMENSIONS} GROUP BY 1, 2, 3) g WHERE (t.day, t.dimension, t.value) = "
-        "(g.day, g.dimension, g.value)), "
-        "e AS (UPDATE download_dims_monthly t SET count = t.count - g.c FROM (SELECT "
-        f"{MONTH}, d.dimension, d.value, count(*) AS c FROM n CROSS JOIN LATERAL "
-        f"{DIMENSIONS} GROUP BY 1, 2, 3) g WHERE (t.month, t.dimension, t.value) = "
-        "(g.month, g.dimension, g.value)) "
-        "SELECT count(*) FROM n"), {"p": package, "v": spellings}).scalar_one()
-    for table in ("downloads_daily", "downloads_monthly", "download_dims_daily",
-                  "download_dims_monthly"):
-        session.execute(text(f"DELETE FROM {table} WHERE count <= 0"))
-    return gone
 
 
 # -- readings ----------------------------------------------------------------------------------

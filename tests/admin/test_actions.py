@@ -10,7 +10,7 @@ from builders import protocol
 from piw_services import events as ev
 from piw_services import outbox
 from piw_services.admin import actions
-from piw_services.build_dispatch import store
+from piw_services.build_dispatch import queries, store
 from piw_services.reorderer import store as catalog
 from tests.build_dispatch.test_store import hello, job_of, result
 
@@ -103,7 +103,7 @@ def test_remove_with_skip_never_builds_it_again(s):
     out = actions.remove(s, "foo", "1.0", skip=True)
     assert out.skip == actions.DEFAULT_SKIP_REASON and out.queued == []
     assert ("1.0", CP311) not in states(s)
-    assert store.skip_reason(s, "foo", "1.0") == actions.DEFAULT_SKIP_REASON
+    assert queries.skip_reason(s, "foo", "1.0") == actions.DEFAULT_SKIP_REASON
     # an ABI enabled later does not queue it either
     store.sync_abis(s, [(CP311, "bookworm"), (CP313, "trixie"), (CP312, "bookworm")])
     assert ("1.0", CP312) not in states(s) and ("2.0", CP312) in states(s)
@@ -124,7 +124,7 @@ def test_remove_package_with_skip_stops_future_versions_until_a_new_life(s):
     feed(s, [["Foo", None, T0 + 200, "remove project", 2002]]
          + release_rows("fOO", "1.0", serial=3000, t=T0 + 300))
     assert set(states(s)) == {("1.0", CP311), ("1.0", CP313)}
-    assert store.skip_reason(s, "foo") is None
+    assert queries.skip_reason(s, "foo") is None
 
 
 def test_skip_keeps_what_is_built_and_drops_the_rest(s):

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from piw_services.admin import actions
-from piw_services.build_dispatch import store
+from piw_services.build_dispatch import queries as build_queries
 from piw_services.reorderer import queries
 from tests.admin.test_actions import (
     CP311,
@@ -54,7 +54,7 @@ def test_a_package_upstream_does_not_show(s):
     v = queries.package_state(s, "bar-baz")["versions"]["1.0"]
     assert v["operator"] and v["yanked"] and v["released"] == 1714564800
     assert not v["buildable"] and v["unbuildable_reason"] == queries.OPERATOR_VERSION_NOTE
-    assert store.skip_reason(s, "bar-baz", "1.0") == "needs a GPU"
+    assert build_queries.skip_reason(s, "bar-baz", "1.0") == "needs a GPU"
     assert ("bar-baz", "1.0") in views(s)[1]
     assert states(s, "bar-baz") == {}  # nothing upstream to build it from
     # updates: the operator's own version may be unyanked and unskipped

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from builders import protocol
-from piw_services.build_dispatch import logic, queries, store
+from piw_services.build_dispatch import logic, operations, queries, store
 
 NOW = 1_800_000_000
 #: build targets (ABI on a platform), as build_dispatch keys them
@@ -262,12 +262,12 @@ def test_status_counts_the_targets_an_operators_skip_keeps_unbuilt(session):
                                  added("baz", "1.0", buildable=False)], now=NOW)
     assert store.status(session)["operator_skips"] == {}
     # as the admin service skips: the skip recorded, the targets dropped
-    store.set_skip(session, "foo", "1.0", "too big")
-    store.revoke(session, "foo", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
-    store.set_skip(session, "baz", None, "not wanted")  # nothing to build: nothing kept back
+    operations.set_skip(session, "foo", "1.0", "too big")
+    operations.revoke(session, "foo", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
+    operations.set_skip(session, "baz", None, "not wanted")  # nothing to build: nothing kept back
     status = store.status(session)
     assert status["operator_skips"] == {CP311: 1, CP313: 1}
     assert status["targets"] == {CP311: {"pending": 2}, CP313: {"pending": 2}}
-    store.set_skip(session, "bar", None, "the whole package")
-    store.revoke(session, "bar", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
+    operations.set_skip(session, "bar", None, "the whole package")
+    operations.revoke(session, "bar", ["1.0"], forget_builds=False, requeue=False, keep_built=True)
     assert store.status(session)["operator_skips"] == {CP311: 2, CP313: 2}
