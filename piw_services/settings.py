@@ -148,6 +148,7 @@ class Settings:
     upstream: str = setting("UPSTREAM", http_url)
     hold_seconds: float = setting("HOLD_SECONDS", seconds)
     poll_interval: float = setting("POLL_INTERVAL", positive_seconds)
+    poll_min_interval: float = setting("POLL_MIN_INTERVAL", positive_seconds)
     upstream_timeout: float = setting("UPSTREAM_TIMEOUT", positive_seconds)
     backoff_max: float = setting("BACKOFF_MAX", positive_seconds)
     refused_retry: float = setting("REFUSED_RETRY", positive_seconds)

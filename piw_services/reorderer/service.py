@@ -7,19 +7,22 @@ import time
 from typing import Any
 
 import eventlet
-from nameko.timer import timer
 
 from piw_services import outbox
 from piw_services.db.dependency import Database
 from piw_services.reorderer import queries, store
 from piw_services.reorderer.dependencies import OutboxDispatcher
 from piw_services.rpc import rpc
+from piw_services.scheduled import Wakeup, scheduled
 from piw_services.settings import SettingsProvider
 
 log = logging.getLogger(__name__)
 
 #: Seconds a page waits for the page before it to be stored (see ``ingest``).
 TURN_WAIT = 30
+#: The longest sleep of the tick: it also parses again what an older parser recorded and
+#: relays what is unsent.
+IDLE = 2.0
 
 
 class ReordererService:
@@ -28,6 +31,7 @@ class ReordererService:
     db = Database()
     dispatch = OutboxDispatcher()
     settings = SettingsProvider()
+    wakeup = Wakeup()
 
     def _hold(self) -> float:
         return self.settings.hold_seconds
@@ -53,8 +57,16 @@ class ReordererService:
             log.info("applied %d rows (%d held, %d malformed): %d events in batches %s",
                      result.applied, result.held, result.malformed, result.events,
                      result.outbox)
+        if result.release_in is not None:  # held rows: the tick releases them when due
+            self.wakeup("tick", result.release_in)
         self._relay()
         return result.as_dict()
+
+    @rpc
+    def release_held(self) -> dict[str, Any]:
+        """Release the held rows that are due now (upstream asks when its last page said the
+        first would be, then reads the new versions' details at once)."""
+        return self._release().as_dict()
 
     @rpc
     def last_serial(self) -> int:
@@ -86,19 +98,25 @@ class ReordererService:
         with self.db() as s:
             return store.status(s)
 
-    @timer(interval=2)
-    def tick(self) -> None:
+    @scheduled(idle=IDLE)
+    def tick(self) -> float:
         """Parse again what an older parser could not use (after an upgrade); release held
-        rows on the wall clock when following live; relay what is unsent."""
+        rows on the wall clock when following live; relay what is unsent. Runs again when
+        the first held row is due, and at least every ``IDLE`` seconds."""
         while True:
             with self.db() as s, s.begin():
                 if store.reparse_malformed(s, self._hold()) < store.REPARSE_BATCH:
                     break
+        result = self._release()
+        return IDLE if result.release_in is None else min(result.release_in, IDLE)
+
+    def _release(self) -> store.IngestResult:
         with self.db() as s, s.begin():
             result = store.flush(s, self._hold())
         if result.applied:
             log.info("released %d held rows: %d events", result.applied, result.events)
         self._relay()
+        return result
 
     def _relay(self) -> None:
         outbox.relay(self.db, lambda batch: self.dispatch(outbox.EVENT_TYPE, batch))

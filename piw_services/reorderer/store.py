@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -97,17 +98,27 @@ class IngestResult:
     malformed: int
     events: int
     outbox: list[int]
+    #: seconds until the first held row is due on the wall clock (following live), else None
+    release_in: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def horizon(max_ts: int, hold: float, now: float) -> int:
-    """Rows with a timestamp below this are released from the hold window."""
+    """Rows with a timestamp below this are released from the hold window: those older than
+    the newest upstream time minus the hold and, following live, those stamped *hold*
+    seconds ago or more (``ts + hold <= now``: with no hold a row is released on arrival,
+    not when its whole second is over)."""
     h = int(max_ts - hold)
-    if now - max_ts < LIVE_LAG:
-        h = max(h, int(now - hold))
+    if live(max_ts, now):
+        h = max(h, math.floor(now - hold) + 1)
     return h
+
+
+def live(max_ts: int, now: float) -> bool:
+    """Upstream times near the wall clock: we follow upstream live."""
+    return now - max_ts < LIVE_LAG
 
 
 def dbapi_cursor(session: Session) -> Any:
@@ -389,8 +400,8 @@ def store_page(session: Session, page: RowPage, hold: float, since: int | None =
         "UPDATE upstream_state SET last_serial = %s, max_ts = %s, updated_at = now() WHERE id = 1",
         (top, max_ts),
     )
-    cur.execute("SELECT count(*) FROM held_rows")
-    held = cur.fetchone()[0]
+    cur.execute("SELECT count(*), min(k) FROM held_rows")
+    held, first_k = cur.fetchone()
     return IngestResult(
         top,
         max_ts,
@@ -402,6 +413,7 @@ def store_page(session: Session, page: RowPage, hold: float, since: int | None =
         len(malformed),
         len(events),
         seqs,
+        max(0.0, first_k // K_SCALE + hold - now) if held and live(max_ts, now) else None,
     )
 
 

@@ -18,6 +18,8 @@ class UpstreamPoller(DependencyProvider):
         client = UpstreamClient(settings.upstream, timeout=settings.upstream_timeout,
                                 contact=settings.upstream_contact)
         self.poller = Poller(client, interval=settings.poll_interval,
+                             min_interval=min(settings.poll_min_interval,
+                                              settings.poll_interval),
                              backoff_max=settings.backoff_max,
                              refused_retry=settings.refused_retry,
                              enrich_days=settings.enrich_days)

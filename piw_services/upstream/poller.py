@@ -3,6 +3,12 @@
 The reorderer owns our place in the changelog; the poller asks it where we are at the start of
 every poll, so a poller that dies (or two that run at once) can never lose or skip rows.
 Pages are pipelined: the next page is fetched while the reorderer stores the previous one.
+
+When to poll: again at once while pages come back full, ``min_interval`` after a poll that
+brought rows (activity comes in runs), then twice as long after each empty poll up to
+``interval``. When the reorderer holds rows, it says when the first is due; the poller asks
+it to release them then and reads their Requires-Python from the JSON API at once, since
+build_dispatch sends no job before that is known.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ def page_top(rows: list[Any], default: int) -> int:
 @dataclass
 class Poller:
     client: UpstreamClient
-    interval: float = 10.0
+    interval: float = 10.0  # the longest wait between polls (upstream quiet)
+    min_interval: float = 1.0  # the wait after a poll that brought rows
     backoff_max: float = 300.0
     refused_retry: float = 900.0  # upstream refuses a call outright: try again this much later
     refused: str | None = None  # what upstream said when it last refused (None: it did not)
@@ -58,10 +65,35 @@ class Poller:
     depth: int = 2  # pages handed to the reorderer and not yet stored
     pages: int = 0
     rows: int = 0
+    wait: float = 0.0  # the current wait between polls, from min_interval up to interval
+    full_page: int = 0  # the longest page seen: one as long is full, more may wait upstream
+    release_at: float | None = None  # when the reorderer's first held row is due
+    enrich_at: float = 0.0  # when to look for versions needing upstream's details anyway
     clock: Callable[[], float] = field(default=time.monotonic)
 
     def due(self) -> bool:
         return self.clock() >= self.next_poll
+
+    def enrich_due(self) -> bool:
+        """Whether to look for versions needing upstream's details: new ones appeared, the
+        last look found a full batch, or ``interval`` passed (back-offs end)."""
+        return self.clock() >= self.enrich_at
+
+    def release_due(self) -> bool:
+        return self.release_at is not None and self.clock() >= self.release_at
+
+    def next_in(self) -> float:
+        """Seconds until the next poll or release."""
+        at = self.next_poll if self.release_at is None else min(self.next_poll, self.release_at)
+        return max(0.0, at - self.clock())
+
+    def released(self, result: dict[str, Any]) -> None:
+        """Take in what the reorderer said after storing rows or releasing held ones: when
+        its first held row is due, and whether versions appeared (their details are due)."""
+        release_in = result.get("release_in")
+        self.release_at = None if release_in is None else self.clock() + release_in
+        if result.get("applied"):
+            self.enrich_at = 0.0
 
     def poll(self, last_serial: Callable[[], int],
              ingest: Callable[[list[Any], int], Callable[[], dict[str, Any]]]) -> int:
@@ -93,20 +125,33 @@ class Poller:
                     break
                 serial = top
                 while len(in_flight) >= self.depth:
-                    in_flight.popleft()()
+                    self.released(in_flight.popleft()())
+                if len(rows) < self.full_page:  # a short page: upstream has no more now
+                    break
+                self.full_page = len(rows)
             while in_flight:
-                in_flight.popleft()()
+                self.released(in_flight.popleft()())
         except Exception as exc:  # upstream failed, or the reorderer did: back off either way
             self._failed(exc)
             while in_flight:
                 try:
-                    in_flight.popleft()()
+                    self.released(in_flight.popleft()())
                 except Exception as late:
                     log.warning("storing a page failed too: %s", late)
             return handed
         self.failures, self.last_error, self.refused = 0, None, None
-        self.next_poll = self.clock() + self.interval
+        self.wait = self.min_interval if handed else min(max(self.wait * 2, self.min_interval),
+                                                         self.interval)
+        self.next_poll = self.clock() + self.wait
         return handed
+
+    def release(self, release: Callable[[], dict[str, Any]]) -> None:
+        """Ask the reorderer to release its held rows that are due now."""
+        self.release_at = None
+        try:
+            self.released(release())
+        except Exception as exc:  # the reorderer releases them on its own timer too
+            log.warning("releasing held rows failed: %s", exc)
 
     def enrich(self, needing: Callable[[int, int], list[list[str]]],
                store: Callable[[list[dict[str, Any]]], int], limit: int = 50) -> int:
@@ -119,6 +164,9 @@ class Poller:
         if self.enrich_days <= 0 or self.failures:
             return 0
         pairs = needing(limit, int(time.time() - self.enrich_days * 86400))
+        # more may wait (a full batch), or new versions may appear (told by released()); a
+        # failed look-up's back-off is over after a minute at the soonest
+        self.enrich_at = self.clock() + (0.0 if len(pairs) >= limit else self.interval)
         infos = []
         try:
             for package, version in pairs:

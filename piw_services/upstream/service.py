@@ -1,4 +1,5 @@
-"""nameko service ``upstream``: a timer that polls the changelog when the poller says so."""
+"""nameko service ``upstream``: polls the changelog, asks the reorderer to release held rows
+and reads upstream's details of new versions, each when the poller says it is due."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ from typing import Any
 
 import eventlet
 from nameko.rpc import RpcProxy
-from nameko.timer import timer
 
 from piw_services.rpc import rpc
+from piw_services.scheduled import scheduled
 from piw_services.upstream.dependencies import UpstreamPoller
 
 #: Seconds to wait for the reorderer to store one page (a 50,000-row page takes ~5 s). A call
 #: that times out stays queued and runs later, which is harmless: storing a page twice changes
 #: nothing. nameko's stop waits for a running poll, so this also bounds a SIGTERM.
 INGEST_TIMEOUT = 60
+#: The longest sleep between two looks at what is due (the poller's interval is longer only
+#: after failures; a look is a few comparisons).
+IDLE = 5.0
 
 
 class UpstreamService:
@@ -23,11 +27,20 @@ class UpstreamService:
     poller = UpstreamPoller()
     reorderer = RpcProxy("reorderer")
 
-    @timer(interval=1)
-    def tick(self) -> None:
+    @scheduled(idle=IDLE)
+    def tick(self) -> float:
+        """Poll, release and enrich when due; returns the seconds until the next is due."""
         if self.poller.due():
             self.poller.poll(self._last_serial, self._ingest)
+        if self.poller.release_due():
+            self.poller.release(self._release_held)
+        if self.poller.enrich_due():
             self.poller.enrich(self._versions_needing_info, self._set_version_info)
+        return min(self.poller.next_in(), IDLE)
+
+    def _release_held(self) -> dict[str, Any]:
+        with eventlet.Timeout(60, TimeoutError):
+            return self.reorderer.release_held()
 
     def _versions_needing_info(self, limit: int, since_ts: int) -> list[list[str]]:
         with eventlet.Timeout(60, TimeoutError):
