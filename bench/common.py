@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts in bench/ (not part of piw itself)."""
 
 import datetime
+import math
 import os
 import platform
 import signal
@@ -39,6 +40,12 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of fewer than 100 values is the largest)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * p / 100) - 1)]
 
 
 def fresh_vhost(name: str) -> str:

@@ -23,7 +23,7 @@ def test_env_substitution_and_typed_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("PIW_HOLD_SECONDS", raising=False)
     config = load_config()
     assert config["AMQP_URI"] == "pyamqp://op:pw@broker:5672/"
-    assert config["HOLD_SECONDS"] == 300 and config["ADMIN_WAIT"] == 30
+    assert config["HOLD_SECONDS"] == 10 and config["ADMIN_WAIT"] == 30
     # settings that are text stay text when unset (None once put "None/simple/..." in links)
     for key, variable in (("BASE_URL", "PIW_BASE_URL"), ("STATS_SALT", "PIW_STATS_SALT")):
         monkeypatch.delenv(variable, raising=False)

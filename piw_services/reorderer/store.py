@@ -391,7 +391,16 @@ def store_page(session: Session, page: RowPage, hold: float, since: int | None =
     cur.execute(f"DELETE FROM held_rows WHERE k < %s RETURNING {', '.join(ROW_COLUMNS)}",
                 (h * K_SCALE,))
     released.extend(_row_from_db(r) for r in cur.fetchall())
-    hold_now = [_row_to_db(r) for r in valid if r.timestamp >= h]
+    # A package's held rows leave together: a release's files uploaded one by one, or a
+    # release deleted seconds after its upload, make one batch (one page write, no build
+    # queued and revoked) instead of one per row. Early is safe: the catalog is LWW.
+    going = {r.package for r in released}
+    if going:
+        cur.execute(f"DELETE FROM held_rows WHERE package = ANY(%s) "
+                    f"RETURNING {', '.join(ROW_COLUMNS)}", (list(going),))
+        released.extend(_row_from_db(r) for r in cur.fetchall())
+    hold_now = [_row_to_db(r) for r in valid if r.timestamp >= h and r.package not in going]
+    released.extend(r for r in valid if r.timestamp >= h and r.package in going)
     if hold_now:
         copy_rows(cur, "held_rows", ROW_COLUMNS, hold_now)
     events = _apply_released(cur, released) if released else []

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from piw_services.build_dispatch import logic as dispatch_logic
 from piw_services.events import check_ordered_event
 from piw_services.reorderer import parse, queries, store
 from piw_services.reorderer.parse import Row, parse_row
@@ -153,17 +154,42 @@ def test_hold_window_buffers_until_newer_rows_arrive(db):
 def test_late_row_after_window_is_applied_not_dropped(db):
     with db() as s, s.begin():
         store.ingest(s, [["pkg", "1.0", 1000, "new release", 1],
-                         ["pkg", "2.0", 5000, "new release", 2]], hold=10, now=NOW)
+                         ["other", "2.0", 5000, "new release", 2]], hold=10, now=NOW)
     with db() as s, s.begin():
         # stamped long before the horizon: piwheels would drop it
         r = store.ingest(s, [["pkg", "1.0", 1001, "remove release", 3]], hold=10, now=NOW)
         assert r.applied == 1
-    with db() as s:  # 1.0 removed; 2.0 still held (5000 is inside the window)
+    with db() as s:  # 1.0 removed; other 2.0 still held (5000 is inside the window)
         assert queries.package_state(s, "pkg")["versions"] == {}
+        assert queries.package_state(s, "other")["versions"] == {}
     with db() as s, s.begin():
         store.flush(s, FLUSH_ALL, now=NOW)
     with db() as s:
-        assert set(queries.package_state(s, "pkg")["versions"]) == {"2.0"}
+        assert set(queries.package_state(s, "other")["versions"]) == {"2.0"}
+
+
+def test_a_packages_held_rows_leave_together(db):
+    """A release's files uploaded seconds apart, and a release deleted seconds after its
+    upload, are one batch when the first is due: one page write, no build queued and
+    revoked."""
+    with db() as s, s.begin():
+        r = store.ingest(s, [["pkg", "1.0", NOW - 5, "new release", 1],
+                             ["pkg", "1.0", NOW - 5, "add source file pkg-1.0.tar.gz", 2],
+                             ["pkg", "1.0", NOW - 2, "add py3 file pkg-1.0-py3-none-any.whl",
+                              3], ["pkg", "2.0", NOW - 1, "new release", 4],
+                             ["pkg", "2.0", NOW - 1, "remove release", 5],
+                             ["other", "1.0", NOW - 1, "new release", 6]], hold=10, now=NOW)
+        assert (r.held, r.applied) == (6, 0) and r.release_in == 5
+    with db() as s, s.begin():
+        r = store.flush(s, hold=10, now=NOW + 5)  # pkg's first row is due: all of pkg goes
+        assert (r.applied, r.held, len(r.outbox)) == (5, 1, 1) and r.release_in == 4
+    with db() as s:
+        pkg = queries.package_state(s, "pkg")["versions"]
+        assert set(pkg) == {"1.0"} and len(pkg["1.0"]["files"]) == 2
+        events = [e for (batch,) in s.execute(text("SELECT events FROM outbox")) for e in batch]
+        # one batch: build_dispatch folds 2.0's addition and removal into nothing to build
+        plan = dispatch_logic.fold_events(events).versions
+        assert plan[("pkg", "1.0")].buildable and not plan[("pkg", "2.0")].alive
 
 
 def test_live_upstream_is_released_by_the_wall_clock(db):
