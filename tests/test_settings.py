@@ -11,7 +11,8 @@ from piw_services.settings import SettingError, Settings, SettingsProvider
 
 def test_the_packaged_defaults_are_valid_and_typed():
     settings = Settings.from_config({})
-    assert settings.hold_seconds == 300.0 and isinstance(settings.queue_window, int)
+    assert settings.hold_seconds == 10.0 and settings.poll_min_interval == 1.0
+    assert isinstance(settings.queue_window, int)
     assert settings.www == Path("var/www") and settings.base_url == ""
 
 
