@@ -112,6 +112,14 @@ def networks(value: Any) -> Networks:
                  for part in optional_text(value).split(",") if part.strip())
 
 
+def service_url(value: Any) -> str:
+    """Empty, or a URL with ``{service}`` in it."""
+    url = optional_text(value)
+    if url and "{service}" not in url:
+        raise ValueError
+    return url
+
+
 def directory(value: Any) -> Path:
     """A path (need not exist yet)."""
     return Path(text(value))
@@ -144,6 +152,8 @@ class Settings:
 
     amqp_uri: str = setting("AMQP_URI", text)
     db_url: str = setting("DB_URL", text)
+    #: each master service's database URL, {service} standing for its name (db/roles.py)
+    db_service_url: str = setting("DB_SERVICE_URL", service_url)
     www: Path = setting("WWW", directory)
     upstream: str = setting("UPSTREAM", http_url)
     hold_seconds: float = setting("HOLD_SECONDS", seconds)
@@ -177,6 +187,12 @@ class Settings:
     stats_readings_days: float = setting("STATS_READINGS_DAYS", positive_seconds)
     admin_wait: float = setting("ADMIN_WAIT", seconds)
     max_workers: int = setting("max_workers", count)
+
+    def db_url_for(self, service: str) -> str:
+        """The URL *service* connects with: DB_SERVICE_URL with its name, else DB_URL."""
+        if self.db_service_url:
+            return self.db_service_url.replace("{service}", service)
+        return self.db_url
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:

@@ -41,12 +41,32 @@ def db_url():
     url = url.set(database=f"{url.database}_{os.getpid()}_{uuid.uuid4().hex[:6]}")
     rendered = url.render_as_string(hide_password=False)
     create_database(rendered)
-    upgrade(rendered)
+    upgrade(rendered, roles=True)
     yield rendered
+    drop_database(rendered)
+
+
+def drop_database(url):
+    """Drop the database *url* names and its roles (cluster-wide: several test runs share this
+    cluster, each database's roles named after it)."""
+    from piw_services.db.roles import drop_roles
+
+    url = make_url(url)
     admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        drop_roles(conn, url.database)
     admin.dispose()
+
+
+def service_url(db_url):
+    """DB_SERVICE_URL for the roles piw-initdb makes for the database *db_url* names."""
+    from piw_services.db.roles import service_role
+
+    url = make_url(db_url)
+    role = service_role(url.database, "{service}")
+    return url.set(username=role, password=None).render_as_string(
+        hide_password=False).replace("%7Bservice%7D", "{service}")
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +175,8 @@ def piw_env(db, db_url, rabbit_config, tmp_path):
     env.update({
         "PIW_AMQP_URI": rabbit_config["AMQP_URI"],
         "PIW_DB_URL": db_url,
+        # PIW_TEST_DB_ROLES=1: every master service on its own database role (docs/security.md)
+        "PIW_DB_SERVICE_URL": service_url(db_url) if os.environ.get("PIW_TEST_DB_ROLES") else "",
         "PIW_WWW": str(tmp_path / "www"),
         "PIW_POLL_INTERVAL": "0.5",
         "PIW_HOLD_SECONDS": "300",

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from nameko.cli.run import run
 
     from piw_services.db import schema_problem
+    from piw_services.db.roles import SERVICES as DATABASE_USERS
     from piw_services.settings import SettingError, Settings
 
     try:
@@ -54,10 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingError as exc:
         print(f"piw-master: {exc}", file=sys.stderr)
         return 2
-    problem = schema_problem(settings.db_url)
-    if problem:
-        print(f"piw-master: {problem}", file=sys.stderr)
-        return 2
+    # as each service connects: its own role's URL (DB_SERVICE_URL), or DB_URL; upstream and
+    # web have no database role (they do not use it)
+    urls = {settings.db_url_for(name) for name in names
+            if not settings.db_service_url or name in DATABASE_USERS}
+    for url in sorted(urls):
+        problem = schema_problem(url)
+        if problem:
+            print(f"piw-master: {problem}", file=sys.stderr)
+            return 2
     logging.getLogger("piw.master").info("starting services: %s", ", ".join(names))
     run(service_classes(names), config)
     return 0

@@ -135,6 +135,25 @@ def create_database(url: str) -> bool:
         admin.dispose()
 
 
-def upgrade(url: str) -> None:
-    """Bring the database at *url* to the newest migration."""
-    command.upgrade(alembic_config(url), "head")
+def upgrade(url: str, roles: bool = False) -> None:
+    """Bring the database at *url* to the newest migration. With *roles* (piw-initdb), first
+    make the database's roles and give its objects to the owner role, run the migrations as
+    that role, then grant each service's role its privileges (piw_services/db/roles.py)."""
+    from piw_services.db import roles as db_roles
+
+    cfg = alembic_config(url)
+    database = str(database_url(url).database)
+    if roles:
+        engine = create_engine(database_url(url))
+        try:
+            with engine.begin() as conn:
+                db_roles.ensure_roles(conn, database)
+            cfg.attributes["role"] = db_roles.owner_role(database)
+            command.upgrade(cfg, "head")
+            with engine.begin() as conn:
+                db_roles.give_to_owner(conn, database)
+                db_roles.grant(conn, database)
+        finally:
+            engine.dispose()
+    else:
+        command.upgrade(cfg, "head")

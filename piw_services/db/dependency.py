@@ -37,7 +37,8 @@ class Database(DependencyProvider):
     def setup(self) -> None:
         ensure_green_psycopg()
         settings = Settings.from_config(self.container.config)
-        self.engine = make_engine(settings.db_url, pool_size=settings.max_workers)
+        url = settings.db_url_for(self.container.service_name)
+        self.engine = make_engine(url, pool_size=settings.max_workers)
         check_schema(self.engine)
         self.sessions = sessionmaker(self.engine)
 

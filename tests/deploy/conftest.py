@@ -91,16 +91,13 @@ def fresh_db_url():
     """The URL of a database that does not exist yet (piw-initdb makes it); dropped after."""
     from sqlalchemy.engine import make_url
 
-    from piw_services.db import make_engine
+    from tests.conftest import drop_database
 
     base = make_url(os.environ.get("PIW_TEST_DB_URL",
                                    "postgresql+psycopg2://postgres@127.0.0.1:5432/piw_test"))
     url = base.set(database=f"piw_deploy_{os.getpid()}_{uuid.uuid4().hex[:6]}")
     yield url.render_as_string(hide_password=False)
-    admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-    admin.dispose()
+    drop_database(url.render_as_string(hide_password=False))  # and the roles piw-initdb made
 
 
 class Started:

@@ -23,6 +23,7 @@ import yaml
 from builders import protocol
 from piw_services import rabbit_users
 from piw_services.cli.services import MASTER_SERVICES
+from piw_services.db.roles import SERVICES as DATABASE_USERS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -125,7 +126,7 @@ def test_compose_services_run_code_that_exists():
             assert command[1] == "--only" and command[2] in MASTER_SERVICES, name
         if service.get("user") == "root":
             # www-init only
-            assert command == ["chown", "piw:piw", "/srv/www", "/srv/tls"], name
+            assert command == ["chown", "piw:piw", "/srv/www", "/srv/tls", "/srv/db"], name
         else:
             assert command[0] in console, f"{name} runs {command[0]}, not a console script"
         env = service.get("environment", {})
@@ -137,6 +138,13 @@ def test_compose_services_run_code_that_exists():
             assert {"PIW_AMQP_URI", "PIW_DB_URL", "PIW_WWW"} <= set(env), name
             assert service["volumes"][0].split(":")[:2] == ["www", env["PIW_WWW"]] or \
                 name == "logger", name
+        if command[0] == "piw-master" and command[2] in DATABASE_USERS:
+            # its own database role, the password from the file initdb writes
+            url = env["PIW_DB_SERVICE_URL"]
+            assert "piw_{service}@" in url and "passfile=/srv/db/pgpass" in url, name
+            assert "db-passwords:/srv/db:ro" in service["volumes"], name
+    assert services["initdb"]["command"] == ["piw-initdb", "--passfile", "/srv/db/pgpass"]
+    assert "db-passwords:/srv/db" in services["initdb"]["volumes"]
 
 
 def test_every_master_service_is_a_container_that_scales():
