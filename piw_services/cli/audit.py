@@ -134,8 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"piw-audit: {exc}", file=sys.stderr)
         return EXIT_ERROR
     www = Path(args.www or config["WWW"])
+    from piw_services.settings import SettingError, Settings
+
+    try:  # the audit's own database role when DB_SERVICE_URL is set (docs/security.md)
+        db_url = Settings.from_config(config).db_url_for("audit")
+    except SettingError as exc:
+        print(f"piw-audit: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     try:
-        found, files, packages = run(str(config["DB_URL"]), www, hashes=args.hashes,
+        found, files, packages = run(db_url, www, hashes=args.hashes,
                                      wait=args.wait, settle=args.settle, progress=say)
     except AuditError as exc:
         print(f"piw-audit: {exc}", file=sys.stderr)
