@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, service_url, wait_for
 from tests.deploy.conftest import BASE_PYTHON, ROOT, run, user_env
 
 pytestmark = pytest.mark.slow
@@ -169,20 +169,24 @@ def test_every_compose_command_runs_from_the_installed_venv(
     upstream = f"http://127.0.0.1:{port}"
     wait_for(lambda: requests.get(upstream + "/simple/", timeout=2).ok, 60, what="fake PyPI")
     www, nginx_logs, tls = tmp_path / "www", tmp_path / "nginx-logs", tmp_path / "tls"
+    passwords = tmp_path / "db"  # the db-passwords volume: initdb writes, services read
     www.mkdir()
     nginx_logs.mkdir()
     (nginx_logs / "piw.access.log").touch()  # nginx makes it at its start
     ours = {"PIW_AMQP_URI": rabbit_config["AMQP_URI"], "PIW_DB_URL": fresh_db_url,
             "PIW_BUILDER_AMQP_URI": rabbit_config["AMQP_URI"],
             "PIW_BUILDER_INDEX_URL": f"{upstream}/simple/", "PIW_UPSTREAM": upstream,
-            "PIW_WWW": str(www), "PIW_WEB_ADDRESS": f"127.0.0.1:{free_port()}"}
+            "PIW_WWW": str(www), "PIW_WEB_ADDRESS": f"127.0.0.1:{free_port()}",
+            # each service on its role of this database, as compose's on the real one
+            "PIW_DB_SERVICE_URL": f"{service_url(fresh_db_url)}?passfile={passwords}/pgpass"}
 
     def command(name: str) -> tuple[list, dict[str, str]]:
         service = services[name]
         env = {key: interpolate(str(value), {}) for key, value in
                (service.get("environment") or {}).items()}
         args = [interpolate(str(a), {}).replace("/var/log/nginx", str(nginx_logs))
-                .replace("/srv/tls", str(tls)) for a in service["command"]]
+                .replace("/srv/tls", str(tls)).replace("/srv/db", str(passwords))
+                for a in service["command"]]
         assert set(ours) & set(env) or str(tls) in args, \
             f"{name}: no setting to point at this test's world"
         env.update({k: v for k, v in ours.items() if k in env})
