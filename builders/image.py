@@ -197,7 +197,8 @@ def _require(*commands: str) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """One maker per tarball at a time: a second waits, then finds it made."""
+    """One holder of *path*'s lock at a time (one maker per tarball, one wheel build per
+    checkout): a second waits, then finds the work done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -305,10 +306,14 @@ def _builder_wheel(package: str | None, out: Path) -> str:
     a wheel of this checkout (when piw runs from one), else ``piw`` from the index."""
     source = Path(__file__).resolve().parent.parent
     if package is None and (source / "setup.cfg").exists():
-        say(f"building a wheel of {source}")
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                               str(out), str(source)], env=_clean_host_env(),
-                              capture_output=True, text=True)
+        # setuptools builds in the checkout's build/: two builds at once (both userlands of
+        # one run, or two commands) trip over each other ("File exists: ...dist-info")
+        key = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+        with _locked(Path(tempfile.gettempdir()) / f"piw-wheel-{key}.lock"):
+            say(f"building a wheel of {source}")
+            done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                                   "-w", str(out), str(source)], env=_clean_host_env(),
+                                  capture_output=True, text=True)
         if done.returncode:
             raise ImageError(f"cannot build a wheel of {source}:\n{done.stderr[-3000:]}")
         return str(next(out.glob("piw-*.whl")))

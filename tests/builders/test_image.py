@@ -91,3 +91,26 @@ def test_cli_refusals(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         image.main(["run", str(tmp_path)])
     assert exit_info.value.code == 2
+
+
+def test_wheels_of_the_checkout_are_built_one_at_a_time(tmp_path):
+    """Both userlands of one run set up at once, and setuptools builds in the checkout's own
+    build/: a second build of the checkout waits for the first (CI saw "File exists:
+    build/bdist.linux-x86_64/wheel/piw-0.1.0.dist-info" without this)."""
+    import hashlib
+    import tempfile
+    import threading
+    import time
+    from pathlib import Path
+
+    source = Path(image.__file__).resolve().parent.parent
+    key = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    built: list[str] = []
+    with image._locked(Path(tempfile.gettempdir()) / f"piw-wheel-{key}.lock"):
+        worker = threading.Thread(target=lambda: built.append(
+            image._builder_wheel(None, tmp_path)))
+        worker.start()
+        time.sleep(1.0)
+        assert worker.is_alive() and not list(tmp_path.glob("*.whl"))
+    worker.join(300)
+    assert built and Path(built[0]).name.startswith("piw-")
