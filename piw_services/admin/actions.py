@@ -266,15 +266,21 @@ def skip(session: Session, package: Any, version: Any = None, reason: Any = None
     return outcome
 
 
-def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
-    """Undo a skip; the versions that lack builds are queued."""
-    _, name, version, versions = _request(session, package, version)
+def _clear_skip(session: Session, name: str, version: str | None) -> None:
+    """Lift the skip of a package (or of one version), refused when there is none, and for a
+    version of a package skipped as a whole (unskip, piw-add --unskip)."""
     was = build_state.skip_reason(session, name, version)
     if was is None:
         raise BadRequest(f"{_what(name, version)} is not skipped")
     if version is not None and build_state.skip_reason(session, name) is not None:
         raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
     builds.set_skip(session, name, version, None)
+
+
+def unskip(session: Session, package: Any, version: Any = None) -> Outcome:
+    """Undo a skip; the versions that lack builds are queued."""
+    _, name, version, versions = _request(session, package, version)
+    _clear_skip(session, name, version)
     outcome = Outcome("unskip", name, version,
                       queued=[list(q) for q in builds.add_targets(session, name, versions)])
     outcome.summary = f"unskipped {_what(name, version)} ({len(outcome.queued)} builds queued)"
@@ -470,12 +476,7 @@ def _update(session: Session, state: dict[str, Any], name: str, version: str | N
             admin_store.set_yanked(session, name, version, yank)
             noted.append("yanked" if yank else "unyanked")
     if unskip:
-        was = build_state.skip_reason(session, name, version)
-        if was is None:
-            raise BadRequest(f"{what} is not skipped")
-        if version is not None and build_state.skip_reason(session, name) is not None:
-            raise BadRequest(f"the whole of {name} is skipped ({was}): unskip the package")
-        builds.set_skip(session, name, version, None)
+        _clear_skip(session, name, version)
         noted.append("unskipped")
     if version is not None and not noted:  # only queueing asked: say why there is nothing
         mine_v = build_state.known_versions(session, name).get(version)
