@@ -129,6 +129,9 @@ def give_to_owner(conn: Connection, database: str) -> None:
             "ELSE 'TABLE' END, c.relname, NULL FROM pg_class c JOIN pg_namespace n "
             "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN "
             "('r', 'v', 'S', 'p') AND pg_get_userbyid(c.relowner) <> %s "
+            # a serial's or identity's sequence follows its table (ALTER SEQUENCE refuses it)
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+            "AND d.objid = c.oid AND d.deptype IN ('a', 'i') AND c.relkind = 'S') "
             "UNION ALL SELECT 'FUNCTION', p.proname, pg_get_function_identity_arguments(p.oid) "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> %s",

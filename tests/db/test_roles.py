@@ -171,3 +171,29 @@ def test_piw_initdb_passfile_gives_each_role_a_password_and_rotates_them(db_url,
     with pytest.raises(SystemExit) as refused:  # argparse: --rotate needs --passfile
         initdb.main(["--rotate"])
     assert refused.value.code == 2
+
+
+def test_a_database_made_before_roles_is_upgraded_with_them(db_url):
+    """A deployment's database whose objects the bootstrap user owns (made by a piw-initdb
+    before roles, as this machine's demo database was) gets its roles on upgrade: tables,
+    views, and the serial sequences that follow their tables (ALTER SEQUENCE refuses those)."""
+    from piw_services.db import create_database, upgrade
+    from tests.conftest import drop_database
+
+    url = make_url(db_url)
+    url = url.set(database=f"{url.database}_old").render_as_string(hide_password=False)
+    create_database(url)
+    try:
+        upgrade(url)  # the bootstrap user's objects, no roles
+        upgrade(url, roles=True)
+        database = make_url(url).database
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            owners = set(conn.execute(text(
+                "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace "
+                "n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+                "AND c.relkind IN ('r', 'v', 'S')")).scalars())
+        engine.dispose()
+        assert owners == {roles.owner_role(database)}
+    finally:
+        drop_database(url)
