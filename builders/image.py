@@ -201,7 +201,14 @@ def _locked(path: Path) -> Iterator[None]:
     checkout): a second waits, then finds the work done."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        # polled, not blocking: a blocking flock would stall every green thread of a process
+        # under eventlet (the tests), including the holder, which then never lets go
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.2)
         yield
 
 
