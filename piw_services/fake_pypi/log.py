@@ -6,23 +6,31 @@ tell the fake what to serve for that release (``kind``, ``requires_python``,
 ``summary``, ``yanked_reason``).  A row may also be ``{"raw": [...], "serial": N}``
 so tests can feed clients deliberately malformed rows.
 
-Every row is marshalled to XML-RPC once, when it enters the log, so that a page
-of 50,000 rows is served by joining byte strings rather than re-marshalling.
+Rows appended while serving are marshalled to XML-RPC once, when they enter the
+log, so that a page of 50,000 rows is served by joining byte strings.  A history
+loaded from a file (:meth:`EventLog.load`) stays in the file: it is validated once
+and indexed in a temporary SQLite database (serial -> offset, project -> serials,
+file -> project), and pages and projects are read back from the file when asked,
+so a history of millions of rows is served in bounded memory.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from os import PathLike
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as _sax_escape
 
+import orjson
 from packaging.utils import canonicalize_name
 
 from .sdists import default_sdist_filename
@@ -266,6 +274,152 @@ def _marshal_event(event: Event) -> bytes:
     ).encode()
 
 
+_canonical = lru_cache(maxsize=65536)(canonicalize_name)
+
+
+def _owned_file(event: Event) -> str | None:
+    """The file a row gives its project: an ``add ... file`` row's, a release's default sdist."""
+    action = event.action
+    if action.startswith("add ") and (match := ADD_FILE_RE.match(action)):
+        return match.group(2)
+    if action == "new release" and event.version is not None:
+        return default_sdist_filename(event.name, event.version)
+    return None
+
+
+def _parse_line(line: bytes, where: str) -> Event:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:  # or beyond what orjson reads (integers over 64 bits)
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise EventLogError(f"{where}: invalid JSON: {exc}") from None
+    return parse_event(obj, where=where)
+
+
+class HistoryFile:
+    """A JSONL history read from its file whenever asked, indexed once in SQLite.
+
+    Loading validates every line (a malformed one raises :class:`EventLogError` naming
+    its line) and records, in a private temporary SQLite database that SQLite deletes
+    when it is closed, each row's serial, byte offset and XML-RPC fragment, its project
+    and the files it gives that project.  The process then holds no row: a page of the
+    changelog is a range of fragments, a project's state is read from its own lines.
+    The file must not change while it is served.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        # "" is a private on-disk database, removed on close; its page cache is SQLite's
+        # default 2 MB, so the index costs disk, not memory.
+        self._db = sqlite3.connect("", check_same_thread=False)
+        self.count, self.last_serial = self._build()
+
+    def _build(self) -> tuple[int, int | None]:
+        db = self._db
+        db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+            "CREATE TABLE rows (serial INTEGER PRIMARY KEY, offset INTEGER NOT NULL,"
+            " project TEXT, fragment BLOB NOT NULL);"
+            "CREATE TABLE files (filename TEXT NOT NULL, serial INTEGER NOT NULL,"
+            " project TEXT NOT NULL);"
+        )
+        count, last = 0, None
+        rows: list[tuple[int, int, str | None, bytes]] = []
+        files: list[tuple[str, int, str]] = []
+        with open(self.path, "rb") as fh, db:
+            offset = 0
+            for lineno, line in enumerate(fh, start=1):
+                start, offset = offset, offset + len(line)
+                if not line.strip():
+                    continue
+                event = _parse_line(line, f"{self.path} line {lineno}")
+                if last is not None and event.serial <= last:
+                    raise EventLogError(
+                        f"{self.path} line {lineno}: serial {event.serial} is not greater than "
+                        f"the previous serial {last}; lines must be in ascending serial order"
+                    )
+                last = event.serial
+                count += 1
+                project = None if event.raw is not None else _canonical(event.name)
+                rows.append((event.serial, start, project, _marshal_event(event)))
+                if project is not None and (filename := _owned_file(event)) is not None:
+                    files.append((filename, event.serial, project))
+                if len(rows) >= 10_000:
+                    db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", rows)
+                    db.executemany("INSERT INTO files VALUES (?, ?, ?)", files)
+                    rows.clear()
+                    files.clear()
+            db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO files VALUES (?, ?, ?)", files)
+            db.execute("CREATE INDEX rows_project ON rows (project)")
+            db.execute("CREATE INDEX files_filename ON files (filename, serial)")
+        return count, last
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def rows_since(self, serial: int, limit: int | None = None) -> list[Event]:
+        """Rows with a serial above ``serial``, at most ``limit``, read from the file."""
+        found = self._query(
+            "SELECT offset FROM rows WHERE serial > ? ORDER BY serial LIMIT 1", (serial,)
+        )
+        if not found or limit == 0:
+            return []
+        out: list[Event] = []
+        with open(self.path, "rb") as fh:
+            fh.seek(found[0][0])
+            for line in fh:
+                if line.strip():
+                    out.append(_parse_line(line, str(self.path)))
+                    if limit is not None and len(out) >= limit:
+                        break
+        return out
+
+    def fragments_since(self, serial: int, limit: int | None = None) -> list[bytes]:
+        """The XML-RPC fragments of :meth:`rows_since`'s rows."""
+        rows = self._query(
+            "SELECT fragment FROM rows WHERE serial > ? ORDER BY serial LIMIT ?",
+            (serial, -1 if limit is None else limit),
+        )
+        return [fragment for (fragment,) in rows]
+
+    def project_rows(self, canonical: str) -> list[Event]:
+        """A project's rows in serial order (empty when the file never names it)."""
+        offsets = self._query(
+            "SELECT offset FROM rows WHERE project = ? ORDER BY serial", (canonical,)
+        )
+        out = []
+        with open(self.path, "rb") as fh:
+            for (offset,) in offsets:
+                fh.seek(offset)
+                out.append(_parse_line(fh.readline(), str(self.path)))
+        return out
+
+    def projects(self) -> Iterator[str]:
+        """Canonical names of every project the file names, in order of first mention."""
+        rows = self._query(
+            "SELECT project FROM rows WHERE project IS NOT NULL GROUP BY project "
+            "ORDER BY min(serial)", ()
+        )
+        return (project for (project,) in rows)
+
+    def knows(self, canonical: str) -> bool:
+        """Whether any valid row of the file names this project."""
+        return bool(self._query("SELECT 1 FROM rows WHERE project = ? LIMIT 1", (canonical,)))
+
+    def file_owner(self, filename: str) -> str | None:
+        """The project the last row naming ``filename`` belongs to."""
+        found = self._query(
+            "SELECT project FROM files WHERE filename = ? ORDER BY serial DESC LIMIT 1",
+            (filename,),
+        )
+        return found[0][0] if found else None
+
+
 class EventLog:
     """An append-only, thread-safe changelog with precomputed XML-RPC fragments.
 
@@ -275,9 +429,21 @@ class EventLog:
     Events are also indexed by project, so the state of one project is replayed
     from that project's rows only, and only again after one of them changes:
     an append to a 1M-row log does not make the next index request replay it all.
+
+    A log loaded from a file (``base``, a :class:`HistoryFile`) keeps the file's rows
+    there; rows appended later (the control API) are held in memory after them, and
+    only the last :data:`PROJECT_CACHE` projects' states are kept.
     """
 
-    def __init__(self, events: Iterable[Mapping[str, Any] | Event] = ()) -> None:
+    #: Projects whose state a file-backed log keeps (an in-memory log keeps all).
+    PROJECT_CACHE = 4096
+
+    def __init__(
+        self,
+        events: Iterable[Mapping[str, Any] | Event] = (),
+        base: HistoryFile | None = None,
+    ) -> None:
+        self._base = base
         self._lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._events: list[Event] = []
@@ -289,41 +455,23 @@ class EventLog:
         self._canonical: dict[str, str] = {}  # spelling -> canonical name
         self._by_project: dict[str, list[Event]] = {}  # canonical -> valid events
         self._file_owner: dict[str, str] = {}  # filename -> canonical name
-        self._project_cache: dict[str, tuple[int, ProjectState | None]] = {}
+        self._project_cache: OrderedDict[str, tuple[int, ProjectState | None]] = OrderedDict()
         self.append(events)
 
     @classmethod
     def load(cls, path: str | PathLike[str]) -> EventLog:
-        """Load a JSONL file; a missing or empty file gives an empty log."""
+        """Serve a JSONL file from the file (see :class:`HistoryFile`); a missing or empty
+        file gives an empty log."""
         path = Path(path)
-        log = cls()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return log
-        events: list[Event] = []
-        last = None
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise EventLogError(f"{where}: invalid JSON: {exc}") from None
-            event = parse_event(obj, where=where)
-            if last is not None and event.serial <= last:
-                raise EventLogError(
-                    f"{where}: serial {event.serial} is not greater than the previous "
-                    f"serial {last}; lines must be in ascending serial order"
-                )
-            last = event.serial
-            events.append(event)
-        log.append(events)
-        return log
+        if not path.exists():
+            return cls()
+        return cls(base=HistoryFile(path))
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._events) + (self._base.count if self._base is not None else 0)
+
+    def _base_last(self) -> int | None:
+        return self._base.last_serial if self._base is not None else None
 
     @property
     def generation(self) -> int:
@@ -334,12 +482,13 @@ class EventLog:
     def last_serial(self) -> int:
         """The highest serial in the log, 0 when empty (like ``changelog_last_serial``)."""
         with self._lock:
-            return self._serials[-1] if self._serials else 0
+            return self._serials[-1] if self._serials else (self._base_last() or 0)
 
     def events(self) -> list[Event]:
         """A snapshot of every event, in serial order."""
         with self._lock:
-            return list(self._events)
+            tail = list(self._events)
+        return (self._base.rows_since(-(2**63)) if self._base is not None else []) + tail
 
     def append(self, rows: Iterable[Mapping[str, Any] | Event]) -> int:
         """Validate and append rows atomically; returns the new last serial.
@@ -348,7 +497,7 @@ class EventLog:
         of order nothing is appended.
         """
         with self._lock:
-            last = self._serials[-1] if self._serials else None
+            last = self._serials[-1] if self._serials else self._base_last()
             new: list[Event] = []
             for index, row in enumerate(rows):
                 where = f"event #{index}"
@@ -370,7 +519,7 @@ class EventLog:
                 self._fragments.extend(fragments)
                 self._index(new)
                 self._generation += 1
-            return self._serials[-1] if self._serials else 0
+            return self._serials[-1] if self._serials else (self._base_last() or 0)
 
     def _index(self, events: list[Event]) -> None:
         canonical_of, by_project, owner = self._canonical, self._by_project, self._file_owner
@@ -385,59 +534,81 @@ class EventLog:
                 by_project[canonical] = [event]
             else:
                 project_events.append(event)
-            action = event.action
-            if action.startswith("add ") and (match := ADD_FILE_RE.match(action)):
-                owner[match.group(2)] = canonical
-            elif action == "new release" and event.version is not None:
-                owner[default_sdist_filename(event.name, event.version)] = canonical
+            if (filename := _owned_file(event)) is not None:
+                owner[filename] = canonical
 
     def _slice(self, since: int, limit: int | None) -> tuple[int, int]:
         start = bisect_right(self._serials, since)
         stop = len(self._serials) if limit is None else min(len(self._serials), start + limit)
         return start, stop
 
+    def _in_base(self, serial: int) -> HistoryFile | None:
+        """The file, if it has rows after ``serial`` (they all precede the appended ones)."""
+        base_last = self._base_last()
+        return None if base_last is None or serial >= base_last else self._base
+
     def since(self, serial: int, limit: int | None = None) -> list[Event]:
         """Events with serial greater than ``serial``, at most ``limit`` of them."""
+        base = self._in_base(serial)
+        head = base.rows_since(serial, limit) if base is not None else []
+        if limit is not None:
+            limit -= len(head)
         with self._lock:
             start, stop = self._slice(serial, limit)
-            return self._events[start:stop]
+            return head + self._events[start:stop]
 
     def fragments_since(self, serial: int, limit: int | None = None) -> list[bytes]:
         """Marshalled ``<value>`` fragments of :meth:`since`'s rows, ready to join."""
+        base = self._in_base(serial)
+        head = base.fragments_since(serial, limit) if base is not None else []
+        if limit is not None:
+            limit -= len(head)
         with self._lock:
             start, stop = self._slice(serial, limit)
-            return self._fragments[start:stop]
+            return head + self._fragments[start:stop]
 
     def is_known(self, name: str) -> bool:
         """Whether any valid row ever mentioned this project (live or removed)."""
+        canonical = canonicalize_name(name)
         with self._lock:
-            return canonicalize_name(name) in self._by_project
+            if canonical in self._by_project:
+                return True
+        return self._base is not None and self._base.knows(canonical)
 
     def file_owner(self, filename: str) -> str | None:
         """The canonical project a file row (or a release's default sdist) names."""
         with self._lock:
-            return self._file_owner.get(filename)
+            owner = self._file_owner.get(filename)
+        if owner is None and self._base is not None:
+            return self._base.file_owner(filename)
+        return owner
 
     def project_state(self, name: str) -> ProjectState | None:
         """The live state of one project (None if unknown or removed), cached per project."""
         return self._project_state(canonicalize_name(name))
 
     def _project_state(self, canonical: str) -> ProjectState | None:
+        base = self._base
         with self._lock:
-            events = self._by_project.get(canonical)
-            if events is None:
-                return None
-            count = len(events)
+            events = self._by_project.get(canonical, [])
+            count = len(events)  # the file's rows do not change
             cached = self._project_cache.get(canonical)
             if cached is not None and cached[0] == count:
+                self._project_cache.move_to_end(canonical)
                 return cached[1]
             snapshot = events[:]
-        # Replayed outside the lock so changelog calls are never held up by it.
+        # Read and replayed outside the lock so changelog calls are never held up by it.
+        if base is not None:
+            snapshot = base.project_rows(canonical) + snapshot
+        if not snapshot:
+            return None
         result = apply_events(snapshot).projects.get(canonical)
         with self._lock:
             current = self._project_cache.get(canonical)
             if current is None or current[0] < count:
                 self._project_cache[canonical] = (count, result)
+                if base is not None and len(self._project_cache) > self.PROJECT_CACHE:
+                    self._project_cache.popitem(last=False)
         return result
 
     def state(self) -> PyPIState:
@@ -451,6 +622,8 @@ class EventLog:
                 if self._state is not None and self._state_generation == generation:
                     return self._state
                 names = list(self._by_project)
+            if self._base is not None:  # every project's state at once: not bounded
+                names = list(dict.fromkeys([*self._base.projects(), *names]))
             projects = {}
             for canonical in names:
                 project = self._project_state(canonical)
