@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session
 from builders import protocol
 from piw_services import events as ev
 from piw_services.admin import PAGE_PART_ALIASES, PAGE_PARTS
-from piw_services.admin import store as admin_store
 from piw_services.build_dispatch import operations as builds
 from piw_services.build_dispatch import queries as build_state
 from piw_services.file_manager.queries import files_of_jobs, served_sha256
 from piw_services.names import MAX_NAME_LENGTH, canonical, is_valid_name, same_version
+from piw_services.reorderer import operations as operator_entries
 from piw_services.reorderer.parse import MAX_VERSION_LENGTH
 from piw_services.reorderer.queries import package_state, upstream_serves
 from piw_services.stats import operations as stats
@@ -231,8 +231,8 @@ def _remove(session: Session, state: dict[str, Any], versions: list[str], versio
         outcome.builds_forgotten += gone.builds_forgotten
         outcome.files = files_of_jobs(session, name, outcome.revoked_jobs)
         builds.forget_versions(session, name, mine)
-    entries = (admin_store.delete_package(session, name) if version is None
-               else admin_store.delete_versions(session, name, versions))
+    entries = (operator_entries.delete_package(session, name) if version is None
+               else operator_entries.delete_versions(session, name, versions))
     # a removal deletes the version's logged downloads too (docs/operating.md, Operators)
     for v in versions:
         outcome.downloads_deleted += stats.delete_downloads(session, name, v)
@@ -418,7 +418,7 @@ def _note_package(session: Session, state: dict[str, Any], name: str, typed: str
     if description is None and not aliases:
         return []
     mine = state.get("operator")
-    admin_store.put_package(session, name, mine["display_name"] if mine else typed,
+    operator_entries.put_package(session, name, mine["display_name"] if mine else typed,
                             False, description, aliases, who)
     return (["its description"] if description is not None else []) + \
         ([f"aliases {', '.join(aliases)}"] if aliases else [])
@@ -429,7 +429,7 @@ def _add_package(session: Session, name: str, typed: str, description: str | Non
                  ) -> Outcome:
     if unskip:
         raise BadRequest(f"{name} is not known: there is nothing to unskip")
-    admin_store.put_package(session, name, typed, True, description, aliases, who)
+    operator_entries.put_package(session, name, typed, True, description, aliases, who)
     if skip is not None:
         builds.set_skip(session, name, None, skip)
     what = f"package {typed}" + (f", skipped: {skip}" if skip else "")
@@ -444,7 +444,7 @@ def _add_version(session: Session, state: dict[str, Any], name: str, version: st
     if unskip:
         raise BadRequest(f"{name} {version} is not known: there is nothing to unskip")
     when = _released(released)
-    admin_store.put_version(session, name, version, when, yank, who)
+    operator_entries.put_version(session, name, version, when, yank, who)
     builds.record_version(session, name, version, when)
     if skip is not None:
         builds.set_skip(session, name, version, skip)
@@ -473,7 +473,7 @@ def _update(session: Session, state: dict[str, Any], name: str, version: str | N
         if yank or unyank:
             if state["versions"][version]["yanked"] == yank:
                 raise BadRequest(f"{what} is {'already' if yank else 'not'} yanked")
-            admin_store.set_yanked(session, name, version, yank)
+            operator_entries.set_yanked(session, name, version, yank)
             noted.append("yanked" if yank else "unyanked")
     if unskip:
         _clear_skip(session, name, version)

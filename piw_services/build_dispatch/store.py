@@ -141,9 +141,9 @@ def sync_abis(session: Session, abis: Iterable[tuple], now: float | None = None
 
 # -- publishing -------------------------------------------------------------------------------
 #: SQL: upstream's details of the version of the row aliased {} have been read since its
-#: newest creation (reorderer.store.set_version_info), so its Requires-Python is known.
-INFO_KNOWN = ("EXISTS (SELECT 1 FROM versions v WHERE v.package = {0}.package "
-              "AND v.version = {0}.version AND v.info_k >= v.created_k)")
+#: newest creation, so its Requires-Python is known (the catalog's view, migration 0019).
+INFO_KNOWN = ("EXISTS (SELECT 1 FROM version_details v WHERE v.package = {0}.package "
+              "AND v.version = {0}.version AND v.info_known)")
 
 
 def take_pending(session: Session, abi: str, limit: int, wait_for_info: bool = False
@@ -165,10 +165,9 @@ def take_pending(session: Session, abi: str, limit: int, wait_for_info: bool = F
         return []
     wheels: dict[tuple[str, str], list[str]] = {}
     for p, v, fn in session.execute(text(
-            "SELECT u.package, u.version, u.filename FROM upstream_files u "
+            "SELECT u.package, u.version, u.filename FROM upstream_wheels u "
             "JOIN unnest(CAST(:p AS text[]), CAST(:v AS text[])) AS w(p, v) "
-            "ON u.package = w.p AND u.version = w.v "
-            "WHERE u.added_k > u.removed_k AND u.filename LIKE '%.whl'"),
+            "ON u.package = w.p AND u.version = w.v"),
             {"p": [r[0] for r in rows], "v": [r[1] for r in rows]}):
         wheels.setdefault((p, v), []).append(fn)
     rows.sort(key=lambda r: -r[3])
@@ -250,7 +249,7 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
         f"t.package, t.version, v.requires_python, EXISTS ({QUARANTINED.format('t')}) "
         "FROM build_targets t "
         "LEFT JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
-        "LEFT JOIN versions v ON v.package = t.package AND v.version = t.version "
+        "LEFT JOIN version_details v ON v.package = t.package AND v.version = t.version "
         "LEFT JOIN build_package_skips ps ON ps.package = t.package "
         "WHERE t.job_id = :j FOR UPDATE OF t"), {"j": msg["job_id"]}).first()
     if row is not None and row[4] != builder_abi:

@@ -18,9 +18,10 @@ OWNERS: dict[str, frozenset[str]] = {
                         "download_dims_daily", "download_dims_monthly", "searches_daily",
                         "builder_readings", "master_readings"}),
 }
-#: the catalog's rules (reorderer migrations 0009 and 0011): every service may read them
+#: the catalog's rules and what build_dispatch needs of it (reorderer migrations 0009, 0011,
+#: 0019): every service may read them
 CATALOG_VIEWS = frozenset({"live_packages", "live_versions", "servable_packages",
-                           "servable_versions"})
+                           "servable_versions", "version_details", "upstream_wheels"})
 #: the transactional outbox (piw_services/outbox.py): every producer writes it, every consumer
 #: keeps its mark
 SHARED = frozenset({"outbox", "consumer_marks"})

@@ -45,8 +45,8 @@ _BUILDS = frozenset({"build_abis", "build_versions", "build_package_skips", "bui
 READS: dict[str, frozenset[str]] = {
     # which versions have a build waiting (build_dispatch.queries.BUILD_WAITING)
     "reorderer": CATALOG_VIEWS | {"build_targets"},
-    # a claim's Requires-Python and quarantine, a job's upstream wheels
-    "build_dispatch": CATALOG_VIEWS | {"versions", "upstream_files"},
+    # a claim's Requires-Python and quarantine, a job's upstream wheels (through the views)
+    "build_dispatch": CATALOG_VIEWS,
     # a commit's job and target, whether the version is alive and upstream serves the name
     "file_manager": CATALOG_VIEWS | _CATALOG | {"build_targets", "build_abis"},
     # every page: the catalog, builds and logs, files, download counts
@@ -62,19 +62,15 @@ READS: dict[str, frozenset[str]] = {
     "audit": CATALOG_VIEWS | _CATALOG | _BUILDS | {"files", "index_dirty", "held_rows",
                                                     "upstream_state", "malformed_rows"},
 }
-#: tables a service writes that another owns, each with why (tests/test_package_structure.py
-#: lists the same as known foreign SQL)
-WRITES: dict[str, frozenset[str]] = {
-    # piw-add's entries sit beside the catalog's registers, written by admin/store.py
-    "admin": frozenset({"operator_packages", "operator_versions"}),
-}
-#: the SECURITY DEFINER functions each service calls (migrations 0017, 0018)
+#: the SECURITY DEFINER functions each service calls (migrations 0017, 0018, 0019)
 CALLS: dict[str, frozenset[str]] = {
     "build_dispatch": frozenset({"build_priority"}),
     "admin": frozenset({"build_set_skip", "build_revoke", "build_add_targets",
                         "build_import_job", "build_record_version", "build_forget_versions",
                         "build_current_build", "build_skip_build", "build_hold",
-                        "stats_download_versions", "stats_delete_downloads"}),
+                        "stats_download_versions", "stats_delete_downloads",
+                        "operator_put_package", "operator_put_version", "operator_set_yanked",
+                        "operator_delete_versions", "operator_delete_package"}),
 }
 #: services that consume or produce through the outbox (audit only reads)
 OUTBOX_USERS = frozenset(SERVICES) - {"audit"}
@@ -158,7 +154,7 @@ def grant(conn: Connection, database: str) -> None:
         conn.exec_driver_sql(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
         conn.exec_driver_sql(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}")
         conn.exec_driver_sql(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role}")
-        writes = OWNERS.get(service, frozenset()) | WRITES.get(service, frozenset())
+        writes = OWNERS.get(service, frozenset())
         for table in tables:
             if table in writes:
                 privileges = "SELECT, INSERT, UPDATE, DELETE"
