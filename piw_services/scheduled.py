@@ -56,7 +56,22 @@ class Scheduled(Entrypoint):
         if not self.alarm.ready():
             self.alarm.send(True)
 
+    def _consumers_ready(self) -> None:
+        """Wait until the container's queue consumers (nameko's ``QueueConsumer``) consume.
+
+        nameko starts a container's extensions together, so a first run at once could send an
+        RPC before the reply queue is consumed, lose the reply and wait out the call's timeout
+        (upstream's first poll: 60 s, one start in three)."""
+        for extension in list(self.container.shared_extensions.values()):
+            ready = getattr(extension, "_consumers_ready", None)
+            if ready is not None:
+                try:
+                    ready.wait()
+                except Exception:  # the consumer failed to start: the container dies of it
+                    return
+
     def _run(self) -> None:
+        self._consumers_ready()
         while not self.stopping:
             wait = self.due - time.monotonic()
             if wait > 0:

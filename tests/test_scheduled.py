@@ -3,7 +3,7 @@
 import time
 
 import eventlet
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 from nameko.testing.services import entrypoint_hook
 
 from piw_services.scheduled import Wakeup, scheduled
@@ -57,3 +57,39 @@ def test_runs_when_it_says_and_when_woken(container_factory, rabbit_config):
     assert len(RUNS) == 6 and 0.19 <= RUNS[5] - woken < 0.5
     container.stop()  # stops at once, although the next run is 30 s away
     assert time.monotonic() - woken < 5
+
+
+CALLS: list[object] = []
+
+
+class Echo:
+    name = "scheduled_echo"
+
+    @rpc
+    def ping(self):
+        return "pong"
+
+
+class Caller:
+    name = "scheduled_caller"
+    echo = RpcProxy("scheduled_echo")
+
+    @scheduled(idle=30)
+    def tick(self):
+        try:
+            with eventlet.Timeout(10):
+                CALLS.append(self.echo.ping())
+        except eventlet.Timeout:
+            CALLS.append("timed out")
+
+
+def test_the_first_run_at_start_can_call_another_service(container_factory, rabbit_config):
+    """nameko starts entrypoints before the RPC reply queue is consumed: a first run calling
+    at once lost its reply and waited out the call's timeout (60 s for upstream's first poll)."""
+    CALLS.clear()
+    container_factory(Echo, rabbit_config).start()
+    container_factory(Caller, rabbit_config).start()
+    deadline = time.monotonic() + 15
+    while not CALLS and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+    assert CALLS == ["pong"]

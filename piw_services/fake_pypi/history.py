@@ -72,9 +72,16 @@ def _respell(rng: random.Random, name: str) -> str:
     return out.replace("-", rng.choice(["-", "_", "."]))
 
 
-def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
-    """Yield *n* changelog events (dicts with name, version, timestamp, action, serial)."""
+def synthetic_history(n: int, seed: int = 1, dense: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield *n* changelog events (dicts with name, version, timestamp, action, serial).
+
+    By default a new package comes every ~40 rows and a release with 1-3 files. ``dense``
+    is as dense in packages as PyPI's whole history (~600,000 projects in ~5.5 M rows): a
+    new package every ~9 rows, releases of 2-10 files, and legacy renames (``rename from
+    <old>`` on the new name, as old PyPI wrote them) beside the removals.
+    """
     rng = random.Random(seed)
+    p_create, p_release = (0.44, 0.94) if dense else (0.06, 0.70)
     serial, t = 0, START
     live: list[list[Any]] = []  # [name, [versions], {version: [files]}]
     dead: list[str] = []
@@ -104,11 +111,17 @@ def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
             shift = 0
         roll = rng.random()
         out: list[dict[str, Any]] = []
-        if not live or roll < 0.06:
+        if not live or roll < p_create:
             name = _name(rng, serial)
-            live.append([name, [], {}])
-            out.append(emit(name, None, "create"))
-        elif roll < 0.70 or len(live) < 5:
+            if dense and rng.random() < 0.02:  # a legacy rename of a live package
+                index = rng.randrange(len(live))
+                old = live[index][0]
+                live[index][0] = name
+                out.append(emit(name, None, f"rename from {old}"))
+            else:
+                live.append([name, [], {}])
+                out.append(emit(name, None, "create"))
+        elif roll < p_release or len(live) < 5:
             pkg = rng.choice(live)
             name, versions, files = pkg
             version = f"{len(versions) // 10}.{len(versions) % 10}.{rng.randint(0, 3)}"
@@ -119,15 +132,19 @@ def synthetic_history(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
             files[version] = [f"{stem}-{version}.tar.gz"]
             out.append(emit(name, version, "new release"))
             out.append(emit(name, version, f"add source file {stem}-{version}.tar.gz"))
-            for abi in rng.sample(
-                ["py3-none-any", "cp311-cp311-manylinux_2_17_x86_64"], rng.randint(0, 2)
-            ):
+            abis = ["py3-none-any", "cp311-cp311-manylinux_2_17_x86_64"]
+            if dense:
+                abis = [f"cp3{minor}-cp3{minor}-{platform}" for minor in range(8, 13)
+                        for platform in ("manylinux_2_17_x86_64", "win_amd64")]
+            for abi in rng.sample(abis, rng.randint(1, 9) if dense else rng.randint(0, 2)):
                 fn = f"{stem}-{version}-{abi}.whl"
                 files[version].append(fn)
                 out.append(emit(name, version, f"add {abi.split('-')[0]} file {fn}"))
         else:
             index = rng.randrange(len(live))
             pkg = live[index]
+            if dense:  # the rest of the range, spread as it is by default
+                roll = p_release + (roll - p_release) * (1 - 0.70) / (1 - p_release)
             name, versions, files = pkg
             if roll < 0.80 and versions:
                 out.append(emit(name, rng.choice(versions), "yank release"))

@@ -11,6 +11,7 @@ import requests
 
 from piw_services.fake_pypi.history import PEOPLE_ACTIONS, synthetic_history
 from piw_services.fake_pypi.server import TURNED_OFF
+from piw_services.fake_pypi.state import ADD_FILE_RE
 from piw_services.reorderer.parse import Ignored, Row, parse_row
 
 from .fake_pypi_helpers import ev
@@ -97,3 +98,22 @@ def test_the_synthetic_history_has_every_action_warehouse_writes():
     parsed = [parse_row([e["name"], e["version"], e["timestamp"], e["action"], e["serial"]])
               for e in synthetic_history(20_000, seed=3)]
     assert all(isinstance(p, Row | Ignored) for p in parsed)  # piw understands all of it
+
+
+def test_the_dense_history_is_as_dense_in_packages_as_pypi():
+    events = list(synthetic_history(30_000, seed=4, dense=True))
+    creates = sum(e["action"] == "create" for e in events)
+    renames = [e for e in events if e["action"].startswith("rename from ")]
+    assert 8 <= len(events) / creates <= 10  # PyPI: ~600,000 projects in ~5.5 M rows
+    files: dict[tuple[str, str], int] = {}
+    for e in events:
+        if e["action"] == "new release" or ADD_FILE_RE.match(e["action"]):
+            files[e["name"], e["version"]] = files.get((e["name"], e["version"]), 0) + (
+                e["action"] != "new release")
+    whole = list(files.values())[:-1]  # the last release may be cut by the end
+    assert min(whole) == 2 and max(whole) == 10
+    assert renames and any(e["action"].startswith("remove") for e in events)
+    parsed = [parse_row([e["name"], e["version"], e["timestamp"], e["action"], e["serial"]])
+              for e in events]
+    assert all(isinstance(p, Row | Ignored) for p in parsed)
+    assert [e["serial"] for e in events] == list(range(1, 30_001))
