@@ -190,6 +190,8 @@ def is_move(row: Row) -> bool:
 def reach(links: Links, name: str, k: int) -> list[str]:
     """The packages a row of *name* with order key *k* counts for: its own and, through every
     rename of it newer than the row, the new name's (transitively)."""
+    if name not in links:  # nearly every package: a row costs one lookup, not a walk
+        return [name]
     out = [name]
     for current in out:  # grows while it is walked
         out += [new for new, kl in links.get(current, ()) if k < kl and new not in out]
@@ -200,11 +202,14 @@ def targets(row: Row, links: Links | None = None) -> list[tuple[str, Kind]]:
     """The (package, effect) pairs a row has: a rename creates the new name and deletes the
     old one; with *links*, a row also counts for the names its package was renamed to after
     it."""
-    base: list[tuple[str, Kind]] = [(row.package, row.kind)]
     if is_move(row) and row.old_name:
         base = [(row.package, Kind.RENAME), (row.old_name, Kind.REMOVE_PROJECT)]
-    if not links:
-        return base
+        if not links or (row.package not in links and row.old_name not in links):
+            return base
+    elif not links or row.package not in links:  # nearly every row: no walk
+        return [(row.package, row.kind)]
+    else:
+        base = [(row.package, row.kind)]
     return [(name, kind) for package, kind in base for name in reach(links, package, row.k)]
 
 

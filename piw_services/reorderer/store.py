@@ -279,12 +279,18 @@ def load_links(cur: Any, released: list[Row]) -> Links:
         if is_move(row):
             links.setdefault(row.old_name, []).append((row.package, row.k))  # type: ignore
     asked: set[str] = set()
-    while todo := {n for row in released for n in _touched(row, links)} - asked:
+    todo = {n for row in released for n in _touched(row, links)}
+    while todo:
         asked |= todo
         cur.execute("SELECT old, new, k FROM renames WHERE old = ANY(%s)", (list(todo),))
+        grown = set()
         for old, new, k in cur.fetchall():
             if (new, k) not in links.setdefault(old, []):
                 links[old].append((new, k))
+                grown.add(old)
+        # A row reaches a name it did not before only through a rename found just now: ask
+        # about what those lead to (a superset), not about every row's names again.
+        todo = {n for old in grown for n in chain(links, old)} - asked
     return links
 
 
