@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-#: SQL: a build of the version of the row aliased {0} waits in the queue of record (the
-#: upstream service looks up such versions' Requires-Python first).
-BUILD_WAITING = ("EXISTS (SELECT 1 FROM build_targets t WHERE t.package = {0}.package "
-                 "AND t.version = {0}.version AND t.state = 'pending')")
+#: SQL: the (package, version) of each version a build waits for in the queue of record (the
+#: upstream service looks up such versions' Requires-Python first); as many as the queue
+#: holds, read through its index of pending targets.
+WAITING_VERSIONS = "SELECT DISTINCT package, version FROM build_targets WHERE state = 'pending'"
 
 
 #: SQL: the file of the row aliased {0} was made by a job still current. An operator's removal

@@ -127,6 +127,11 @@ class Version(Base):
     # warehouse's release quarantine (LWW like the yank): withheld while set
     quarantine_k: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     quarantined: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # the versions whose details are due, by how recent (migration 0020)
+    __table_args__ = (
+        Index("versions_info_due", text("greatest(quarantine_k, created_k, yank_k)"),
+              postgresql_where=text("greatest(quarantine_k, created_k, yank_k) > info_k")),
+    )
 
 
 class OperatorPackage(Base):

@@ -43,7 +43,7 @@ _BUILDS = frozenset({"build_abis", "build_versions", "build_package_skips", "bui
                      "builds", "builders", "image_packages"})
 #: SELECT on other services' tables (and the catalog views), by what the service shows or checks
 READS: dict[str, frozenset[str]] = {
-    # which versions have a build waiting (build_dispatch.queries.BUILD_WAITING)
+    # which versions have a build waiting (build_dispatch.queries.WAITING_VERSIONS)
     "reorderer": CATALOG_VIEWS | {"build_targets"},
     # a claim's Requires-Python and quarantine, a job's upstream wheels (through the views)
     "build_dispatch": CATALOG_VIEWS,

@@ -484,8 +484,11 @@ def flush(session: Session, hold: float, now: float | None = None) -> IngestResu
 #: SQL: the newest row of a version whose details upstream's JSON API may have changed (its
 #: creation, yank, or the clearing of its quarantine), of the versions row aliased v.
 INFO_DUE = "greatest(v.quarantine_k, v.created_k, v.yank_k)"
-#: SQL: a build of the version (v) waits in build_dispatch's queue of record.
-BUILD_WAITING = build_queries.BUILD_WAITING.format("v")
+#: SQL: the version (v) is one upstream may have details of now: live, not withheld, not
+#: read since its newest creation, yank or quarantine clearing, its back-off over.
+_INFO_NEEDED = (f"{INFO_DUE} > v.info_k AND (v.info_after IS NULL OR v.info_after <= now()) "
+                "AND EXISTS (SELECT 1 FROM live_versions l WHERE l.package = v.package "
+                "AND l.version = v.version AND NOT l.withheld)")
 #: Failed look-ups in a row after which a version is taken as looked up, with nothing known
 #: (back-offs of 1, 2, 4, 8 and 16 minutes between them), so its builds are not held back for ever.
 INFO_GIVE_UP = 6
@@ -496,13 +499,21 @@ def versions_needing_info(session: Session, limit: int, since_ts: int) -> list[l
     summary) we have not read since their newest creation, yank or quarantine clearing, and
     whose back-off after a failed look-up is over: first those with a build waiting, whatever
     their age (build_dispatch sends no job before its version's Requires-Python is known),
-    then those released or yanked since *since_ts*, newest first."""
+    then those released or yanked since *since_ts*, newest first.
+
+    Two halves that read no more than they answer: the versions of the builds waiting, and
+    the newest due versions through the partial index ``versions_info_due`` (migration
+    0020). One query filtering every version took 0.2-0.6 s at 82,000 versions, once after
+    every poll that brought rows."""
     rows = session.execute(text(
-        "SELECT v.package, v.version FROM live_versions l JOIN versions v "
-        f"USING (package, version) WHERE NOT l.withheld AND {INFO_DUE} > v.info_k "
-        "AND (v.info_after IS NULL OR v.info_after <= now()) "
-        f"AND ({INFO_DUE} >= :since OR {BUILD_WAITING}) "
-        f"ORDER BY {BUILD_WAITING} DESC, {INFO_DUE} DESC LIMIT :limit"),
+        "SELECT package, version FROM ("
+        f"SELECT v.package, v.version, true AS waiting, {INFO_DUE} AS due "
+        f"FROM ({build_queries.WAITING_VERSIONS}) w JOIN versions v USING (package, version) "
+        f"WHERE {_INFO_NEEDED} "
+        f"UNION ALL (SELECT v.package, v.version, false, {INFO_DUE} FROM versions v "
+        f"WHERE {INFO_DUE} >= :since AND {_INFO_NEEDED} ORDER BY {INFO_DUE} DESC LIMIT :limit)"
+        ") c GROUP BY package, version ORDER BY bool_or(waiting) DESC, max(due) DESC "
+        "LIMIT :limit"),
         {"since": since_ts * K_SCALE, "limit": limit}).all()
     return [[str(package), str(version)] for package, version in rows]
 
