@@ -167,3 +167,13 @@ def test_the_benches_import_what_exists():
                             and not (hasattr(module, "__path__") and importlib.util.find_spec(
                                 f"{node.module}.{a.name}"))]
     assert not missing
+
+
+def test_run_bench_knows_every_bench():
+    """``./run bench NAME`` runs bench/NAME; an unknown name fell through to replay's
+    arguments (freshness and churn did: "unrecognized arguments")."""
+    scripts = {p.name for p in (ROOT / "bench").iterdir() if p.is_file() and p.name != "run"
+               and p.read_text(errors="replace").startswith("#!")}
+    names = re.search(r"\n\s+(replay\|[a-z|]+)\)", (ROOT / "run").read_text())
+    assert names is not None, "./run's bench case not found"
+    assert set(names.group(1).split("|")) == scripts
