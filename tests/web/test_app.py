@@ -3,14 +3,16 @@ byte, its cache must never serve a replaced file, and the service's counters mus
 every hit."""
 
 import os
+import socket
 
 import pytest
+import requests
 from nameko.testing.services import entrypoint_hook
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from piw_services.web import app as app_module
-from piw_services.web.app import TreeApp
+from piw_services.web.app import HttpServer, TreeApp
 from piw_services.web.serve import SIMPLE_JSON, Hit, ServedTree
 from tests.web.conftest import SERVED, WHEEL, wsgi_call
 
@@ -128,3 +130,38 @@ def test_a_404_outside_simple_is_the_trees_page_with_a_search_box(tmp_path):
     status, headers, body = call(app, environ_for("/simple/nope/"))
     assert status.startswith("404") and body == b"404 Not Found\n"
     assert headers["vary"] == "Accept"
+
+
+def test_connections_send_at_once_and_a_file_leaves_uncorked(www):
+    """Every connection is TCP_NODELAY (Nagle held the last bytes of a response for the
+    client's delayed ACK, up to 40 ms), and the cork a sendfile response puts on is off again
+    once it is sent (a corked socket holds the next response's last bytes up to 200 ms): the
+    options of the server's own socket, read right after each answer on one real keep-alive
+    connection, and the bytes the client got."""
+    tree_app = TreeApp(ServedTree(www))
+    seen = []
+
+    def probe(environ, start_response):
+        result = tree_app(environ, start_response)
+        sock = environ[app_module.SOCKET_KEY]
+        cork = (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)
+                if hasattr(socket, "TCP_CORK") else 0)
+        seen.append((environ["PATH_INFO"],
+                     bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)), cork))
+        return result
+
+    server = HttpServer(probe, ("127.0.0.1", 0))
+    server.start()
+    wheel = f"/simple/foo-bar/{WHEEL}"
+    try:
+        with requests.Session() as session:
+            base = f"http://127.0.0.1:{server.port}"
+            for path in (wheel, "/simple/foo-bar/", wheel):
+                r = session.get(base + path, timeout=10)
+                assert r.status_code == 200
+                want = www / "simple/foo-bar" / (WHEEL if path == wheel else "index.html")
+                assert r.content == want.read_bytes()
+    finally:
+        server.stop()
+    assert seen == [(wheel, True, 0), ("/simple/foo-bar/", True, 0), (wheel, True, 0)]
+    assert os.path.getsize(www / "simple/foo-bar" / WHEEL) > app_module.CHUNK  # sendfile's
