@@ -9,6 +9,7 @@ import pytest
 import requests
 from sqlalchemy import text
 
+from piw_services.cli.audit import wait_quiet
 from piw_services.fake_pypi.sdists import make_wheel
 from tests.conftest import BIN, ROOT, wait_for
 from tests.e2e.conftest import builds, ev, project_json, release
@@ -27,6 +28,14 @@ def snapshot(db, www):
                             "builders", "files", "outbox")}
     tables["store"] = sorted(str(p.relative_to(www)) for p in (www / "simple").rglob("*.whl*"))
     return tables
+
+
+def quiet_snapshot(db, www):
+    """The snapshot once every consumer has applied the whole outbox: an operator's command
+    returns when its batch is written, and a consumer applying it later would change the
+    snapshot under the test (seen with the index slowed by a parallel test)."""
+    assert wait_quiet(db, 60, lambda _: None), "the system did not go quiet"
+    return snapshot(db, www)
 
 
 def piw_import(env, *args):
@@ -60,13 +69,13 @@ def test_import_wheels_built_elsewhere(system, db, rpc, operator_user, tmp_path)
         assert run.returncode == 0, run.stderr
 
     operator("piw-skip", "-r", "licence", "gamma", "2.0")
-    before = snapshot(db, system.www)
+    before = quiet_snapshot(db, system.www)
     run = piw_import(env, str(good))
     assert run.returncode == 1 and "gamma 2.0 is skipped (licence): unskip it first" in \
         run.stderr, run.stderr
     assert snapshot(db, system.www) == before
     operator("piw-skip", "-u", "gamma", "2.0")
-    before = snapshot(db, system.www)
+    before = quiet_snapshot(db, system.www)
     other = tmp_path / "other"
     other.mkdir()
     refusals = [
