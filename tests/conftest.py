@@ -5,6 +5,7 @@ test hangs (docs/development.md, the nameko stack).
 """
 
 import os
+import sys
 import uuid
 import warnings
 
@@ -12,7 +13,49 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import eventlet
 
-eventlet.monkey_patch()
+
+def xdist_controller(argv: list[str], env: dict[str, str]) -> bool:
+    """Whether this process is pytest-xdist's controller (``-n N``, N not 0): it runs no test,
+    it hands them to the workers over execnet, whose OS threads would stall on the green locks
+    and queues of a patched process (pytest-xdist issue 71)."""
+    if env.get("PYTEST_XDIST_WORKER"):
+        return False
+    args = [*argv, *env.get("PYTEST_ADDOPTS", "").split()]
+    workers = None
+    for i, arg in enumerate(args):
+        if arg in ("-n", "--numprocesses"):
+            workers = args[i + 1] if i + 1 < len(args) else None
+        elif arg.startswith("--numprocesses="):
+            workers = arg.split("=", 1)[1]
+        elif arg.startswith("-n") and len(arg) > 2:
+            workers = arg[2:]
+    return workers not in (None, "0")
+
+
+def keep_execnet_on_os_threads() -> None:
+    """In an xdist worker, execnet's receiver is an OS thread that hands the next tests to the
+    main thread through a lock and an event made by its exec model on demand; made after the
+    patch they would be green, and a green wait is never woken from another OS thread (the
+    worker hangs when it asks for more tests). Its model makes them from the unpatched
+    modules."""
+    from eventlet.patcher import original
+    from execnet import gateway_base
+
+    threading, queue = original("threading"), original("queue")
+    thread, clock = original("_thread"), original("time")
+    model = gateway_base.ThreadExecModel
+    model.Lock = model.RLock = lambda self: threading.RLock()  # type: ignore[method-assign]
+    model.Event = lambda self: threading.Event()  # type: ignore[method-assign]
+    model.queue = property(lambda self: queue)  # type: ignore[assignment]
+    model.get_ident = lambda self: thread.get_ident()  # type: ignore[method-assign]
+    model.sleep = lambda self, delay: clock.sleep(delay)  # type: ignore[method-assign]
+    model.start = lambda self, func, args=(): thread.start_new_thread(func, args)  # type: ignore
+
+
+if not xdist_controller(sys.argv[1:], dict(os.environ)):
+    eventlet.monkey_patch()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        keep_execnet_on_os_threads()
 
 # hypothesis imports its conjecture providers lazily, at the end of a run in its terminal
 # summary; pytest then rewrites them with ast.parse, which CPython 3.11.7 refuses with
@@ -100,7 +143,6 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -195,6 +237,17 @@ def processes(piw_env, tmp_path, request):
     if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
         for name in procs.procs:
             print(f"----- {name} log -----\n{procs.log(name)[-5000:]}")
+
+
+def pytest_collection_modifyitems(items):
+    """Slow tests first, the longest (``slow(minutes=N)``) at the head: under ``-n 2 --dist
+    loadfile`` (./run test) each worker takes the next file as it finishes one, so a long file
+    taken last would leave the other worker idle for its whole length."""
+    def weight(item):
+        slow = item.get_closest_marker("slow")
+        return -slow.kwargs.get("minutes", 1) if slow else 0
+
+    items.sort(key=weight)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

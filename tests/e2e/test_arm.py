@@ -21,7 +21,7 @@ from piw_services.cli import builder_user as builder_user_cli
 from tests.conftest import BIN, wait_for
 from tests.e2e.conftest import MARKUPSAFE, builds, ev, files, release
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=10)  # two userlands set up, six emulated builds
 
 ARMV7, AARCH64 = "cp311-linux_armv7l", "cp311-linux_aarch64"
 #: ELF class (1: 32-bit, 2: 64-bit) and machine (40: ARM, 183: AArch64) of each target's code
