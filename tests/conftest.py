@@ -20,7 +20,7 @@ def xdist_controller(argv: list[str], env: dict[str, str]) -> bool:
     and queues of a patched process (pytest-xdist issue 71)."""
     if env.get("PYTEST_XDIST_WORKER"):
         return False
-    args = [*argv, *env.get("PYTEST_ADDOPTS", "").split()]
+    args = [*env.get("PYTEST_ADDOPTS", "").split(), *argv]  # as pytest reads them: argv last
     workers = None
     for i, arg in enumerate(args):
         if arg in ("-n", "--numprocesses"):
