@@ -52,10 +52,18 @@ def keep_execnet_on_os_threads() -> None:
     model.start = lambda self, func, args=(): thread.start_new_thread(func, args)  # type: ignore
 
 
-if not xdist_controller(sys.argv[1:], dict(os.environ)):
+CONTROLLER = xdist_controller(sys.argv[1:], dict(os.environ))
+if not CONTROLLER:
     eventlet.monkey_patch()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         keep_execnet_on_os_threads()
+
+
+def pytest_configure(config):
+    """nameko warns at the start of a session that eventlet is not patched: in xdist's
+    controller that is on purpose (its workers are patched)."""
+    if CONTROLLER:
+        config.option.suppress_eventlet_notification = True
 
 # hypothesis imports its conjecture providers lazily, at the end of a run in its terminal
 # summary; pytest then rewrites them with ast.parse, which CPython 3.11.7 refuses with
