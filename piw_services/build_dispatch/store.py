@@ -26,9 +26,12 @@ NEW_JOB_ID = "replace(gen_random_uuid()::text, '-', '')"
 #: SQL for "an operator skipped the package of the row aliased {}" (format it with the alias).
 PACKAGE_SKIP = "SELECT 1 FROM build_package_skips s WHERE s.package = {}.package"
 #: SQL for "upstream quarantined the version of the row aliased {}, or its package" (the
-#: catalog's view, as it is now): such a job waits, pending, until it is cleared.
-QUARANTINED = ("SELECT 1 FROM live_versions l WHERE l.package = {0}.package "
-               "AND l.version = {0}.version AND l.withheld")
+#: catalog's view, as it is now): such a job waits, pending, until it is cleared. An IN, not a
+#: correlated EXISTS: the withheld versions (few) are read once and hashed, where an EXISTS
+#: against the view's UNION could be planned as a scan of every version for each job
+#: (without statistics, e.g. 100,000 targets just made: 35 s instead of 3 s to queue them).
+QUARANTINED = ("({0}.package, {0}.version) IN (SELECT l.package, l.version "
+               "FROM live_versions l WHERE l.withheld)")
 #: What a claim of a quarantined version's job answers.
 QUARANTINED_NOTE = "quarantined upstream: waits until upstream clears it"
 
@@ -157,7 +160,7 @@ def take_pending(session: Session, abi: str, limit: int, wait_for_info: bool = F
     rows = session.execute(text(
         "UPDATE build_targets t SET state = 'queued', updated_at = now() FROM ("
         "SELECT package, version, abi FROM build_targets x WHERE state = 'pending' "
-        f"AND abi = :a AND NOT EXISTS ({QUARANTINED.format('x')}) {info}"
+        f"AND abi = :a AND NOT {QUARANTINED.format('x')} {info}"
         "ORDER BY priority DESC, updated_at LIMIT :n FOR UPDATE SKIP LOCKED) p "
         "WHERE (t.package, t.version, t.abi) = (p.package, p.version, p.abi) "
         "RETURNING t.package, t.version, t.job_id, t.priority"), {"a": abi, "n": limit}).all()
@@ -246,7 +249,7 @@ def claim(session: Session, msg: Mapping[str, Any]) -> tuple[bool, str | None]:
         return False, f"unknown builder {builder_id}: say hello first"
     row = session.execute(text(
         "SELECT t.state, t.builder_id, t.note, coalesce(ps.reason, bv.skip_reason), t.abi, "
-        f"t.package, t.version, v.requires_python, EXISTS ({QUARANTINED.format('t')}) "
+        f"t.package, t.version, v.requires_python, {QUARANTINED.format('t')} "
         "FROM build_targets t "
         "LEFT JOIN build_versions bv ON bv.package = t.package AND bv.version = t.version "
         "LEFT JOIN version_details v ON v.package = t.package AND v.version = t.version "
