@@ -64,8 +64,6 @@ FALLBACK_MIRROR = "http://deb.debian.org/debian"
 #: Where the builder package lives inside a root, and the user builds run as.
 VENV = "/opt/piw"
 USER = "piw"
-#: pip's cache inside a root while it is set up (kept between roots under the cache directory)
-PIP_CACHE = "/var/cache/piw-pip"
 CLEAN_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
@@ -365,13 +363,6 @@ def setup_root(userland: Userland, root: Path, package: str | None = None,
 
     as_root("useradd", "--create-home", "--shell", "/bin/sh", USER)
     as_root("python3", "-m", "venv", VENV)
-    # pip's cache of this userland's roots, kept beside its tarball: a later root takes the
-    # wheels pip built here (PyYAML has none for armv7l on PyPI) instead of building them again
-    # under emulation, as a Pi owner's pip does its second time
-    pip_cache = (cache_dir() if cache is None else cache) / "pip" / userland.name
-    if pip_cache.is_dir():
-        with _locked(pip_cache.with_suffix(".lock")):
-            shutil.copytree(pip_cache, root / PIP_CACHE.lstrip("/"), dirs_exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root / "tmp") as inbox:
         spec = _builder_wheel(package, Path(inbox))
         if Path(spec).is_file():
@@ -381,11 +372,8 @@ def setup_root(userland: Userland, root: Path, package: str | None = None,
             spec = "/" + str(inside.relative_to(root))
         say(f"pip install {spec} (under emulation)")
         started = time.monotonic()
-        as_root(f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check",
-                "--cache-dir", PIP_CACHE, spec)
+        as_root(f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check", spec)
         say(f"installed in {time.monotonic() - started:.0f}s")
-    with _locked(pip_cache.with_suffix(".lock")):
-        shutil.copytree(root / PIP_CACHE.lstrip("/"), pip_cache, dirs_exist_ok=True)
     target = run_in_root(root, [f"{VENV}/bin/python", "-c", _TARGET], capture_output=True,
                          text=True)
     if target.returncode:
