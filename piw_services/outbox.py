@@ -51,6 +51,12 @@ def last_seq(session: Session) -> int:
     return session.execute(_sql("SELECT coalesce(max(seq), 0) FROM outbox")).scalar_one()
 
 
+def unsent_count(session: Session) -> int:
+    """How many batches the relay has not yet marked sent (published or not: it marks them
+    after the broker has them, so consumers may apply a batch before it counts as sent)."""
+    return session.execute(_sql("SELECT count(*) FROM outbox WHERE sent_at IS NULL")).scalar_one()
+
+
 def consumer_marks(session: Session) -> dict[str, int]:
     """Each consumer's high-water mark: the last batch it applied."""
     return dict(session.execute(_sql("SELECT consumer, seq FROM consumer_marks")).all())

@@ -631,10 +631,14 @@ def audit(session: Session, www: Path, hashes: bool = False) -> list[Disagreemen
 
 # -- is the system quiet? --------------------------------------------------------------------
 def activity(session: Session) -> list[str]:
-    """What is still in flight (empty when quiet): consumers behind the outbox, packages
-    waiting for the index to rewrite their pages. A live system is briefly inconsistent
-    while events travel, so an audit worth trusting waits for this to be empty."""
+    """What is still in flight (empty when quiet): batches the relay has not marked sent,
+    consumers behind the outbox, packages waiting for the index to rewrite their pages. A live
+    system is briefly inconsistent while events travel, so an audit worth trusting waits for
+    this to be empty."""
     busy = []
+    unsent = outbox.unsent_count(session)
+    if unsent:
+        busy.append(f"{unsent} outbox batches not yet relayed")
     top = outbox.last_seq(session)
     for consumer, seq in sorted(outbox.consumer_marks(session).items()):
         if seq < top:

@@ -360,19 +360,23 @@ def test_the_command_clean_and_not(db, db_url, www):
 
 
 def test_the_command_waits_for_quiet_then_settles(db, db_url, www):
-    sql(db, "INSERT INTO outbox (seq, events, count) VALUES (7, '[]', 0)")
+    sql(db, "UPDATE outbox SET sent_at = now()")
+    sql(db, "INSERT INTO outbox (seq, events, count) VALUES (7, '[]', 0)")  # not yet relayed
     sql(db, "INSERT INTO consumer_marks (consumer, seq) VALUES ('index', 7), ('file_manager', 5)")
     sql(db, "INSERT INTO index_dirty (package) VALUES ('foo')")
     started = time.monotonic()
     result = piw_audit(db_url, www, "--wait", "1.5", "--json")
     assert time.monotonic() - started >= 1.5
     assert result.returncode == 0 and result.stdout.strip() == "[]"
-    assert "waiting for quiet: file_manager at 5 of 7; 1 dirty pages in index_dirty" \
-        in result.stderr
+    assert "waiting for quiet: 1 outbox batches not yet relayed; file_manager at 5 of 7; " \
+        "1 dirty pages in index_dirty" in result.stderr
     assert "still busy after 1.5 s" in result.stderr
 
-    sql(db, "UPDATE consumer_marks SET seq = 7")
-    sql(db, "DELETE FROM index_dirty")
+    sql(db, "UPDATE consumer_marks SET seq = 7")  # applied before the relay marked it sent:
+    sql(db, "DELETE FROM index_dirty")  # still not quiet (the race of tests/e2e/test_import)
+    result = piw_audit(db_url, www, "--wait", "0.5", "--json")
+    assert "still busy after 0.5 s (1 outbox batches not yet relayed)" in result.stderr
+    sql(db, "UPDATE outbox SET sent_at = now()")
     (www / "simple/bar" / (BAR + ".metadata")).unlink()
     started = time.monotonic()
     result = piw_audit(db_url, www, "--wait", "30", "--settle", "2", "-q")
