@@ -16,6 +16,7 @@ installs them on Debian).
 from __future__ import annotations
 
 import argparse
+import email.parser
 import fcntl
 import hashlib
 import json
@@ -30,10 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from builders.commandline import command_parser, configure_logging
 
@@ -50,6 +54,7 @@ __all__ = [
     "root_command",
     "run_in_root",
     "setup_root",
+    "wheel_requirements",
 ]
 
 #: Debian architecture -> (qemu binfmt entry, the machine its Python reports).
@@ -150,6 +155,24 @@ class Userland:
 
     def tarball(self, cache: Path) -> Path:
         return cache / "userlands" / f"{self.name}.tar.zst"
+
+    def venv_layer(self, cache: Path, requirements: Sequence[str]) -> Path:
+        """The builder venv with *requirements* installed, kept beside the tarball: pip
+        installing them under emulation takes minutes, unpacking them seconds. Named by the
+        exact requirements (pinned), so a new set is a new layer, never a stale one."""
+        digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:8]
+        return cache / "userlands" / f"{self.name}-venv-{digest}.tar.zst"
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    """A wheel's own dependencies (its Requires-Dist less those of extras), markers kept for
+    the pip that installs them to evaluate on its own platform."""
+    with zipfile.ZipFile(wheel) as zf:
+        [metadata] = [name for name in zf.namelist()
+                      if name.count("/") == 1 and name.endswith(".dist-info/METADATA")]
+        message = email.parser.BytesParser().parsebytes(zf.read(metadata), headersonly=True)
+    return sorted(line for line in message.get_all("Requires-Dist") or []
+                  if "extra" not in str(Requirement(line).marker or ""))
 
 
 def _host_arch() -> str:
@@ -337,9 +360,11 @@ def _clean_host_env() -> dict[str, str]:
 def setup_root(userland: Userland, root: Path, package: str | None = None,
                cache: Path | None = None, mirror: str | None = None) -> str:
     """Unpack the userland (made if missing) into ``root`` and set it up as a Pi owner
-    would: CA bundle, resolver, the ``piw`` user, a venv at /opt/piw with the builder package.
-    Returns the build target its Python announces (``cp311-linux_armv7l``)."""
+    would: CA bundle, resolver, the ``piw`` user, a venv at /opt/piw with the builder package
+    (a wheel's dependencies come from its cached venv layer, made on first use). Returns the
+    build target its Python announces (``cp311-linux_armv7l``)."""
     _require("unshare", "zstd", "tar", "chroot")
+    cache = cache_dir() if cache is None else cache
     tarball = make_image(userland, cache, mirror)
     ensure_emulation(userland.arch)
     root = Path(root).resolve()
@@ -362,17 +387,38 @@ def setup_root(userland: Userland, root: Path, package: str | None = None,
                              f"{(done.stdout + done.stderr).strip()[-3000:]}")
 
     as_root("useradd", "--create-home", "--shell", "/bin/sh", USER)
-    as_root("python3", "-m", "venv", VENV)
+    pip = (f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check")
     with tempfile.TemporaryDirectory(dir=root / "tmp") as inbox:
         spec = _builder_wheel(package, Path(inbox))
+        layer = None
         if Path(spec).is_file():
+            if spec.endswith(".whl"):
+                requirements = wheel_requirements(Path(spec))
+                layer = userland.venv_layer(cache, requirements)
             inside = Path(inbox) / Path(spec).name
             if Path(spec).resolve() != inside.resolve():
                 shutil.copyfile(spec, inside)
             spec = "/" + str(inside.relative_to(root))
-        say(f"pip install {spec} (under emulation)")
         started = time.monotonic()
-        as_root(f"{VENV}/bin/pip", "install", "-q", "--disable-pip-version-check", spec)
+        with _locked(layer.with_suffix(".lock")) if layer else nullcontext():
+            if layer and layer.exists():
+                subprocess.run(["tar", "--numeric-owner", "-I", "zstd", "-xpf", str(layer),
+                                "-C", str(root)], check=True)
+                say(f"unpacked the dependencies' venv {layer.name} "
+                    f"in {time.monotonic() - started:.1f}s")
+            else:
+                as_root("python3", "-m", "venv", VENV)
+                if layer:
+                    say(f"pip install {' '.join(requirements)} (under emulation; kept as "
+                        f"{layer.name})")
+                    as_root(*pip, *requirements)
+                    partial = layer.with_name(f".{layer.name}.{os.getpid()}")
+                    subprocess.run(["tar", "--numeric-owner", "-I", "zstd -T0 -3 -q", "-C",
+                                    str(root), "-cf", str(partial), VENV.lstrip("/")],
+                                   check=True)
+                    partial.replace(layer)
+        say(f"pip install {spec} (under emulation)")
+        as_root(*pip, *(["--no-deps"] if layer else []), spec)
         say(f"installed in {time.monotonic() - started:.0f}s")
     target = run_in_root(root, [f"{VENV}/bin/python", "-c", _TARGET], capture_output=True,
                          text=True)

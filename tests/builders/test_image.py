@@ -2,6 +2,7 @@
 tests/e2e/test_arm.py)."""
 
 import logging
+import zipfile
 
 import pytest
 
@@ -53,6 +54,27 @@ def test_a_userland_is_named_by_its_package_set():
     assert image.Userland("armhf", "bookworm", ("libpq-dev",)).name != armhf.name
     assert image.Userland("armhf", extra=("zlib1g-dev",)).name == armhf.name  # already in
     assert set(image.BASE_PACKAGES) <= set(armhf.packages)
+
+
+def test_the_builder_venv_layer_is_named_by_the_wheels_own_requirements(tmp_path):
+    wheel = tmp_path / "piw-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("piw-0.1.0.dist-info/METADATA", (
+            "Metadata-Version: 2.1\nName: piw\nVersion: 0.1.0\n"
+            "Requires-Dist: kombu==5.7.0\n"
+            "Requires-Dist: tomli>=1; python_version < \"3.11\"\n"
+            "Provides-Extra: master\n"
+            "Requires-Dist: nameko==2.14.1; extra == \"master\"\n"
+            "Requires-Dist: amqp==5.4.2\n\nREADME body: Requires-Dist: not-a-header\n"))
+        zf.writestr("piw/sub/x.dist-info/METADATA", "Requires-Dist: vendored==1\n")
+    requirements = image.wheel_requirements(wheel)
+    assert requirements == ["amqp==5.4.2", "kombu==5.7.0", 'tomli>=1; python_version < "3.11"']
+    armhf = image.Userland("armhf")
+    layer = armhf.venv_layer(tmp_path, requirements)
+    assert layer.parent == armhf.tarball(tmp_path).parent
+    assert layer.name.startswith(armhf.name + "-venv-")
+    assert armhf.venv_layer(tmp_path, requirements[:2]) != layer  # a new pin: a new layer
+    assert image.Userland("arm64").venv_layer(tmp_path, requirements) != layer
 
 
 @pytest.mark.parametrize("arch, distro, extra, problem", [
