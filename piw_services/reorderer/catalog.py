@@ -23,7 +23,7 @@ consumers can see, so a late row that changes nothing emits nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,22 +371,25 @@ def _diff(pkg: PackageState, row: Row, before: tuple[Any, dict], after: tuple[An
                         "pyver": pyver})
 
 
-def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row],
-               links: Links | None = None) -> list[dict[str, Any]]:
+def apply_rows(packages: dict[str, PackageState], rows: Sequence[Row],
+               links: Links | None = None,
+               plan: Sequence[list[tuple[str, Kind]]] | None = None) -> list[dict[str, Any]]:
     """Apply *rows* (in the order given) to the loaded *packages*, returning the events.
 
     *packages* must hold every package the rows touch (see :func:`targets`, with *links*),
     every version a row names (with all of its files), all versions of a package a row
     deletes, and the whole of both names of a rename; missing ones are created empty.
-    *links* (the renames known so far) gains the renames among *rows*.
+    *links* (the renames known so far) gains the renames among *rows*. *plan*, when given,
+    is each row's :func:`targets` with *links* already holding the rows' renames (the store
+    computes them once to know what to load).
     """
     links = {} if links is None else links
     events: list[dict[str, Any]] = []
     # Upstream writes a release's rows together (release, then its files), so the view after
     # one row is often the view before the next: computing a view costs O(files).
     last: tuple[PackageState, list[str], tuple[Any, dict[str, Any]]] | None = None
-    for row in rows:
-        if is_move(row):
+    for i, row in enumerate(rows):
+        if row.kind is Kind.RENAME and is_move(row):
             assert row.old_name is not None
             known = links.setdefault(row.old_name, [])
             if (row.package, row.k) not in known:
@@ -407,7 +410,7 @@ def apply_rows(packages: dict[str, PackageState], rows: Iterable[Row],
                                     row.old_name, name, row.serial, row.old_name)
                     _diff(pkg, row, before, _snapshot(pkg, scope), events)
                     last = None
-        for name, kind in targets(row, links):
+        for name, kind in targets(row, links) if plan is None else plan[i]:
             pkg = packages.get(name)
             if pkg is None:
                 pkg = packages[name] = PackageState(name=name, display_name=name)

@@ -166,6 +166,12 @@ def _as_timestamp(value: object, now: float) -> int | None:
     return None
 
 
+#: Valid names seen -> canonical form: a name comes back in many rows, and checking and
+#: canonicalising it each time was a sixth of the parse. Emptied when full.
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_SIZE = 200_000
+
+
 def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malformed:
     """Parse one ``(name, version, timestamp, action, serial)`` row from the changelog."""
     if not isinstance(raw, list | tuple) or len(raw) != 5:
@@ -180,8 +186,13 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
         return Malformed(serial, f"action is {type(action).__name__}, not text", raw)
     if "&#" in action:
         action = _CHARREF.sub(_charref, action)
-    if not is_valid_name(name):
-        return Malformed(serial, f"invalid project name {_shown(name)}", raw)
+    package = _CANONICAL.get(name) if type(name) is str else None
+    if package is None:
+        if not is_valid_name(name):
+            return Malformed(serial, f"invalid project name {_shown(name)}", raw)
+        if len(_CANONICAL) >= _CANONICAL_SIZE:
+            _CANONICAL.clear()
+        package = _CANONICAL[name] = canonical(name)
     if version is not None and (
             not isinstance(version, str) or _bad_text(version, MAX_VERSION_LENGTH)):
         return Malformed(serial, f"invalid version {_shown(version)}", raw)
@@ -216,4 +227,4 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
     if kind in (Kind.REMOVE_PROJECT, Kind.CREATE, Kind.RENAME, Kind.QUARANTINE,
                 Kind.UNQUARANTINE):
         version = None  # project-level actions; PyPI sends None here
-    return Row(serial, ts, name, canonical(name), version, kind, filename, pyver, old_name)
+    return Row(serial, ts, name, package, version, kind, filename, pyver, old_name)

@@ -42,17 +42,18 @@ class ReordererService:
         happened to them. A page that comes before the one it follows is stored waits its
         turn for up to ``TURN_WAIT`` seconds, then fails (the poller then polls again from
         our place, so nothing is skipped)."""
-        page = store.parse_page(rows)
-        deadline = time.monotonic() + TURN_WAIT
-        while True:
-            try:
-                with self.db() as s, s.begin():
-                    result = store.store_page(s, page, self._hold(), since)
-                break
-            except store.OutOfTurn:
-                if time.monotonic() > deadline:
-                    raise
-                eventlet.sleep(0.05)
+        with store.collector_paused():
+            page = store.parse_page(rows)
+            deadline = time.monotonic() + TURN_WAIT
+            while True:
+                try:
+                    with self.db() as s, s.begin():
+                        result = store.store_page(s, page, self._hold(), since)
+                    break
+                except store.OutOfTurn:
+                    if time.monotonic() > deadline:
+                        raise
+                    eventlet.sleep(0.05)
         if result.events:
             log.info("applied %d rows (%d held, %d malformed): %d events in batches %s",
                      result.applied, result.held, result.malformed, result.events,
@@ -111,7 +112,7 @@ class ReordererService:
         return IDLE if result.release_in is None else min(result.release_in, IDLE)
 
     def _release(self) -> store.IngestResult:
-        with self.db() as s, s.begin():
+        with store.collector_paused(), self.db() as s, s.begin():
             result = store.flush(s, self._hold())
         if result.applied:
             log.info("released %d held rows: %d events", result.applied, result.events)
