@@ -144,12 +144,14 @@ def _bad_text(value: str, limit: int) -> bool:
 
 
 def _as_serial(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SERIAL:
-        return value
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return value if 0 < value <= MAX_SERIAL else None
     return None
 
 
 def _as_timestamp(value: object, now: float) -> int | None:
+    if type(value) is int:  # nearly every row: skip the conversions below
+        return value if 0 < value <= now + FUTURE_SLACK else None
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -170,11 +172,13 @@ def _as_timestamp(value: object, now: float) -> int | None:
 #: canonicalising it each time was a sixth of the parse. Emptied when full.
 _CANONICAL: dict[str, str] = {}
 _CANONICAL_SIZE = 200_000
+#: Version strings seen valid (most releases are numbered alike), emptied when as full.
+_GOOD_VERSIONS: set[str] = set()
 
 
 def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malformed:
     """Parse one ``(name, version, timestamp, action, serial)`` row from the changelog."""
-    if not isinstance(raw, list | tuple) or len(raw) != 5:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 5:
         n = len(raw) if isinstance(raw, list | tuple) else None
         serial = _as_serial(raw[-1]) if n else None
         return Malformed(serial, f"expected 5 fields, got {n if n is not None else 'no list'}", raw)
@@ -193,9 +197,12 @@ def parse_row(raw: object, now: float | None = None) -> Row | Ignored | Malforme
         if len(_CANONICAL) >= _CANONICAL_SIZE:
             _CANONICAL.clear()
         package = _CANONICAL[name] = canonical(name)
-    if version is not None and (
-            not isinstance(version, str) or _bad_text(version, MAX_VERSION_LENGTH)):
-        return Malformed(serial, f"invalid version {_shown(version)}", raw)
+    if version is not None and (type(version) is not str or version not in _GOOD_VERSIONS):
+        if not isinstance(version, str) or _bad_text(version, MAX_VERSION_LENGTH):
+            return Malformed(serial, f"invalid version {_shown(version)}", raw)
+        if len(_GOOD_VERSIONS) >= _CANONICAL_SIZE:
+            _GOOD_VERSIONS.clear()
+        _GOOD_VERSIONS.add(version)
     ts = _as_timestamp(timestamp, time.time() if now is None else now)
     if ts is None:
         return Malformed(serial, f"bad timestamp {_shown(timestamp)}", raw)

@@ -149,15 +149,20 @@ def _row_to_db(row: Row) -> tuple:
             row.kind.value, row.filename, row.pyver, row.old_name)
 
 
-def _select_versions(table: str, columns: Sequence[str]) -> str:
-    """Rows of *table* for whole packages (first parameter) and for (package, version) pairs
-    (second and third), as two halves that each probe the primary key (see
-    :data:`_PROBE_BY_KEY`). One ``OR`` of both made PostgreSQL scan the whole table."""
-    cols = ", ".join(f"t.{c}" for c in columns)
-    return (f"SELECT {cols} FROM unnest(%s::text[]) AS w(p) JOIN {table} t "
+def _select_versions() -> str:
+    """Versions with their files (a row a file, or one with NULL file columns), for whole
+    packages (first parameter) and for (package, version) pairs (second and third): one
+    statement, so a version is found once and its files by the index from there. The halves
+    each probe the primary key (see :data:`_PROBE_BY_KEY`): one ``OR`` of both made
+    PostgreSQL scan the whole table."""
+    cols = ", ".join(f"t.{c}" for c in VER_COLUMNS)
+    files = ", ".join(f"f.{c}" for c in FILE_COLUMNS[2:])
+    return (f"SELECT v.*, {files} FROM ("
+            f"SELECT {cols} FROM unnest(%s::text[]) AS w(p) JOIN versions t "
             f"ON t.package = w.p UNION ALL "
-            f"SELECT {cols} FROM unnest(%s::text[], %s::text[]) AS u(p, v) JOIN {table} t "
-            f"ON t.package = u.p AND t.version = u.v")
+            f"SELECT {cols} FROM unnest(%s::text[], %s::text[]) AS u(p, v) JOIN versions t "
+            f"ON t.package = u.p AND t.version = u.v) v "
+            f"LEFT JOIN upstream_files f ON f.package = v.package AND f.version = v.version")
 
 
 #: A page names up to 50,000 (package, version) pairs, a small part of a catalog of millions.
@@ -170,11 +175,17 @@ _PLAN_FREELY = "RESET enable_hashjoin; RESET enable_mergejoin; RESET jit"
 
 
 def load_packages(cur: Any, names: Iterable[str],
-                  versions: Iterable[tuple[str, str | None]] | None = None
-                  ) -> dict[str, PackageState]:
+                  versions: Iterable[tuple[str, str | None]] | None = None,
+                  deletions: dict[str, int] | None = None) -> dict[str, PackageState]:
     """The named packages (absent ones are left out) with their versions and files: all of
     them, or, when *versions* is given, only those (package, version) pairs and the versions
-    of packages named in *versions* as ``(package, None)``."""
+    of packages named in *versions* as ``(package, None)``.
+
+    *deletions* names packages a row deletes, with that row's key: all their versions are
+    loaded (a deletion is seen by each), unless the package holds no fact newer than the
+    deletion. Then every version it holds dies with it, unchanged, and what consumers see is
+    the package removed (see ``catalog._diff``): its other versions and their files, a
+    package's whole history, need not be read."""
     names = list(set(names))
     packages: dict[str, PackageState] = {}
     cur.execute(f"SELECT {', '.join(PKG_COLUMNS)} FROM packages WHERE name = ANY(%s)", (names,))
@@ -187,24 +198,26 @@ def load_packages(cur: Any, names: Iterable[str],
         whole, some = names, []
     else:
         pairs = {pv for pv in versions if pv[0] in packages}
+        if deletions:
+            pairs.update((name, None) for name, k in deletions.items()
+                         if name in packages and packages[name].created_k > k)
         whole = [p for p, v in pairs if v is None]
         everything = set(whole)
         some = [pv for pv in pairs if pv[1] is not None and pv[0] not in everything]
-    params = [whole, [p for p, _ in some], [v for _, v in some]]
     cur.execute(_PROBE_BY_KEY)
-    cur.execute(_select_versions("versions", VER_COLUMNS), params)
-    versions_rows = cur.fetchall()
-    cur.execute(_select_versions("upstream_files", FILE_COLUMNS), params)
-    files_rows = cur.fetchall()
+    cur.execute(_select_versions(), [whole, [p for p, _ in some], [v for _, v in some]])
+    found = cur.fetchall()
     cur.execute(_PLAN_FREELY)
-    for r in versions_rows:
+    for r in found:
         pkg = packages[r[0]]
-        pkg.versions[r[1]] = VersionState(*r[2:])
-        pkg.stored_versions.add(r[1])
-    for package, version, filename, *rest in files_rows:
-        pkg = packages[package]
-        pkg.versions[version].files[filename] = FileState(*rest)
-        pkg.stored_files.add((version, filename))
+        version = r[1]
+        v = pkg.versions.get(version)
+        if v is None:
+            v = pkg.versions[version] = VersionState(*r[2:11])
+            pkg.stored_versions.add(version)
+        if r[11] is not None:
+            v.files[r[11]] = FileState(r[12], r[13], r[14])
+            pkg.stored_files.add((version, r[11]))
     return packages
 
 
@@ -311,13 +324,14 @@ def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:
     plan = [targets(row, links) for row in released]
     names: set[str] = set()
     versions: set[tuple[str, str | None]] = set()
+    deletions: dict[str, int] = {}
     moves = []
     for row, row_targets in zip(released, plan, strict=True):
         if len(row_targets) == 1:  # nearly every row: one package, no rename
             name, kind = row_targets[0]
             names.add(name)
             if kind is Kind.REMOVE_PROJECT:
-                versions.add((name, None))  # a package deletion is seen by all its versions
+                deletions.setdefault(name, row.k)  # the first: rows are in key order
             elif row.version is not None:
                 versions.add((name, row.version))
             continue
@@ -333,7 +347,7 @@ def _apply_released(cur: Any, released: list[Row]) -> list[dict[str, Any]]:
                 versions.add((name, None))
             elif row.version is not None:
                 versions.add((name, row.version))
-    packages = load_packages(cur, names, versions)
+    packages = load_packages(cur, names, versions, deletions)
     events = apply_rows(packages, released, links, plan)
     save_packages(cur, packages.values())
     if moves:

@@ -192,6 +192,28 @@ def test_a_packages_held_rows_leave_together(db):
         assert plan[("pkg", "1.0")].buildable and not plan[("pkg", "2.0")].alive
 
 
+def test_a_deletion_in_a_later_page_converges_whether_or_not_it_is_the_newest_row(db):
+    """A package deletion newer than all its package holds reads none of its versions (they
+    all die with it); one older than some of them (a late row) reads them all: both leave
+    the catalog, and a consumer of the events, where the log in time order would."""
+    log = [["pkg", None, 1000, "create", 1], ["pkg", "1.0", 1001, "new release", 2],
+           ["pkg", "1.0", 1001, "add source file pkg-1.0.tar.gz", 3],
+           ["pkg", "2.0", 1003, "new release", 4], ["pkg", "2.0", 1004, "yank release", 5],
+           ["late", "1.0", 1001, "new release", 6], ["late", "2.0", 1005, "new release", 7],
+           ["late", "2.0", 1005, "add source file late-2.0.tar.gz", 8]]
+    pages = [log, [["pkg", None, 1010, "remove project", 9]],  # newest: 1.0 and 2.0 die
+             [["pkg", "3.0", 1020, "new release", 10]],  # a new life
+             [["late", None, 1003, "remove project", 11]]]  # 2.0 outlives it, 1.0 not
+    seen = []
+    for page in pages:
+        seen += page
+        with db() as s, s.begin():
+            store.ingest(s, page, hold=FLUSH_ALL, now=NOW)
+        with db() as s:
+            assert catalog(s) == reference(valid_rows(seen))
+            assert fold_events(outbox_events(s)) == reference(valid_rows(seen))
+
+
 def test_live_upstream_is_released_by_the_wall_clock(db):
     with db() as s, s.begin():
         r = store.ingest(s, [["pkg", "1.0", NOW - 60, "new release", 1]], hold=300, now=NOW)
