@@ -1,5 +1,6 @@
 """Convergence (contract point 2) of the pure LWW catalog, against the naive reference."""
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +82,38 @@ def test_chai_sequence_from_design():
     apply_rows(packages, parsed(log))  # serial order, as upstream sends it
     assert sorted(view(packages)["chai"]["versions"]) == [
         "0.1.0", "0.1.16", "0.1.17", "0.1.18", "0.1.19"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect: a deletion older than every creating row still names a new life, so "
+    "consumers delete and rebuild the wheels (fix: a min-register of the oldest creating key, "
+    "with the store loading whole packages when a late older creation lowers it)"))
+@pytest.mark.parametrize("deletion", [
+    ["chai", None, 1299029397, "remove", 264426],
+    ["chai", "0.1.0", 1299029397, "remove release", 264426],
+])
+def test_a_deletion_older_than_everything_it_would_delete_ends_no_life(deletion):
+    """chai's remove arrives last but is first in time: it deleted nothing, so consumers who
+    saw the releases should see no event (no package removed and added again, no new life:
+    their wheels stay), and the state the one it would be had the remove come first."""
+    log = [["chai", None, 1299029402, "create", 264082],
+           ["chai", "0.1.0", 1299029402, "new release", 264084],
+           ["chai", "0.1.0", 1299029403, "add source file chai-0.1.0.tar.gz", 264085]]
+    packages = {}
+    apply_rows(packages, parsed(log))
+    assert apply_rows(packages, parsed([deletion])) == []
+    assert packages["chai"].life == 0
+    first = {}
+    events = apply_rows(first, parsed([deletion] + log))
+    assert {e.get("life") for e in events} == {0}
+    assert view(first) == view(packages) == reference(parsed(log + [deletion]))
+
+
+def test_a_deletion_after_a_creation_still_ends_a_life_whatever_the_order():
+    log = [["pkg", None, 100, "create", 1], ["pkg", "1.0", 101, "new release", 2],
+           ["pkg", None, 102, "remove", 3], ["pkg", None, 103, "create", 4]]
+    for order in (log, log[::-1], [log[2], log[3], log[0], log[1]]):
+        packages = {}
+        apply_rows(packages, parsed(order))
+        assert packages["pkg"].life == 3 and packages["pkg"].alive
+        assert view(packages) == reference(parsed(log))
