@@ -182,6 +182,12 @@ def _apply(pkg: PackageState, row: Row, kind: Kind) -> None:
         pkg.dirty_files.add((row.version, row.filename))
 
 
+def created_after(pkg: PackageState, k: int) -> bool:
+    """Whether a row newer than key *k* created something of *pkg*: if none did, a deletion
+    at *k* ends all of it unchanged (the store need not load its versions for it)."""
+    return pkg.created_k > k
+
+
 def is_move(row: Row) -> bool:
     """A legacy rename to another name (not a respelling of the same one)."""
     return row.kind is Kind.RENAME and bool(row.old_name) and row.old_name != row.package

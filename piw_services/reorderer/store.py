@@ -32,6 +32,7 @@ from piw_services.reorderer.catalog import (
     VersionState,
     apply_rows,
     chain,
+    created_after,
     is_move,
     targets,
 )
@@ -200,7 +201,7 @@ def load_packages(cur: Any, names: Iterable[str],
         pairs = {pv for pv in versions if pv[0] in packages}
         if deletions:
             pairs.update((name, None) for name, k in deletions.items()
-                         if name in packages and packages[name].created_k > k)
+                         if name in packages and created_after(packages[name], k))
         whole = [p for p, v in pairs if v is None]
         everything = set(whole)
         some = [pv for pv in pairs if pv[1] is not None and pv[0] not in everything]
