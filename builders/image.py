@@ -159,8 +159,11 @@ class Userland:
     def venv_layer(self, cache: Path, requirements: Sequence[str]) -> Path:
         """The builder venv with *requirements* installed, kept beside the tarball: pip
         installing them under emulation takes minutes, unpacking them seconds. Named by the
-        exact requirements (pinned), so a new set is a new layer, never a stale one."""
-        digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:8]
+        exact requirements (pinned) and the tarball it was made on (``image --rebuild`` makes
+        a new one), so a new set or a new userland is a new layer, never a stale one."""
+        tarball = self.tarball(cache)
+        made = tarball.stat().st_mtime_ns if tarball.exists() else 0
+        digest = hashlib.sha256("\n".join([str(made), *requirements]).encode()).hexdigest()[:8]
         return cache / "userlands" / f"{self.name}-venv-{digest}.tar.zst"
 
 
@@ -413,10 +416,13 @@ def setup_root(userland: Userland, root: Path, package: str | None = None,
                         f"{layer.name})")
                     as_root(*pip, *requirements)
                     partial = layer.with_name(f".{layer.name}.{os.getpid()}")
-                    subprocess.run(["tar", "--numeric-owner", "-I", "zstd -T0 -3 -q", "-C",
-                                    str(root), "-cf", str(partial), VENV.lstrip("/")],
-                                   check=True)
-                    partial.replace(layer)
+                    try:
+                        subprocess.run(["tar", "--numeric-owner", "-I", "zstd -T0 -3 -q", "-C",
+                                        str(root), "-cf", str(partial), VENV.lstrip("/")],
+                                       check=True)
+                        partial.replace(layer)
+                    finally:
+                        partial.unlink(missing_ok=True)
         say(f"pip install {spec} (under emulation)")
         as_root(*pip, *(["--no-deps"] if layer else []), spec)
         say(f"installed in {time.monotonic() - started:.0f}s")

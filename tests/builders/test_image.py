@@ -75,6 +75,10 @@ def test_the_builder_venv_layer_is_named_by_the_wheels_own_requirements(tmp_path
     assert layer.name.startswith(armhf.name + "-venv-")
     assert armhf.venv_layer(tmp_path, requirements[:2]) != layer  # a new pin: a new layer
     assert image.Userland("arm64").venv_layer(tmp_path, requirements) != layer
+    tarball = armhf.tarball(tmp_path)
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    tarball.write_bytes(b"a userland made again")  # image --rebuild: its layers are not reused
+    assert armhf.venv_layer(tmp_path, requirements) != layer
 
 
 @pytest.mark.parametrize("arch, distro, extra, problem", [
